@@ -1,0 +1,213 @@
+"""The one typed schema of ``appliance.toml`` (ARCHITECTURE §8).
+
+Every section is a ``msgspec.Struct`` that forbids unknown keys; constraints live in
+the type annotations so the loader can both validate and describe them in errors.
+Defaults here are the documented defaults (see ``config.example.toml``).
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+NonNegative = Annotated[float, Meta(ge=0)]
+Positive = Annotated[float, Meta(gt=0)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+Identifier = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+HexId = Annotated[str, Meta(pattern=r"^[0-9A-Fa-f]{1,16}$")]
+ClockTime = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+RatingClass = Literal["top", "neutral", "negative"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Section(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=False):
+    pass
+
+
+class Device(_Section):
+    id: str = ""
+    """Device id; empty means 'derive from /etc/machine-id' at start."""
+    state_dir: str = "/var/lib/appliance"
+    secrets_file: str = ""
+    """Optional TOML file merged over this one (readable only by the service users)."""
+
+
+class Shift(_Section):
+    staff: str
+    start: ClockTime
+    end: ClockTime
+    days: list[Weekday] = field(default_factory=lambda: list(WEEKDAYS))
+
+
+class Point(_Section):
+    name: str = ""
+    presence: Literal["rf", "sensor"] = "rf"
+    min_presence_s: NonNegative = 2.0
+    leave_after_s: NonNegative = 5.0
+    min_contact_s: NonNegative = 3.0
+    max_contact_s: Positive = 1800.0
+    dwell_s: Positive = 300.0
+    rating_grace_s: NonNegative = 20.0
+    sale_grace_s: NonNegative = 30.0
+    misuse_presses: PositiveInt = 5
+    misuse_window_s: NonNegative = 10.0
+    pos: bool = False
+    rating_scale: dict[int, RatingClass] = field(
+        default_factory=lambda: {1: "negative", 2: "top"})
+    shifts: list[Shift] = field(default_factory=list)
+
+
+class RatingButton(Struct, tag_field="meaning", tag="rating", forbid_unknown_fields=True):
+    value: int
+
+
+class PresenceButton(Struct, tag_field="meaning", tag="presence", forbid_unknown_fields=True):
+    state: Literal["arrived", "left", "dwell"]
+
+
+class CallButton(Struct, tag_field="meaning", tag="call", forbid_unknown_fields=True):
+    pass
+
+
+class StaffButton(Struct, tag_field="meaning", tag="staff", forbid_unknown_fields=True):
+    staff: str
+
+
+ButtonMeaning = Union[RatingButton, PresenceButton, CallButton, StaffButton]
+
+
+class Remote(_Section):
+    point: str
+    name: str = ""
+    buttons: dict[int, ButtonMeaning] = field(default_factory=dict)
+
+
+class Sensor(_Section):
+    """A GPIO presence sensor of one point (PIR, mmWave OUT pin, break beam, ultrasonic)."""
+    point: str
+    kind: Literal["digital", "motion", "distance"] = "digital"
+    pin: Annotated[int, Meta(ge=0, le=53)] = 17
+    echo_pin: Annotated[int, Meta(ge=0, le=53)] | None = None
+    active_high: bool = True
+    threshold_m: Positive = 1.0
+
+
+class Rf(_Section):
+    source: Literal["gpio", "rtl_433", "nrf24", "none"] = "gpio"
+    pin: Annotated[int, Meta(ge=0, le=53)] = 27
+    min_frames: PositiveInt = 2
+    long_press_s: Positive = 1.5
+
+
+class Audio(_Section):
+    source: Literal["alsa", "rtsp", "file", "none"] = "none"
+    device: str = "default"
+    url: str = ""
+    rate: Literal[8000, 16000] = 16000
+    spool_dir: str = "/run/appliance/audio"
+    spool_minutes: Positive = 10.0
+    segment_s: Positive = 10.0
+    format: Literal["opus", "wav", "flac"] = "opus"
+    bitrate_kbps: Annotated[int, Meta(ge=6, le=128)] = 24
+    pre_s: NonNegative = 2.0
+    post_s: NonNegative = 2.0
+    before_s: NonNegative = 30.0
+    after_s: NonNegative = 15.0
+
+
+class Retention(_Section):
+    max_age_days: Positive = 30.0
+    quota_mb: Positive = 2048.0
+    headroom_s: NonNegative = 3600.0
+
+
+class Sync(_Section):
+    broker: str = ""
+    """mqtt://host:port or mqtts://host:port; empty disables cloud sync."""
+    prefix: str = "ca/v1"
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    username: str = ""
+    password: str = ""
+    health_interval_s: Positive = 60.0
+    batch_max: PositiveInt = 200
+    chunk_kib: Annotated[int, Meta(ge=1, le=1024)] = 128
+    rate_limit_kbps: NonNegative = 0.0
+
+
+class Pos(_Section):
+    listen: str = ""
+    """host:port of the token-authenticated POS HTTP API; empty disables it."""
+    token: str = ""
+    drop_dir: str = ""
+    """Folder a till writes JSON-lines files into; empty disables it."""
+
+
+class Time(_Section):
+    timezone: str = "UTC"
+    """Zone of shift schedules and of day/hour periods in reports."""
+    reorder_s: NonNegative = 2.0
+    """How long the live core holds events so that late ones are taken in time order."""
+
+
+class Telegram(Struct, tag_field="kind", tag="telegram", forbid_unknown_fields=True, kw_only=True):
+    token: str
+    chat_id: str
+    on: list[str] = field(default_factory=lambda: ["negative"])
+
+
+class Email(Struct, tag_field="kind", tag="email", forbid_unknown_fields=True, kw_only=True):
+    host: str
+    port: Port = 587
+    starttls: bool = True
+    username: str = ""
+    password: str = ""
+    sender: str
+    to: list[str]
+    on: list[str] = field(default_factory=lambda: ["negative"])
+
+
+class Ftp(Struct, tag_field="kind", tag="ftp", forbid_unknown_fields=True, kw_only=True):
+    host: str
+    port: Port = 21
+    tls: bool = True
+    username: str = ""
+    password: str = ""
+    directory: str = "/"
+    on: list[str] = field(default_factory=lambda: ["negative", "unproductive"])
+
+
+class Webhook(Struct, tag_field="kind", tag="webhook", forbid_unknown_fields=True, kw_only=True):
+    url: str
+    token: str = ""
+    on: list[str] = field(default_factory=lambda: ["negative"])
+
+
+Notification = Union[Telegram, Email, Ftp, Webhook]
+
+
+class Config(_Section):
+    device: Device = field(default_factory=Device)
+    time: Time = field(default_factory=Time)
+    points: dict[Identifier, Point] = field(default_factory=dict)
+    remotes: dict[HexId, Remote] = field(default_factory=dict)
+    sensors: dict[Identifier, Sensor] = field(default_factory=dict)
+    rf: Rf = field(default_factory=Rf)
+    audio: Audio = field(default_factory=Audio)
+    retention: Retention = field(default_factory=Retention)
+    sync: Sync = field(default_factory=Sync)
+    pos: Pos = field(default_factory=Pos)
+    notifications: dict[Identifier, Notification] = field(default_factory=dict)
+
+
+SECRET_KEYS = frozenset({"password", "token", "secret", "key_password"})
+"""Key names whose values never appear in logs, `info` or `config show`."""
+
+
+def schema_json() -> dict:
+    """JSON Schema of the config (published on the `info` topic)."""
+    return msgspec.json.schema(Config)

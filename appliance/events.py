@@ -1,0 +1,243 @@
+"""Input events: the JSON-lines format of replay, ``journal import``, the POS API and the
+drop folder, validated against the config and normalised into journal events.
+
+A remote's ``button`` event is mapped here through the config's button map into the
+meaning it stands for (``rating``, ``presence``, ``call``, ``staff``), keeping ``remote``
+and ``button`` so the rating log can show them.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Iterator, Literal, Union
+
+import msgspec
+from msgspec import Struct
+
+from .config.schema import CallButton, Config, PresenceButton, RatingButton, StaffButton
+from .errors import EventError
+from .journal import NewEvent
+from .timefmt import parse_ts
+
+INPUT_TYPES = ("presence", "rating", "button", "sale", "staff", "sensor", "call")
+"""Event types a user may feed; ``button`` never lands as such (it is mapped)."""
+CORE_INPUT_TYPES = ("presence", "rating", "sale", "staff", "sensor", "call")
+"""Journal event types the core pipeline consumes."""
+
+Ts = Union[str, int]
+Press = Literal["short", "long"]
+
+
+class _In(Struct, tag_field="type"):
+    ts: Ts
+
+
+class PresenceIn(_In, tag="presence"):
+    point: str
+    state: Literal["arrived", "left", "dwell"]
+
+
+class RatingIn(_In, tag="rating"):
+    point: str
+    value: int
+    remote: str | None = None
+    button: int | None = None
+
+
+class ButtonIn(_In, tag="button"):
+    remote: str
+    button: int
+    press: Press = "short"
+
+
+class SaleIn(_In, tag="sale"):
+    point: str
+    receipt: str
+    amount: float | None = None
+    items: int | None = None
+    currency: str | None = None
+
+
+class StaffIn(_In, tag="staff"):
+    point: str
+    staff: str
+    action: Literal["login", "logout"] = "login"
+
+
+class SensorIn(_In, tag="sensor"):
+    point: str
+    present: bool
+
+
+class CallIn(_In, tag="call"):
+    point: str
+    press: Press = "short"
+    remote: str | None = None
+    button: int | None = None
+
+
+AnyIn = Union[PresenceIn, RatingIn, ButtonIn, SaleIn, StaffIn, SensorIn, CallIn]
+_decoder = msgspec.json.Decoder(AnyIn)
+
+
+def _msg(exc: msgspec.ValidationError) -> str:
+    """msgspec's 'Expected `int`, got `str` - at `$.value`' -> 'value: expected int, got str'."""
+    text = str(exc)
+    if "`$.type`" in text or text.startswith("Object missing required field `type`"):
+        return "\"type\" must be one of " + ", ".join(INPUT_TYPES)
+    what, _, where = text.partition(" - at `")
+    what = what.replace("`", "")
+    what = what[0].lower() + what[1:]
+    where = where.rstrip("`").removeprefix("$").lstrip(".")
+    return f"{where}: {what}" if where else what
+
+
+def decode_line(line: bytes | str, cfg: Config) -> NewEvent:
+    """One JSON line -> one normalised journal event. EventError says what is wrong."""
+    try:
+        raw = _decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise EventError(_msg(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise EventError(f"not valid JSON: {exc}") from None
+    return normalise(raw, cfg)
+
+
+def from_dict(obj: dict, cfg: Config) -> NewEvent:
+    try:
+        raw = msgspec.convert(obj, AnyIn)
+    except msgspec.ValidationError as exc:
+        raise EventError(_msg(exc)) from None
+    return normalise(raw, cfg)
+
+
+def _point(cfg: Config, point: str):
+    p = cfg.points.get(point)
+    if p is None:
+        known = ", ".join(cfg.points) or "none configured"
+        raise EventError(f"unknown point {point!r} (points: {known})")
+    return p
+
+
+def _rating(cfg: Config, point: str, value: int) -> str:
+    scale = _point(cfg, point).rating_scale
+    cls = scale.get(value)
+    if cls is None:
+        raise EventError(f"rating value {value} is not on the rating scale of point {point} "
+                         f"({', '.join(map(str, sorted(scale)))})")
+    return cls
+
+
+def normalise(raw: AnyIn, cfg: Config) -> NewEvent:
+    try:
+        ts = parse_ts(raw.ts)
+    except ValueError as exc:
+        raise EventError(f"ts: {exc}") from None
+    if isinstance(raw, ButtonIn):
+        return map_button(raw.remote, raw.button, raw.press, ts, cfg)
+    p = _point(cfg, raw.point)
+    if isinstance(raw, PresenceIn):
+        if p.presence != "rf":
+            raise EventError(f"point {raw.point} takes presence from its sensor, not from presence events")
+        return NewEvent("presence", ts, {"state": raw.state}, raw.point)
+    if isinstance(raw, SensorIn):
+        if p.presence != "sensor":
+            raise EventError(f"point {raw.point} takes presence from RF (presence events), not from a sensor")
+        return NewEvent("sensor", ts, {"present": raw.present}, raw.point)
+    if isinstance(raw, RatingIn):
+        data = {"value": raw.value, "class": _rating(cfg, raw.point, raw.value)}
+        if raw.remote is not None:
+            data["remote"], data["button"] = raw.remote.lower(), raw.button
+        return NewEvent("rating", ts, data, raw.point)
+    if isinstance(raw, SaleIn):
+        receipt = raw.receipt.strip()
+        if not receipt or len(receipt) > 64:
+            raise EventError("receipt: expected a receipt id of 1–64 characters")
+        if raw.amount is not None and not (raw.amount == raw.amount and abs(raw.amount) < 1e12):
+            raise EventError("amount: expected a finite number")
+        if raw.items is not None and raw.items < 0:
+            raise EventError("items: expected a count ≥ 0")
+        data = {"receipt": receipt}
+        for k in ("amount", "items", "currency"):
+            if getattr(raw, k) is not None:
+                data[k] = getattr(raw, k)
+        return NewEvent("sale", ts, data, raw.point, key=f"sale:{raw.point}:{receipt}")
+    if isinstance(raw, StaffIn):
+        staff = raw.staff.strip()
+        if not staff or len(staff) > 64:
+            raise EventError("staff: expected a name of 1–64 characters")
+        return NewEvent("staff", ts, {"staff": staff, "action": raw.action}, raw.point)
+    if isinstance(raw, CallIn):
+        data = {"press": raw.press}
+        if raw.remote is not None:
+            data["remote"], data["button"] = raw.remote.lower(), raw.button
+        return NewEvent("call", ts, data, raw.point)
+    raise EventError(f"unsupported event {type(raw).__name__}")  # pragma: no cover
+
+
+def map_button(remote: str, button: int, press: str, ts: int, cfg: Config) -> NewEvent:
+    """A remote's press -> the journal event its configured meaning stands for."""
+    rid = remote.lower()
+    r = cfg.remotes.get(rid)
+    if r is None:
+        raise EventError(f"remote {remote!r} is not in the config (learn it with 'appliancectl rf learn')")
+    m = r.buttons.get(button)
+    if m is None:
+        raise EventError(f"remote {rid} has no button {button} in the config "
+                         f"(buttons: {', '.join(map(str, sorted(r.buttons))) or 'none'})")
+    src = {"remote": rid, "button": button}
+    if isinstance(m, RatingButton):
+        return NewEvent("rating", ts, {"value": m.value, "class": _rating(cfg, r.point, m.value), **src}, r.point)
+    if isinstance(m, PresenceButton):
+        if cfg.points[r.point].presence != "rf":
+            raise EventError(f"point {r.point} takes presence from its sensor, not from remote {rid}")
+        return NewEvent("presence", ts, {"state": m.state, **src}, r.point)
+    if isinstance(m, CallButton):
+        return NewEvent("call", ts, {"press": press, **src}, r.point)
+    if isinstance(m, StaffButton):
+        return NewEvent("staff", ts, {"staff": m.staff, "action": "login", **src}, r.point)
+    raise EventError(f"remote {rid} button {button}: unsupported meaning")  # pragma: no cover
+
+
+class LineErrors(list):
+    """(line number, message) pairs."""
+
+    def report(self, source: str) -> str:
+        return "\n".join(f"{source}:{n}: {m}" for n, m in self)
+
+
+def read_lines(lines: Iterable[bytes], cfg: Config) -> Iterator[tuple[int, NewEvent | EventError]]:
+    """Number and decode every non-blank line; errors are yielded, never raised."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith(b"#"):
+            continue
+        try:
+            yield n, decode_line(line, cfg)
+        except EventError as exc:
+            exc.line = n
+            yield n, exc
+
+
+def load_file(path: str, cfg: Config, source: str = "import") -> tuple[list[NewEvent], LineErrors]:
+    """Decode a whole events file. Events get idempotency keys from the file's content,
+    so importing the same file twice lands every event once. Duplicate receipts within the
+    file are errors."""
+    with open(path, "rb") as f:
+        data = f.read()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    events: list[NewEvent] = []
+    errors = LineErrors()
+    receipts: dict[str, int] = {}
+    for n, ev in read_lines(data.splitlines(), cfg):
+        if isinstance(ev, EventError):
+            errors.append((n, ev.message))
+            continue
+        if ev.key is not None:
+            first = receipts.setdefault(ev.key, n)
+            if first != n:
+                errors.append((n, f"receipt {ev.data['receipt']} at {ev.point} repeats line {first}"))
+                continue
+        else:
+            ev.key = f"{source}:{digest}:{n}"
+        ev.source = source
+        events.append(ev)
+    return events, errors

@@ -1,0 +1,28 @@
+"""Time-ordered unique ids (UUIDv7, RFC 9562)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+
+
+def uuid7(ms: int | None = None, rand: bytes | None = None) -> str:
+    """A UUIDv7 string: 48-bit Unix ms, version 7, 74 random (or given) bits."""
+    if ms is None:
+        ms = time.time_ns() // 1_000_000
+    rand = rand if rand is not None else os.urandom(10)
+    b = bytearray(ms.to_bytes(6, "big") + rand[:10])
+    b[6] = 0x70 | (b[6] & 0x0F)
+    b[8] = 0x80 | (b[8] & 0x3F)
+    return str(uuid.UUID(bytes=bytes(b)))
+
+
+def derived_id(ms: int, *parts: object) -> str:
+    """A deterministic UUIDv7 for derived records (a contact): same inputs, same id.
+
+    Replay and a restarted stage therefore produce the same ids, which makes their
+    outputs idempotent.
+    """
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=10).digest()
+    return uuid7(max(ms, 0), digest)

@@ -1,0 +1,301 @@
+"""The journal: the single durable bus and buffer (ARCHITECTURE §2).
+
+SQLite in WAL mode, ``synchronous=FULL``: a commit that returned survives a crash or a
+power cut. Every event is appended once, with a UUIDv7 id and a local sequence number
+(``seq``, strictly increasing in commit order, never reused). Each stage keeps a cursor
+in ``stages`` and commits its output *and* its cursor advance in one transaction
+(:meth:`Journal.stage`), so a crash at any instant neither loses nor doubles work.
+Several processes may read and write at once (WAL + busy timeout + BEGIN IMMEDIATE).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import JournalError
+from .ids import uuid7
+
+log = logging.getLogger(__name__)
+
+JOURNAL_NAME = "journal.db"
+
+
+def _m1(db: sqlite3.Connection) -> None:
+    db.executescript("""
+    CREATE TABLE events(
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        id        TEXT NOT NULL UNIQUE,
+        type      TEXT NOT NULL,
+        point     TEXT,
+        ts        INTEGER NOT NULL,      -- wall time, UTC ms (corrected once the clock syncs)
+        mono      INTEGER,               -- CLOCK_MONOTONIC ns at capture, if taken on this box
+        boot      TEXT,                  -- boot id at capture
+        synced    INTEGER NOT NULL DEFAULT 1,
+        ts_raw    INTEGER,               -- the original ts when it was corrected
+        source    TEXT NOT NULL,
+        key       TEXT UNIQUE,           -- idempotency key: the same input never lands twice
+        data      TEXT NOT NULL          -- the event's own fields, JSON
+    );
+    CREATE INDEX events_type_seq ON events(type, seq);
+    CREATE INDEX events_ts ON events(ts);
+    CREATE INDEX events_unsynced ON events(boot) WHERE synced = 0;
+    CREATE TABLE stages(
+        name      TEXT PRIMARY KEY,
+        cursor    INTEGER NOT NULL DEFAULT 0,   -- last journal seq whose effects are committed
+        state     BLOB,                         -- the stage's snapshot at that cursor
+        updated   INTEGER NOT NULL,             -- wall ms of the last commit (heartbeat)
+        info      TEXT                          -- JSON: pid, version, counters
+    );
+    """)
+
+
+MIGRATIONS = [_m1]
+"""Schema migrations; index + 1 is the resulting ``PRAGMA user_version``."""
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(slots=True)
+class Event:
+    """One journal row."""
+    seq: int
+    id: str
+    type: str
+    point: str | None
+    ts: int
+    data: dict
+    source: str = ""
+    mono: int | None = None
+    boot: str | None = None
+    synced: bool = True
+    ts_raw: int | None = None
+
+    def as_dict(self) -> dict:
+        from .timefmt import iso_ms
+        d = {"seq": self.seq, "id": self.id, "type": self.type, "ts": iso_ms(self.ts)}
+        if self.point is not None:
+            d["point"] = self.point
+        d.update(self.data)
+        d["source"] = self.source
+        if self.mono is not None:
+            d["mono"], d["boot"], d["synced"] = self.mono, self.boot, self.synced
+        if self.ts_raw is not None:
+            d["ts_raw"] = iso_ms(self.ts_raw)
+        return d
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """An event to append. ``key`` makes the append idempotent."""
+    type: str
+    ts: int
+    data: dict = field(default_factory=dict)
+    point: str | None = None
+    source: str = "local"
+    key: str | None = None
+    mono: int | None = None
+    boot: str | None = None
+    synced: bool = True
+    id: str | None = None
+
+
+_COLS = "seq, id, type, point, ts, data, source, mono, boot, synced, ts_raw"
+
+
+def _row(r: tuple) -> Event:
+    return Event(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], bool(r[9]), r[10])
+
+
+class Journal:
+    """A connection to the journal. One per thread; cheap to open."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, timeout_s: float = 30.0):
+        self.path = Path(path)
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.exists():
+            raise JournalError(f"no journal at {self.path} (is the appliance running, is state_dir right?)")
+        uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+        self.db = sqlite3.connect(uri, uri=readonly, timeout=timeout_s, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        if not readonly:
+            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise JournalError(f"{self.path}: cannot switch to WAL mode (got {mode})")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        if not readonly:
+            self._migrate()
+        else:
+            v = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if v > SCHEMA_VERSION:
+                raise JournalError(f"{self.path}: schema version {v} is newer than this software ({SCHEMA_VERSION})")
+
+    @classmethod
+    def in_dir(cls, state_dir: str | Path, **kw: Any) -> "Journal":
+        return cls(Path(state_dir) / JOURNAL_NAME, **kw)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            v = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if v > SCHEMA_VERSION:
+                raise JournalError(f"{self.path}: schema version {v} is newer than this software ({SCHEMA_VERSION})")
+            for i in range(v, SCHEMA_VERSION):
+                log.info("journal %s: migrating schema %d -> %d", self.path, i, i + 1)
+                MIGRATIONS[i](self.db)
+                self.db.execute(f"PRAGMA user_version={i + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    # --- appending ---------------------------------------------------------------------
+
+    def _insert(self, ev: NewEvent) -> int | None:
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO events(id, type, point, ts, mono, boot, synced, source, key, data)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (ev.id or uuid7(), ev.type, ev.point, ev.ts, ev.mono, ev.boot, int(ev.synced),
+             ev.source, ev.key, json.dumps(ev.data, separators=(",", ":"), ensure_ascii=False)))
+        return cur.lastrowid if cur.rowcount else None
+
+    def append(self, ev: NewEvent) -> int | None:
+        """Append one event durably. Returns its seq, or None if its key was already there."""
+        with self.transaction():
+            return self._insert(ev)
+
+    def append_many(self, events: Iterable[NewEvent]) -> list[int | None]:
+        """Append a batch in one durable transaction (all or nothing)."""
+        with self.transaction():
+            return [self._insert(ev) for ev in events]
+
+    # --- reading -----------------------------------------------------------------------
+
+    def read(self, after: int = 0, limit: int = 1000, types: Iterable[str] | None = None) -> list[Event]:
+        if types:
+            types = list(types)
+            q = (f"SELECT {_COLS} FROM events WHERE seq > ? AND type IN ({','.join('?' * len(types))})"
+                 " ORDER BY seq LIMIT ?")
+            rows = self.db.execute(q, (after, *types, limit))
+        else:
+            rows = self.db.execute(f"SELECT {_COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                   (after, limit))
+        return [_row(r) for r in rows]
+
+    def iter_all(self, types: Iterable[str] | None = None, batch: int = 5000) -> Iterator[Event]:
+        after = 0
+        while True:
+            rows = self.read(after, batch, types)
+            if not rows:
+                return
+            yield from rows
+            after = rows[-1].seq
+
+    def last_seq(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    def data_version(self) -> int:
+        """Changes when another connection commits: a cheap 'anything new?' poll."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    # --- stages ------------------------------------------------------------------------
+
+    def cursor(self, stage: str) -> int:
+        r = self.db.execute("SELECT cursor FROM stages WHERE name = ?", (stage,)).fetchone()
+        return r[0] if r else 0
+
+    def stage_state(self, stage: str) -> tuple[int, bytes | None]:
+        r = self.db.execute("SELECT cursor, state FROM stages WHERE name = ?", (stage,)).fetchone()
+        return (r[0], r[1]) if r else (0, None)
+
+    def stages(self) -> list[dict]:
+        rows = self.db.execute("SELECT name, cursor, updated, info FROM stages ORDER BY name")
+        return [{"name": n, "cursor": c, "updated": u, "info": json.loads(i) if i else {}}
+                for n, c, u, i in rows]
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator["StageTxn"]:
+        """One atomic step of a stage: its outputs and its cursor advance commit together."""
+        with self.transaction() as db:
+            r = db.execute("SELECT cursor FROM stages WHERE name = ?", (name,)).fetchone()
+            txn = StageTxn(self, name, r[0] if r else 0)
+            yield txn
+            db.execute(
+                "INSERT INTO stages(name, cursor, state, updated, info) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(name) DO UPDATE SET cursor=excluded.cursor,"
+                " state=COALESCE(excluded.state, stages.state), updated=excluded.updated,"
+                " info=COALESCE(excluded.info, stages.info)",
+                (name, txn.cursor, txn.state, int(time.time() * 1000),
+                 json.dumps(txn.info) if txn.info is not None else None))
+
+    # --- clock correction (ARCHITECTURE §3) --------------------------------------------
+
+    def correct_unsynced(self, boot: str, offset_ns: int) -> int:
+        """Rewrite ts of this boot's pre-sync events as mono + offset; keep the original."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE events SET ts_raw = ts, ts = (mono + ?) / 1000000, synced = 1"
+                " WHERE boot = ? AND synced = 0 AND mono IS NOT NULL", (offset_ns, boot))
+            return cur.rowcount
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+class StageTxn:
+    """Inside :meth:`Journal.stage`: read input, append output, move the cursor."""
+
+    def __init__(self, journal: Journal, name: str, cursor: int):
+        self.journal = journal
+        self.name = name
+        self.cursor = cursor
+        self.state: bytes | None = None
+        self.info: dict | None = None
+
+    def read(self, limit: int = 1000, types: Iterable[str] | None = None) -> list[Event]:
+        return self.journal.read(self.cursor, limit, types)
+
+    def read_batch(self, limit: int = 1000, types: Iterable[str] | None = None) -> tuple[list[Event], int]:
+        """Events after the cursor and the seq the cursor may move to once they are handled.
+
+        With a type filter, the cursor may skip past events of other types: the write lock
+        held by this transaction guarantees no seq below ``last_seq`` can still appear.
+        """
+        events = self.read(limit, types)
+        if len(events) < limit:
+            return events, max(self.cursor, self.journal.last_seq())
+        return events, events[-1].seq
+
+    def append(self, ev: NewEvent) -> int | None:
+        return self.journal._insert(ev)
+
+    def advance(self, seq: int) -> None:
+        if seq < self.cursor:
+            raise JournalError(f"stage {self.name}: cursor cannot move back ({self.cursor} -> {seq})")
+        self.cursor = seq

@@ -1,0 +1,182 @@
+"""Service metrics per period, point and owner (ARCHITECTURE §5).
+
+Computed from the pipeline's settled records, so live reports, replay and the cloud all
+count the same way. Ratios over zero contacts are ``None`` (JSON null).
+"""
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+from zoneinfo import ZoneInfo
+
+from .point import Call, Contact, Rating, Sale
+
+METRIC_KEYS = ("contacts", "mean_duration_s", "median_duration_s", "ratings", "top", "negative",
+               "orphan_ratings", "misuse", "response_rate", "csi", "cdi", "cci", "eli",
+               "receipts", "conversion")
+
+
+@dataclass(slots=True)
+class Tally:
+    durations: list[float] = field(default_factory=list)
+    rated: int = 0
+    ratings: int = 0
+    top: int = 0
+    negative: int = 0
+    orphans: int = 0
+    misuse: int = 0
+    superseded: int = 0
+    receipts: int = 0
+    amount: float = 0.0
+    distribution: Counter = field(default_factory=Counter)
+    orphan_distribution: Counter = field(default_factory=Counter)
+    calls: int = 0
+    answered: list[float] = field(default_factory=list)
+    tags: Counter = field(default_factory=Counter)
+
+    def add_contact(self, c: Contact) -> None:
+        self.durations.append(c.duration_ms / 1000)
+        self.tags.update(c.tags)
+        if c.rating is not None:
+            self.rated += 1
+            self._rating(c.rating)
+        self.superseded += len(c.superseded)
+
+    def _rating(self, r: Rating) -> None:
+        self.ratings += 1
+        self.distribution[r.value] += 1
+        if r.cls == "top":
+            self.top += 1
+        elif r.cls == "negative":
+            self.negative += 1
+
+    def add_orphan(self, r: Rating) -> None:
+        self.orphans += 1
+        self.orphan_distribution[r.value] += 1
+        self._rating(r)
+
+    def add_sale(self, s: Sale) -> None:
+        self.receipts += 1
+        self.amount += s.amount or 0.0
+
+    def add_call(self, c: Call) -> None:
+        self.calls += 1
+        if c.answered_s is not None:
+            self.answered.append(c.answered_s)
+
+    def result(self) -> dict:
+        n = len(self.durations)
+
+        def ratio(x: int) -> float | None:
+            return x / n if n else None
+        return {
+            "contacts": n,
+            "mean_duration_s": statistics.fmean(self.durations) if n else None,
+            "median_duration_s": statistics.median(self.durations) if n else None,
+            "ratings": self.ratings,
+            "top": self.top,
+            "negative": self.negative,
+            "orphan_ratings": self.orphans,
+            "misuse": self.misuse,
+            "response_rate": ratio(self.rated),
+            "silent_share": (1 - self.rated / n) if n else None,
+            "csi": ratio(self.top),
+            "cdi": ratio(self.negative),
+            "cci": ratio(self.ratings - self.top),
+            "eli": ratio(self.top - self.negative),
+            "receipts": self.receipts,
+            "conversion": ratio(self.receipts),
+            "revenue": round(self.amount, 2),
+            "superseded": self.superseded,
+            "distribution": {str(k): v for k, v in sorted(self.distribution.items())},
+            "orphan_distribution": {str(k): v for k, v in sorted(self.orphan_distribution.items())},
+            "tags": dict(sorted(self.tags.items())),
+            "calls": self.calls,
+            "calls_answered": len(self.answered),
+            "call_answer_mean_s": statistics.fmean(self.answered) if self.answered else None,
+        }
+
+
+class Period:
+    """Maps a time to the label of its period (hour, day, week, month) in a zone."""
+
+    def __init__(self, unit: str, tz: str = "UTC"):
+        self.unit = unit
+        self.tz = ZoneInfo(tz)
+
+    def __call__(self, t: int) -> str:
+        d = datetime.fromtimestamp(t / 1000, tz=timezone.utc).astimezone(self.tz)
+        if self.unit == "hour":
+            return d.strftime("%Y-%m-%dT%H:00")
+        if self.unit == "day":
+            return d.strftime("%Y-%m-%d")
+        if self.unit == "week":
+            y, w, _ = d.isocalendar()
+            return f"{y}-W{w:02d}"
+        if self.unit == "month":
+            return d.strftime("%Y-%m")
+        raise ValueError(f"unknown period {self.unit!r}")
+
+
+Key = Callable[[str, int, str | None], str | None]
+"""key(point, time, owner) -> group label, or None to leave the record out."""
+
+
+def tally(records: Iterable[tuple[str, object]], key: Key,
+          window: tuple[int | None, int | None] = (None, None)) -> dict[str, Tally]:
+    """Group settled records. A contact counts at its open time; orphans, misuse presses,
+    sales and calls at their own time. ``window`` = [from, to) on those times."""
+    lo, hi = window
+    groups: dict[str, Tally] = {}
+
+    def group(point: str, t: int, owner: str | None) -> Tally | None:
+        if (lo is not None and t < lo) or (hi is not None and t >= hi):
+            return None
+        k = key(point, t, owner)
+        if k is None:
+            return None
+        g = groups.get(k)
+        if g is None:
+            g = groups[k] = Tally()
+        return g
+
+    for kind, rec in records:
+        if kind == "contact":
+            g = group(rec.point, rec.opened, rec.owner)
+            if g:
+                g.add_contact(rec)
+        elif kind == "rating":
+            if rec.status == "orphan":
+                g = group(rec.point, rec.t, rec.owner)
+                if g:
+                    g.add_orphan(rec)
+            elif rec.status == "misuse":
+                g = group(rec.point, rec.t, rec.owner)
+                if g:
+                    g.misuse += 1
+        elif kind == "sale":
+            g = group(rec.point, rec.t, rec.owner)
+            if g:
+                g.add_sale(rec)
+        elif kind == "call":
+            g = group(rec.point, rec.t, rec.owner)
+            if g:
+                g.add_call(rec)
+    return groups
+
+
+def summary(records: list[tuple[str, object]], point_ids: Iterable[str] = ()) -> dict:
+    """The replay's metrics.json: overall, per point (every configured one), per named owner."""
+    overall = tally(records, lambda p, t, o: "all").get("all", Tally())
+    points = tally(records, lambda p, t, o: p)
+    for pid in point_ids:
+        points.setdefault(pid, Tally())
+    owners = tally(records, lambda p, t, o: o)
+    return {
+        "overall": overall.result(),
+        "points": {k: v.result() for k, v in sorted(points.items())},
+        "owners": {k: v.result() for k, v in sorted(owners.items())},
+    }

@@ -1,0 +1,293 @@
+"""One contact point: contacts, rating and sale attachment, misuse, owners, tags
+(ARCHITECTURE §4). Pure: every method takes its time from the caller.
+
+Ratings and sales wait in ``pending`` until the presence machine's horizon has passed
+them (the contacts around them are settled), then attach by the rule: the counted
+contact with opened ≤ t < closed, else the latest counted contact with
+closed ≤ t ≤ closed + grace, else orphan. A closed contact is finalised (tags given,
+emitted) once the horizon has passed closed + max(grace).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .config.schema import Point
+from .ids import derived_id
+from .owners import OwnerLog, ShiftSchedule
+from .presence import NEVER, RfPresence, SensorPresence
+
+
+def ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+@dataclass(slots=True)
+class Rating:
+    point: str
+    t: int
+    order: int
+    value: int
+    cls: str
+    owner: str | None          # the owner at its own time (used when orphan)
+    ref: str = ""
+    remote: str | None = None
+    button: int | None = None
+    status: str = "pending"     # counted | superseded | orphan | misuse
+
+
+@dataclass(slots=True)
+class Sale:
+    point: str
+    t: int
+    order: int
+    receipt: str
+    amount: float | None
+    owner: str | None
+    ref: str = ""
+    contact: str | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    point: str
+    t: int
+    owner: str | None
+    answered_s: float | None = None
+
+
+@dataclass(slots=True)
+class Contact:
+    id: str
+    point: str
+    opened: int
+    owner: str | None
+    closed: int | None = None
+    long: bool = False
+    truncated: bool = False
+    rating: Rating | None = None
+    superseded: list[Rating] = field(default_factory=list)
+    sales: list[Sale] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def duration_ms(self) -> int:
+        return (self.closed or self.opened) - self.opened
+
+
+Emit = Callable[[str, object], None]
+"""emit(kind, record): kinds 'contact_opened', 'contact_closed', 'contact', 'rating',
+'sale', 'call'. A 'rating' record is emitted once its status is final (orphan, misuse,
+counted or superseded — the last two when its contact is finalised)."""
+
+
+class PointTracker:
+    def __init__(self, pid: str, p: Point, emit: Emit, tz: str = "UTC"):
+        self.pid = pid
+        self.p = p
+        self.emit = emit
+        self.min_contact = ms(p.min_contact_s)
+        self.dwell_ms = ms(p.dwell_s)
+        self.rating_grace = ms(p.rating_grace_s)
+        self.sale_grace = ms(p.sale_grace_s)
+        self.grace = max(self.rating_grace, self.sale_grace)
+        self.misuse_window = ms(p.misuse_window_s)
+        self.scale = p.rating_scale
+        if p.presence == "sensor":
+            self.presence = SensorPresence(self, ms(p.min_presence_s), ms(p.leave_after_s),
+                                           self.min_contact, ms(p.max_contact_s))
+        else:
+            self.presence = RfPresence(self, self.min_contact, ms(p.max_contact_s))
+        schedule = ShiftSchedule(p.shifts, tz) if p.shifts else None
+        self.owners = OwnerLog(schedule, keep_ms=ms(p.min_presence_s) + 1)
+        self.open_contact: Contact | None = None
+        self.closed: list[Contact] = []      # counted, awaiting finalisation, in order
+        self.pending: list[Rating | Sale] = []  # in (t, order) order
+        self.presses: deque[int] = deque()   # rating press times within the misuse window
+        self.call: Call | None = None
+        self.now = -NEVER
+
+    # --- ContactSink -------------------------------------------------------------------
+
+    def open(self, start: int, order: int) -> None:
+        cid = derived_id(start, self.pid, start, order)
+        self.open_contact = Contact(cid, self.pid, start, self.owners.at(start, order))
+        self.emit("contact_opened", self.open_contact)
+
+    def close(self, end: int, truncated: bool) -> None:
+        c = self.open_contact
+        self.open_contact = None
+        if c is None:
+            return
+        c.closed = end
+        c.truncated = truncated
+        if c.duration_ms < self.min_contact:
+            return  # discarded: takes nothing, counted nowhere
+        if c.duration_ms > self.dwell_ms:
+            c.long = True
+        self.closed.append(c)
+        self.emit("contact_closed", c)
+
+    def dwell(self) -> None:
+        if self.open_contact is not None:
+            self.open_contact.long = True
+
+    # --- inputs ------------------------------------------------------------------------
+
+    def next_due(self) -> int:
+        return self.presence.next_due()
+
+    def fire(self, t: int) -> None:
+        self.presence.fire(t)
+
+    def event(self, t: int, order: int, etype: str, data: dict, ref: str = "") -> None:
+        self.now = t
+        if etype == "presence":
+            if isinstance(self.presence, RfPresence):
+                self.presence.event(t, order, data["state"])
+        elif etype == "sensor":
+            if isinstance(self.presence, SensorPresence):
+                self.presence.event(t, order, bool(data["present"]))
+        elif etype == "rating":
+            self._rating(t, order, data, ref)
+        elif etype == "sale":
+            self._insert(Sale(self.pid, t, order, data["receipt"], data.get("amount"),
+                              self.owners.at(t, order), ref))
+        elif etype == "staff":
+            if data.get("action", "login") == "login":
+                self.owners.login(t, order, data["staff"])
+            else:
+                self.owners.logout(t, order, data["staff"])
+        elif etype == "call":
+            self._call(t, order, data.get("press", "short"))
+
+    def _rating(self, t: int, order: int, data: dict, ref: str) -> None:
+        value = data["value"]
+        r = Rating(self.pid, t, order, value, self.scale.get(value, data.get("class", "neutral")),
+                   self.owners.at(t, order), ref, data.get("remote"), data.get("button"))
+        window_start = t - self.misuse_window
+        presses = self.presses
+        presses.append(t)
+        while presses and presses[0] < window_start:
+            presses.popleft()
+        if len(presses) >= self.p.misuse_presses:
+            r.status = "misuse"
+            self.emit("rating", r)
+            return
+        self._insert(r)
+
+    def _insert(self, item: Rating | Sale) -> None:
+        pend = self.pending
+        if not pend or (pend[-1].t, pend[-1].order) <= (item.t, item.order):
+            pend.append(item)
+        else:  # a late item: keep (t, order) order
+            i = len(pend)
+            while i and (pend[i - 1].t, pend[i - 1].order) > (item.t, item.order):
+                i -= 1
+            pend.insert(i, item)
+
+    def _call(self, t: int, order: int, press: str) -> None:
+        if press == "long":
+            if self.call is not None:
+                self.call.answered_s = (t - self.call.t) / 1000
+                self.emit("call", self.call)
+                self.call = None
+            return
+        if self.call is not None:
+            self.emit("call", self.call)
+        self.call = Call(self.pid, t, self.owners.at(t, order))
+
+    # --- settling ----------------------------------------------------------------------
+
+    def settle(self, now: int) -> None:
+        """Attach what the horizon has passed; finalise contacts whose grace has passed."""
+        self._settle(self.presence.horizon(now))
+
+    def _settle(self, horizon: int) -> None:
+        pend = self.pending
+        n = 0
+        while n < len(pend) and pend[n].t < horizon:
+            self._attach(pend[n])
+            n += 1
+        if n:
+            del pend[:n]
+        closed = self.closed
+        while closed and closed[0].closed + self.grace < horizon:
+            self._finalise(closed.pop(0))
+
+    def _attach(self, item: Rating | Sale) -> None:
+        t = item.t
+        target = None
+        oc = self.open_contact
+        if oc is not None and oc.opened <= t:
+            target = oc
+        else:
+            for c in reversed(self.closed):
+                if c.closed <= t:
+                    grace = self.rating_grace if isinstance(item, Rating) else self.sale_grace
+                    if t <= c.closed + grace:
+                        target = c
+                    break
+                if c.opened <= t:
+                    target = c
+                    break
+        if isinstance(item, Sale):
+            if target is not None:
+                item.contact = target.id
+                item.owner = target.owner   # an attached sale is its contact owner's
+                target.sales.append(item)
+            else:
+                self.emit("sale", item)
+            return
+        if target is None:
+            item.status = "orphan"
+            self.emit("rating", item)
+            return
+        if target.rating is not None:
+            target.superseded.append(target.rating)
+        target.rating = item
+
+    def _finalise(self, c: Contact) -> None:
+        r = c.rating
+        tags = []
+        if r is not None:
+            tags.append("rated")
+            if r.cls == "top":
+                tags.append("positive")
+            else:
+                tags.append("not_positive")
+                if r.cls == "negative":
+                    tags.append("negative")
+        else:
+            tags += ["unrated", "not_positive"]
+        if c.sales:
+            tags.append("productive")
+        elif self.p.pos:
+            tags.append("unproductive")
+        if c.long:
+            tags.append("long")
+        if c.truncated:
+            tags.append("truncated")
+        c.tags = tags
+        for s in c.superseded:
+            s.status = "superseded"
+            self.emit("rating", s)
+        if r is not None:
+            r.status = "counted"
+            self.emit("rating", r)
+        for s in c.sales:
+            self.emit("sale", s)
+        self.emit("contact", c)
+
+    def finish(self) -> None:
+        """End of input: open contacts stay uncounted; the rest is settled and finalised."""
+        self.open_contact = None
+        if isinstance(self.presence, SensorPresence):
+            self.presence.mode = "idle"
+        else:
+            self.presence.opened = None
+        self._settle(NEVER)
+        if self.call is not None:
+            self.emit("call", self.call)
+            self.call = None

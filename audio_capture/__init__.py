@@ -1,0 +1,1 @@
+"""Audio capture, segment spool, clip slicer, encoders, level meter (issue 4)."""

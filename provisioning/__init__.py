@@ -1,0 +1,1 @@
+"""Device identity, claim/CSR flow, desired/reported config, commands."""
