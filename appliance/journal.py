@@ -27,7 +27,7 @@ JOURNAL_NAME = "journal.db"
 
 
 def _m1(db: sqlite3.Connection) -> None:
-    db.executescript("""
+    _script(db, """
     CREATE TABLE events(
         seq       INTEGER PRIMARY KEY AUTOINCREMENT,
         id        TEXT NOT NULL UNIQUE,
@@ -53,6 +53,15 @@ def _m1(db: sqlite3.Connection) -> None:
         info      TEXT                          -- JSON: pid, version, counters
     );
     """)
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run statements one by one: executescript() would commit the open transaction."""
+    for stmt in sql.split(";"):
+        lines = [ln.split("--")[0] for ln in stmt.splitlines()]
+        stmt = "\n".join(lines).strip()
+        if stmt:
+            db.execute(stmt)
 
 
 MIGRATIONS = [_m1]
@@ -246,6 +255,8 @@ class Journal:
             r = db.execute("SELECT cursor FROM stages WHERE name = ?", (name,)).fetchone()
             txn = StageTxn(self, name, r[0] if r else 0)
             yield txn
+            if txn.skip:
+                return
             db.execute(
                 "INSERT INTO stages(name, cursor, state, updated, info) VALUES (?,?,?,?,?)"
                 " ON CONFLICT(name) DO UPDATE SET cursor=excluded.cursor,"
@@ -277,6 +288,8 @@ class StageTxn:
         self.cursor = cursor
         self.state: bytes | None = None
         self.info: dict | None = None
+        self.skip = False
+        """Set to leave the stage row untouched (nothing changed: no write, no fsync)."""
 
     def read(self, limit: int = 1000, types: Iterable[str] | None = None) -> list[Event]:
         return self.journal.read(self.cursor, limit, types)

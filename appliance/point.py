@@ -35,6 +35,7 @@ class Rating:
     remote: str | None = None
     button: int | None = None
     status: str = "pending"     # counted | superseded | orphan | misuse
+    contact: str | None = None
 
 
 @dataclass(slots=True)
@@ -244,6 +245,8 @@ class PointTracker:
             item.status = "orphan"
             self.emit("rating", item)
             return
+        item.owner = target.owner     # a contact's rating is its owner's
+        item.contact = target.id
         if target.rating is not None:
             target.superseded.append(target.rating)
         target.rating = item

@@ -1,0 +1,313 @@
+"""``appliancectl``: the technician's and the systemd units' one front door.
+
+Exit codes: 0 ok; 1 done, but some input lines were rejected (replay); 2 bad usage,
+bad config or bad input (nothing was written); 3 the journal or a file could not be used.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .. import __version__
+from ..config import DEFAULT_PATH, load_config
+from ..config.schema import Config
+from ..errors import ConfigError, JournalError
+from .report import GROUPINGS
+from .ui import Style
+
+EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_IO = 0, 1, 2, 3
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    return args.config or os.environ.get("APPLIANCE_CONFIG") or DEFAULT_PATH
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args))
+
+
+def _journal(cfg: Config, readonly: bool = False):
+    from ..journal import Journal
+    return Journal.in_dir(cfg.device.state_dir, readonly=readonly)
+
+
+# --- commands --------------------------------------------------------------------------
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = args.file or _config_path(args)
+    cfg = load_config(path)
+    n_buttons = sum(len(r.buttons) for r in cfg.remotes.values())
+    print(f"{path}: ok — {len(cfg.points)} point(s), {len(cfg.remotes)} remote(s) "
+          f"with {n_buttons} button(s), {len(cfg.sensors)} sensor(s), "
+          f"{len(cfg.notifications)} notification sink(s); state in {cfg.device.state_dir}")
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from ..replay import replay_file, write_outputs
+    cfg = load_config(args.config_file or _config_path(args))
+    t0 = time.perf_counter()
+    try:
+        records, errors, n = replay_file(cfg, args.events)
+    except OSError as exc:
+        print(f"{args.events}: cannot read: {exc.strerror}", file=sys.stderr)
+        return EXIT_IO
+    metrics = write_outputs(cfg, records, args.out)
+    dt = time.perf_counter() - t0
+    if errors:
+        print(errors.report(args.events), file=sys.stderr)
+        print(f"{len(errors)} line(s) rejected; the other {n} events were replayed", file=sys.stderr)
+    o = metrics["overall"]
+    print(f"replayed {n} events in {dt:.2f} s: {o['contacts']} contacts, {o['ratings']} ratings "
+          f"({o['orphan_ratings']} orphan, {o['misuse']} misuse), {o['receipts']} receipts "
+          f"-> {args.out}/contacts.jsonl, {args.out}/metrics.json")
+    return EXIT_PARTIAL if errors else EXIT_OK
+
+
+def cmd_journal_import(args: argparse.Namespace) -> int:
+    from ..events import load_file
+    cfg = _load(args)
+    try:
+        events, errors = load_file(args.file, cfg, source="import")
+    except OSError as exc:
+        print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
+        return EXIT_IO
+    if errors:
+        print(errors.report(args.file), file=sys.stderr)
+        print(f"{len(errors)} bad line(s): nothing imported", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with _journal(cfg) as j:
+        seqs = j.append_many(events)
+    new = sum(1 for s in seqs if s is not None)
+    dup = len(seqs) - new
+    print(f"imported {new} event(s) into {cfg.device.state_dir}/journal.db"
+          + (f" ({dup} already there, skipped)" if dup else ""))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if args.daemon == "core":
+        from ..core_daemon import run
+        return run(cfg)
+    print(f"appliancectl run {args.daemon}: this daemon is not part of this build yet "
+          "(see the open issues); only 'core' runs", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..replay import replay_journal
+    from .report import grouped, parse_bound, render
+    cfg = _load(args)
+    try:
+        lo = parse_bound(args.from_, cfg.time.timezone)
+        hi = parse_bound(args.to, cfg.time.timezone)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with _journal(cfg, readonly=True) as j:
+        records = replay_journal(cfg, j)
+    print(render(grouped(cfg, records, args.by, lo, hi), args.by, args.format, Style()))
+    return EXIT_OK
+
+
+def cmd_export_ratings(args: argparse.Namespace) -> int:
+    from ..replay import replay_journal
+    from .report import rating_log_csv
+    if not args.csv:
+        print("choose a format: --csv", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    cfg = _load(args)
+    with _journal(cfg, readonly=True) as j:
+        text = rating_log_csv(replay_journal(cfg, j))
+    if args.out:
+        from ..replay import write_atomic
+        write_atomic(Path(args.out), text)
+        print(f"wrote {text.count(chr(10)) - 1} ratings to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def format_event(ev, style: Style) -> str:
+    from ..timefmt import iso_ms
+    colours = {"rating": "yellow", "sale": "green", "presence": "cyan", "sensor": "cyan",
+               "staff": "magenta", "call": "red", "contact": "bold"}
+    d = dict(ev.data)
+    detail = " ".join(f"{k}={v}" for k, v in d.items() if v is not None and k not in ("opened", "closed"))
+    if ev.type == "contact":
+        detail = (f"{d.get('duration_s')} s owner={d.get('owner')} rating={d.get('rating')} "
+                  f"sales={len(d.get('sales', []))} [{', '.join(d.get('tags', []))}]")
+    return (f"{style(ev.seq, 'grey'):>6} {iso_ms(ev.ts)[11:23]} {ev.point or '-':8} "
+            f"{style(ev.type, colours.get(ev.type, 'dim')):14} {detail}")
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from ..journal import Journal
+    cfg = _load(args)
+    style = Style()
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    path = Path(cfg.device.state_dir) / "journal.db"
+    while not path.exists():
+        if not args.follow or (deadline and time.monotonic() > deadline):
+            print(f"no journal at {path}", file=sys.stderr)
+            return EXIT_IO
+        time.sleep(0.2)
+    shown = 0
+    with Journal(path, readonly=True) as j:
+        after = max(0, j.last_seq() - args.lines)
+        while True:
+            for ev in j.read(after, 500):
+                print(json.dumps(ev.as_dict(), ensure_ascii=False) if args.json else format_event(ev, style),
+                      flush=True)
+                after = ev.seq
+                shown += 1
+                if args.count and shown >= args.count:
+                    return EXIT_OK
+            if not args.follow or (deadline and time.monotonic() > deadline):
+                return EXIT_OK
+            time.sleep(0.2)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ..journal import Journal
+    from ..timefmt import iso_ms
+    cfg = _load(args)
+    path = Path(cfg.device.state_dir) / "journal.db"
+    st: dict = {"version": __version__, "config": _config_path(args), "points": list(cfg.points),
+                "journal": str(path)}
+    if not path.exists():
+        st["state"] = "no journal yet (the core has not run)"
+    else:
+        with Journal(path, readonly=True) as j:
+            last = j.last_seq()
+            now = int(time.time() * 1000)
+            row = j.db.execute("SELECT MAX(ts), COUNT(*), SUM(synced = 0) FROM events").fetchone()
+            st["events"] = row[1]
+            st["last_event"] = iso_ms(row[0]) if row[0] is not None else None
+            st["unsynced_clock_events"] = row[2] or 0
+            st["size_bytes"] = path.stat().st_size + sum(
+                p.stat().st_size for p in path.parent.glob("journal.db-*") if p.exists())
+            st["stages"] = [{"name": s["name"], "behind": last - s["cursor"],
+                             "last_commit_age_s": round((now - s["updated"]) / 1000, 1), **s["info"]}
+                            for s in j.stages()]
+            by_type = j.db.execute("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY 2 DESC")
+            st["by_type"] = dict(by_type.fetchall())
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return EXIT_OK
+    s = Style()
+    print(f"{s('Contact Analyzer', 'bold')} {__version__} — config {st['config']}")
+    print(f"  points: {', '.join(st['points']) or 'none'}")
+    if "events" not in st:
+        print(f"  journal: {st['state']}")
+        return EXIT_OK
+    print(f"  journal: {st['journal']} — {st['events']} events, last at {st['last_event']}, "
+          f"{st['size_bytes'] / 1e6:.1f} MB")
+    if st["unsynced_clock_events"]:
+        print(s(f"  {st['unsynced_clock_events']} events wait for the clock to synchronise", "yellow"))
+    for stage in st["stages"]:
+        age = stage["last_commit_age_s"]
+        health = s("ok", "green") if age < 90 else s(f"silent for {age:.0f} s", "red")
+        print(f"  stage {stage['name']}: {stage['behind']} events behind, {health}")
+    print("  events: " + ", ".join(f"{k} {v}" for k, v in st["by_type"].items()))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+    return run_demo(speed=args.speed, keep=args.keep, state_dir=args.state_dir)
+
+
+# --- parser ----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="appliancectl", description="Contact Analyzer appliance control")
+    p.add_argument("--version", action="version", version=f"appliancectl {__version__}")
+    p.add_argument("-c", "--config", help=f"config file (default $APPLIANCE_CONFIG or {DEFAULT_PATH})")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("demo", help="run the appliance on simulated hardware: a day at two points")
+    s.add_argument("--speed", type=float, default=1000.0, help="simulated seconds per real second (default 1000: the day takes ~35 s)")
+    s.add_argument("--state-dir", help="keep the demo's journal here (default: a temporary folder)")
+    s.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("replay", help="run the core pipeline offline over an events file")
+    s.add_argument("--config", dest="config_file", help="config file")
+    s.add_argument("--events", required=True, help="events, JSON lines")
+    s.add_argument("--out", required=True, help="output folder for contacts.jsonl and metrics.json")
+    s.set_defaults(func=cmd_replay)
+
+    s = sub.add_parser("journal", help="the live journal")
+    jsub = s.add_subparsers(dest="journal_command", required=True, metavar="SUBCOMMAND")
+    j = jsub.add_parser("import", help="append an events file (all lines valid, or nothing)")
+    j.add_argument("file")
+    j.set_defaults(func=cmd_journal_import)
+
+    s = sub.add_parser("run", help="run a daemon in the foreground (as systemd does)")
+    s.add_argument("daemon", choices=["core", "rf", "audio", "sync"])
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("report", help="service metrics from the live journal")
+    s.add_argument("--from", dest="from_", help="first day or time (ISO; days in the configured zone)")
+    s.add_argument("--to", help="end day or time, exclusive")
+    s.add_argument("--by", choices=GROUPINGS, default="point")
+    s.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("tail", help="show journal events as they land")
+    s.add_argument("-n", "--lines", type=int, default=10, help="show this many earlier events first")
+    s.add_argument("--no-follow", dest="follow", action="store_false", help="print and exit")
+    s.add_argument("--json", action="store_true", help="one JSON object per line")
+    s.add_argument("--count", type=int, default=0, help="exit after this many events")
+    s.add_argument("--timeout", type=float, default=0, help="exit after this many seconds")
+    s.set_defaults(func=cmd_tail)
+
+    s = sub.add_parser("status", help="journal, stages and daemons at a glance")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("config", help="configuration")
+    csub = s.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    c = csub.add_parser("check", help="validate a config file and list every error")
+    c.add_argument("file", nargs="?")
+    c.set_defaults(func=cmd_config_check)
+
+    s = sub.add_parser("export", help="export data from the journal")
+    esub = s.add_subparsers(dest="export_command", required=True, metavar="WHAT")
+    e = esub.add_parser("ratings", help="the rating log")
+    e.add_argument("--csv", action="store_true", help="CSV: datetime, remote, button, point, owner, ...")
+    e.add_argument("--out", help="write to this file instead of standard output")
+    e.set_defaults(func=cmd_export_ratings)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    if args.command == "run":
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except JournalError as exc:
+        print(f"journal: {exc}", file=sys.stderr)
+        return EXIT_IO
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

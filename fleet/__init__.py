@@ -1,0 +1,1 @@
+"""Operator side: the reference cloud ingest and the fleet CLI (``fleetctl``)."""
