@@ -214,7 +214,12 @@ class PointTracker:
         if n:
             del pend[:n]
         closed = self.closed
-        while closed and closed[0].closed + self.grace < horizon:
+        # Items held by a still-open contact would fall back to the grace rule if the input
+        # ended with it open (it then stays uncounted): keep the contacts they could fall to.
+        oc = self.open_contact
+        held = min((i.t for i in (*oc.superseded, *oc.sales, *([oc.rating] if oc.rating else ()))),
+                   default=NEVER) if oc is not None else NEVER
+        while closed and closed[0].closed + self.grace < horizon and held > closed[0].closed + self.grace:
             self._finalise(closed.pop(0))
 
     def _attach(self, item: Rating | Sale) -> None:
@@ -236,7 +241,6 @@ class PointTracker:
         if isinstance(item, Sale):
             if target is not None:
                 item.contact = target.id
-                item.owner = target.owner   # an attached sale is its contact owner's
                 target.sales.append(item)
             else:
                 self.emit("sale", item)
@@ -245,7 +249,6 @@ class PointTracker:
             item.status = "orphan"
             self.emit("rating", item)
             return
-        item.owner = target.owner     # a contact's rating is its owner's
         item.contact = target.id
         if target.rating is not None:
             target.superseded.append(target.rating)
@@ -273,6 +276,8 @@ class PointTracker:
         if c.truncated:
             tags.append("truncated")
         c.tags = tags
+        for item in (*c.superseded, *c.sales, *([r] if r else ())):
+            item.owner = c.owner     # what belongs to a contact belongs to its owner
         for s in c.superseded:
             s.status = "superseded"
             self.emit("rating", s)
@@ -285,7 +290,12 @@ class PointTracker:
 
     def finish(self) -> None:
         """End of input: open contacts stay uncounted; the rest is settled and finalised."""
-        self.open_contact = None
+        oc, self.open_contact = self.open_contact, None
+        if oc is not None:  # what it took goes back to the rule without it
+            for item in (*oc.superseded, *oc.sales, *([oc.rating] if oc.rating else ())):
+                item.contact = None
+                self.pending.append(item)
+            self.pending.sort(key=lambda i: (i.t, i.order))
         if isinstance(self.presence, SensorPresence):
             self.presence.mode = "idle"
         else:
