@@ -185,8 +185,8 @@ class Journal:
 
     def _insert(self, ev: NewEvent) -> int | None:
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO events(id, type, point, ts, mono, boot, synced, source, key, data)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO events(id, type, point, ts, mono, boot, synced, source, key, data)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING",
             (ev.id or uuid7(), ev.type, ev.point, ev.ts, ev.mono, ev.boot, int(ev.synced),
              ev.source, ev.key, json.dumps(ev.data, separators=(",", ":"), ensure_ascii=False)))
         return cur.lastrowid if cur.rowcount else None
