@@ -48,8 +48,12 @@ class Pipeline:
         if self.now is None or t > self.now:
             self.advance(t)
         elif t < self.now:
-            self.late += 1   # out of order: taken at the current time
-            t = self.now
+            # Out of order (the live core got it after its reorder window). A rating or a
+            # sale keeps its own time: it still attaches exactly while its contact's grace
+            # window is open. Presence and log-ins are taken at the current time.
+            self.late += 1
+            if etype not in ("rating", "sale"):
+                t = self.now
         self.order += 1
         tr.event(t, self.order, etype, data, ref)
         while (due := tr.next_due()) <= t:  # timers the event itself made due now

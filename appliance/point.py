@@ -107,7 +107,6 @@ class PointTracker:
         self.pending: list[Rating | Sale] = []  # in (t, order) order
         self.presses: deque[int] = deque()   # rating press times within the misuse window
         self.call: Call | None = None
-        self.now = -NEVER
 
     # --- ContactSink -------------------------------------------------------------------
 
@@ -143,7 +142,6 @@ class PointTracker:
         self.presence.fire(t)
 
     def event(self, t: int, order: int, etype: str, data: dict, ref: str = "") -> None:
-        self.now = t
         if etype == "presence":
             if isinstance(self.presence, RfPresence):
                 self.presence.event(t, order, data["state"])

@@ -48,7 +48,8 @@ class PosApi:
         return self.server.server_address[:2]
 
     def start(self) -> "PosApi":
-        self.thread = threading.Thread(target=self.server.serve_forever, name="pos-api", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.1,), name="pos-api",
+                                       daemon=True)
         self.thread.start()
         log.info("POS API listening on %s:%d", *self.address)
         return self

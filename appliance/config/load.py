@@ -293,7 +293,7 @@ def _cross_check(cfg: Config) -> list[str]:
         errors.append(f"sync.broker: expected \"mqtt://host:port\" or \"mqtts://host:port\", got {_got(cfg.sync.broker)}")
     if cfg.pos.listen:
         host, _, port = cfg.pos.listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
             errors.append(f"pos.listen: expected \"host:port\", got {_got(cfg.pos.listen)}")
         if not cfg.pos.token:
             errors.append("pos.token: the POS API needs a token (put it in the secrets file)")

@@ -1,0 +1,148 @@
+"""The live core stage: same contacts as replay, restart-safe, killable at any moment."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from appliance.config import load_config
+from appliance.core import STAGE, CoreStage
+from appliance.journal import Journal
+from appliance.replay import replay_file
+from appliance.replay import contact_json
+from appliance.timefmt import iso_ms, parse_ts
+from tests.conftest import ROOT, write_events
+
+T0 = 1_795_165_200_000
+
+
+def random_day(seed: int, n_contacts: int = 60) -> list[dict]:
+    """Contacts that all close, with ratings, sales, staff changes and some misuse."""
+    rnd = random.Random(seed)
+    out = []
+    receipt = 0
+    for point, values in (("till1", [1, 2, 3, 4, 5]), ("till2", [1, 2])):
+        t = T0
+        for i in range(n_contacts):
+            if rnd.random() < 0.1:
+                out.append({"ts": iso_ms(t), "type": "staff", "point": point,
+                            "staff": rnd.choice(["anna", "boris"]), "action": "login"})
+            dur = rnd.randint(1_000, 200_000)
+            out.append({"ts": iso_ms(t), "type": "presence", "point": point, "state": "arrived"})
+            for _ in range(rnd.choice([0, 0, 1, 1, 2, 6])):
+                out.append({"ts": iso_ms(t + rnd.randint(0, dur + 25_000)), "type": "rating", "point": point,
+                            "value": rnd.choice(values)})
+            if rnd.random() < 0.7:
+                receipt += 1
+                out.append({"ts": iso_ms(t + rnd.randint(0, dur + 35_000)), "type": "sale", "point": point,
+                            "receipt": f"R{receipt}"})
+            out.append({"ts": iso_ms(t + dur), "type": "presence", "point": point, "state": "left"})
+            t += dur + rnd.randint(0, 60_000)
+    out.sort(key=lambda e: e["ts"])
+    return out
+
+
+def journal_contacts(journal: Journal) -> list[dict]:
+    rows = [e.data for e in journal.iter_all(["contact"])]
+    return sorted(({"id": d["contact"], **{k: d[k] for k in ("point", "opened", "closed", "duration_s", "owner",
+                                                             "rating", "sales", "tags")}} for d in rows),
+                  key=lambda c: (c["opened"], c["point"]))
+
+
+def replay_contacts(cfg, events_path) -> list[dict]:
+    records, errors, _ = replay_file(cfg, str(events_path))
+    assert not errors
+    return sorted((contact_json(r) for k, r in records if k == "contact"), key=lambda c: (c["opened"], c["point"]))
+
+
+def test_live_stage_equals_replay_across_restarts(tmp_path, config_path, cfg):
+    events = random_day(1)
+    path = write_events(tmp_path / "day.jsonl", events)
+    expected = replay_contacts(cfg, path)
+    assert len(expected) > 50
+    from appliance.events import load_file
+    evs, errs = load_file(str(path), cfg)
+    assert not errs
+    jp = tmp_path / "state" / "journal.db"
+    chunks = [evs[i:i + 37] for i in range(0, len(evs), 37)]
+    for n, chunk in enumerate(chunks):
+        with Journal(jp) as j:
+            j.append_many(chunk)
+            if n == len(chunks) // 2:   # an unreadable snapshot: the stage rebuilds, doubling nothing
+                j.db.execute("UPDATE stages SET state = x'00ff' WHERE name = ?", (STAGE,))
+            stage = CoreStage(cfg, j, reorder_ms=0)   # a restart every chunk
+            stage.step(chunk[-1].ts)
+    with Journal(jp) as j:
+        CoreStage(cfg, j, reorder_ms=0).step(evs[-1].ts + 3_600_000)
+        got = journal_contacts(j)
+        keys = Counter(e.type for e in j.iter_all(["contact", "contact_closed", "rating_settled"]))
+    assert got == expected
+    assert keys["contact"] == keys["contact_closed"] == len(expected)
+
+
+def test_reorder_window_takes_late_events_in_time_order(tmp_path, cfg):
+    from appliance.journal import NewEvent
+    with Journal(tmp_path / "j.db") as j:
+        stage = CoreStage(cfg, j, reorder_ms=5_000)
+        j.append(NewEvent("presence", T0, {"state": "arrived"}, "till1"))
+        j.append(NewEvent("presence", T0 + 20_000, {"state": "left"}, "till1"))
+        stage.step(T0 + 21_000)
+        j.append(NewEvent("rating", T0 + 10_000, {"value": 5, "class": "top"}, "till1"))  # arrives late
+        stage.step(T0 + 22_000)
+        stage.step(T0 + 120_000)
+        [c] = journal_contacts(j)
+    assert c["rating"] == 5 and "positive" in c["tags"]
+
+
+def test_core_daemon_killed_at_random_loses_and_doubles_nothing(tmp_path):
+    """The real daemon on a simulated clock (2000x), fed live through `journal import`,
+    SIGKILLed after every other batch: its contacts equal the replay's, once each."""
+    from appliance.clock import SimClock
+    from tests.conftest import make_config
+    config_path = make_config(tmp_path, "\n[time]\nreorder_s = 3600\n")
+    cfg = load_config(config_path)
+    events = random_day(2, n_contacts=30)
+    expected = replay_contacts(cfg, write_events(tmp_path / "all.jsonl", events))
+    rnd = random.Random(7)
+    parts = [events[i:i + 20] for i in range(0, len(events), 20)]
+    speed, epoch = 2000.0, int(time.time() * 1000)
+    clock = SimClock(T0, speed, epoch)
+    env = dict(os.environ, APPLIANCE_SIM_CLOCK=f"{iso_ms(T0)}@{speed}", APPLIANCE_SIM_EPOCH=str(epoch))
+
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "--config", str(config_path),
+                                 "run", "core"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    core = start()
+    kills = 0
+    for n, part in enumerate(parts):
+        last = max(parse_ts(e["ts"]) for e in part)
+        while clock.now_ms() < last:
+            time.sleep(0.005)
+        f = write_events(tmp_path / f"part{n}.jsonl", part)
+        r = subprocess.run([sys.executable, "-m", "appliance.cli.main", "--config", str(config_path),
+                            "journal", "import", str(f)], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        if n % 2 == 0:
+            time.sleep(rnd.uniform(0.0, 0.2))
+            core.send_signal(signal.SIGKILL)
+            core.wait()
+            kills += 1
+            core = start()
+    deadline = time.monotonic() + 60
+    with Journal(tmp_path / "state" / "journal.db") as j:
+        while time.monotonic() < deadline:
+            if len(list(j.iter_all(["contact"]))) >= len(expected):
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        core.send_signal(signal.SIGTERM)
+        assert core.wait(20) == 0, core.stderr.read().decode()
+        got = journal_contacts(j)
+        assert j.integrity_ok()
+    assert kills >= 3
+    assert got == expected
