@@ -43,7 +43,7 @@ secrets_file = "secrets.toml"
 
 [time]
 timezone = "UTC"
-reorder_s = 2
+reorder_s = {reorder_s}          # half a real second at the demo speed
 
 [points.till1]
 name = "Till 1 (RF presence sensor, five-button remote)"
@@ -198,7 +198,8 @@ def run_demo(speed: float = 1000.0, keep: bool = False, state_dir: str | None = 
         return 2
     port, token = _free_port(), secrets.token_urlsafe(24)
     cfg_path = work / "appliance.toml"
-    cfg_path.write_text(CONFIG.format(state_dir=work, port=port), encoding="utf-8")
+    cfg_path.write_text(CONFIG.format(state_dir=work, port=port, reorder_s=max(2.0, speed / 2)),
+                        encoding="utf-8")
     (work / "secrets.toml").write_text(f'[pos]\ntoken = "{token}"\n', encoding="utf-8")
     os.chmod(work / "secrets.toml", 0o600)
     cfg = load_config(cfg_path)
@@ -255,7 +256,7 @@ def run_demo(speed: float = 1000.0, keep: bool = False, state_dir: str | None = 
         except subprocess.TimeoutExpired:
             core.kill()
         log.close()
-    _final_report(cfg, work, s)
+    _final_report(cfg, work, s, clock.now_ms() - int(cfg.time.reorder_s * 1000))
     if keep or state_dir:
         print(s(f"\nThe demo's files stay in {work}: try", "grey"),
               f"APPLIANCE_CONFIG={cfg_path} appliancectl report --by owner")
@@ -283,11 +284,11 @@ def _core_caught_up(journal: Journal) -> bool:
     return core is not None and core["cursor"] >= journal.last_seq() and core["info"].get("held") == 0
 
 
-def _final_report(cfg, work: Path, s: Style) -> None:
+def _final_report(cfg, work: Path, s: Style, until: int) -> None:
     from .cli.report import TABLE_COLUMNS, grouped
     from .replay import replay_journal
     with Journal(work / "journal.db", readonly=True) as j:
-        records = replay_journal(cfg, j)
+        records = replay_journal(cfg, j, until)
     print()
     print(s("The day's report", "bold"), s("(appliancectl report --by point / --by owner)", "grey"))
     for by in ("point", "owner"):

@@ -65,13 +65,17 @@ class Pipeline:
         return self.drain()
 
 
-def run(cfg: Config, events: Iterable[tuple[int, str, str | None, dict, str]]) -> list[tuple[str, object]]:
-    """Replay (t, type, point, data, ref) tuples, already in time order, to the end."""
+def run(cfg: Config, events: Iterable[tuple[int, str, str | None, dict, str]],
+        until: int | None = None) -> list[tuple[str, object]]:
+    """Replay (t, type, point, data, ref) tuples, already in time order, to the end of
+    the input, or on to ``until`` (timers up to then fire) when given."""
     p = Pipeline(cfg)
     out: list[tuple[str, object]] = []
     for t, etype, point, data, ref in events:
         p.feed(t, etype, point, data, ref)
         if p.out:
             out += p.drain()
+    if until is not None:
+        p.advance(until)
     out += p.finish()
     return out

@@ -54,10 +54,12 @@ def replay_file(cfg: Config, events_path: str) -> tuple[list, LineErrors, int]:
     return records, errors, len(taken)
 
 
-def replay_journal(cfg: Config, journal: Journal) -> list:
+def replay_journal(cfg: Config, journal: Journal, until: int | None = None) -> list:
+    """The journal's records as the live core sees them at time ``until`` (usually now):
+    timers up to then have fired, contacts still open then stay uncounted."""
     rows = [(e.ts, e.seq, e.type, e.point, e.data, e.id) for e in journal.iter_all(CORE_INPUT_TYPES)]
     rows.sort(key=lambda e: (e[0], e[1]))
-    return run(cfg, ((t, typ, pt, data, ref) for t, _, typ, pt, data, ref in rows))
+    return run(cfg, ((t, typ, pt, data, ref) for t, _, typ, pt, data, ref in rows), until)
 
 
 def write_outputs(cfg: Config, records: list, out_dir: str | Path) -> dict:

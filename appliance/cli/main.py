@@ -36,6 +36,12 @@ def _journal(cfg: Config, readonly: bool = False):
     return Journal.in_dir(cfg.device.state_dir, readonly=readonly)
 
 
+def _now(cfg: Config) -> int:
+    """The live core's time: the clock less the reorder window it holds events for."""
+    from ..clock import clock_from_env
+    return clock_from_env().now_ms() - round(cfg.time.reorder_s * 1000)
+
+
 # --- commands --------------------------------------------------------------------------
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -111,7 +117,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     with _journal(cfg, readonly=True) as j:
-        records = replay_journal(cfg, j)
+        records = replay_journal(cfg, j, _now(cfg))
     print(render(grouped(cfg, records, args.by, lo, hi), args.by, args.format, Style()))
     return EXIT_OK
 
@@ -124,7 +130,7 @@ def cmd_export_ratings(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     cfg = _load(args)
     with _journal(cfg, readonly=True) as j:
-        text = rating_log_csv(replay_journal(cfg, j))
+        text = rating_log_csv(replay_journal(cfg, j, _now(cfg)))
     if args.out:
         from ..replay import write_atomic
         write_atomic(Path(args.out), text)
