@@ -132,46 +132,62 @@ def normalise(raw: AnyIn, cfg: Config) -> NewEvent:
         ts = parse_ts(raw.ts)
     except ValueError as exc:
         raise EventError(f"ts: {exc}") from None
-    if isinstance(raw, ButtonIn):
+    if type(raw) is ButtonIn:
         return map_button(raw.remote, raw.button, raw.press, ts, cfg)
     p = _point(cfg, raw.point)
-    if isinstance(raw, PresenceIn):
-        if p.presence != "rf":
-            raise EventError(f"point {raw.point} takes presence from its sensor, not from presence events")
-        return NewEvent("presence", ts, {"state": raw.state}, raw.point)
-    if isinstance(raw, SensorIn):
-        if p.presence != "sensor":
-            raise EventError(f"point {raw.point} takes presence from RF (presence events), not from a sensor")
-        return NewEvent("sensor", ts, {"present": raw.present}, raw.point)
-    if isinstance(raw, RatingIn):
-        data = {"value": raw.value, "class": _rating(cfg, raw.point, raw.value)}
-        if raw.remote is not None:
-            data["remote"], data["button"] = raw.remote.lower(), raw.button
-        return NewEvent("rating", ts, data, raw.point)
-    if isinstance(raw, SaleIn):
-        receipt = raw.receipt.strip()
-        if not receipt or len(receipt) > 64:
-            raise EventError("receipt: expected a receipt id of 1–64 characters")
-        if raw.amount is not None and not (raw.amount == raw.amount and abs(raw.amount) < 1e12):
-            raise EventError("amount: expected a finite number")
-        if raw.items is not None and raw.items < 0:
-            raise EventError("items: expected a count ≥ 0")
-        data = {"receipt": receipt}
-        for k in ("amount", "items", "currency"):
-            if getattr(raw, k) is not None:
-                data[k] = getattr(raw, k)
-        return NewEvent("sale", ts, data, raw.point, key=f"sale:{raw.point}:{receipt}")
-    if isinstance(raw, StaffIn):
-        staff = raw.staff.strip()
-        if not staff or len(staff) > 64:
-            raise EventError("staff: expected a name of 1–64 characters")
-        return NewEvent("staff", ts, {"staff": staff, "action": raw.action}, raw.point)
-    if isinstance(raw, CallIn):
-        data = {"press": raw.press}
-        if raw.remote is not None:
-            data["remote"], data["button"] = raw.remote.lower(), raw.button
-        return NewEvent("call", ts, data, raw.point)
-    raise EventError(f"unsupported event {type(raw).__name__}")  # pragma: no cover
+    return _NORMALISE[type(raw)](raw, ts, p, cfg)
+
+
+def _presence(raw: PresenceIn, ts: int, p, cfg: Config) -> NewEvent:
+    if p.presence != "rf":
+        raise EventError(f"point {raw.point} takes presence from its sensor, not from presence events")
+    return NewEvent("presence", ts, {"state": raw.state}, raw.point)
+
+
+def _sensor(raw: SensorIn, ts: int, p, cfg: Config) -> NewEvent:
+    if p.presence != "sensor":
+        raise EventError(f"point {raw.point} takes presence from RF (presence events), not from a sensor")
+    return NewEvent("sensor", ts, {"present": raw.present}, raw.point)
+
+
+def _rating_event(raw: RatingIn, ts: int, p, cfg: Config) -> NewEvent:
+    data = {"value": raw.value, "class": _rating(cfg, raw.point, raw.value)}
+    if raw.remote is not None:
+        data["remote"], data["button"] = raw.remote.lower(), raw.button
+    return NewEvent("rating", ts, data, raw.point)
+
+
+def _sale(raw: SaleIn, ts: int, p, cfg: Config) -> NewEvent:
+    receipt = raw.receipt.strip()
+    if not receipt or len(receipt) > 64:
+        raise EventError("receipt: expected a receipt id of 1–64 characters")
+    if raw.amount is not None and not (raw.amount == raw.amount and abs(raw.amount) < 1e12):
+        raise EventError("amount: expected a finite number")
+    if raw.items is not None and raw.items < 0:
+        raise EventError("items: expected a count ≥ 0")
+    data: dict = {"receipt": receipt}
+    for k in ("amount", "items", "currency"):
+        if getattr(raw, k) is not None:
+            data[k] = getattr(raw, k)
+    return NewEvent("sale", ts, data, raw.point, key=f"sale:{raw.point}:{receipt}")
+
+
+def _staff(raw: StaffIn, ts: int, p, cfg: Config) -> NewEvent:
+    staff = raw.staff.strip()
+    if not staff or len(staff) > 64:
+        raise EventError("staff: expected a name of 1–64 characters")
+    return NewEvent("staff", ts, {"staff": staff, "action": raw.action}, raw.point)
+
+
+def _call(raw: CallIn, ts: int, p, cfg: Config) -> NewEvent:
+    data = {"press": raw.press}
+    if raw.remote is not None:
+        data["remote"], data["button"] = raw.remote.lower(), raw.button
+    return NewEvent("call", ts, data, raw.point)
+
+
+_NORMALISE = {PresenceIn: _presence, SensorIn: _sensor, RatingIn: _rating_event, SaleIn: _sale,
+              StaffIn: _staff, CallIn: _call}
 
 
 def map_button(remote: str, button: int, press: str, ts: int, cfg: Config) -> NewEvent:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-import uuid
 
 
 def uuid7(ms: int | None = None, rand: bytes | None = None) -> str:
@@ -15,7 +14,8 @@ def uuid7(ms: int | None = None, rand: bytes | None = None) -> str:
     b = bytearray(ms.to_bytes(6, "big") + rand[:10])
     b[6] = 0x70 | (b[6] & 0x0F)
     b[8] = 0x80 | (b[8] & 0x3F)
-    return str(uuid.UUID(bytes=bytes(b)))
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def derived_id(ms: int, *parts: object) -> str:

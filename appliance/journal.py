@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import msgspec
+
 from .errors import JournalError
 from .ids import uuid7
 
@@ -113,6 +115,13 @@ class NewEvent:
     id: str | None = None
 
 
+_json_encoder = msgspec.json.Encoder()
+
+
+def _encode(data: dict) -> str:
+    return _json_encoder.encode(data).decode()
+
+
 _COLS = "seq, id, type, point, ts, data, source, mono, boot, synced, ts_raw"
 
 
@@ -188,7 +197,7 @@ class Journal:
             "INSERT INTO events(id, type, point, ts, mono, boot, synced, source, key, data)"
             " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING",
             (ev.id or uuid7(), ev.type, ev.point, ev.ts, ev.mono, ev.boot, int(ev.synced),
-             ev.source, ev.key, json.dumps(ev.data, separators=(",", ":"), ensure_ascii=False)))
+             ev.source, ev.key, _encode(ev.data)))
         return cur.lastrowid if cur.rowcount else None
 
     def append(self, ev: NewEvent) -> int | None:

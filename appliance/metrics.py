@@ -127,54 +127,59 @@ Key = Callable[[str, int, str | None], str | None]
 
 def tally(records: Iterable[tuple[str, object]], key: Key,
           window: tuple[int | None, int | None] = (None, None)) -> dict[str, Tally]:
-    """Group settled records. A contact counts at its open time; orphans, misuse presses,
-    sales and calls at their own time. ``window`` = [from, to) on those times."""
-    lo, hi = window
-    groups: dict[str, Tally] = {}
+    """Group settled records by one key. See :func:`tally_by`."""
+    return tally_by(records, {"": key}, window)[""]
 
-    def group(point: str, t: int, owner: str | None) -> Tally | None:
+
+def tally_by(records: Iterable[tuple[str, object]], keys: dict[str, Key],
+             window: tuple[int | None, int | None] = (None, None)) -> dict[str, dict[str, Tally]]:
+    """Group settled records under several keys in one pass. A contact counts at its open
+    time; orphans, misuse presses, sales and calls at their own time; ``window`` is
+    [from, to) on those times."""
+    lo, hi = window
+    out: dict[str, dict[str, Tally]] = {name: {} for name in keys}
+    items = list(keys.items())
+
+    def groups(point: str, t: int, owner: str | None) -> list[Tally]:
         if (lo is not None and t < lo) or (hi is not None and t >= hi):
-            return None
-        k = key(point, t, owner)
-        if k is None:
-            return None
-        g = groups.get(k)
-        if g is None:
-            g = groups[k] = Tally()
-        return g
+            return []
+        found = []
+        for name, key in items:
+            k = key(point, t, owner)
+            if k is not None:
+                g = out[name].get(k)
+                if g is None:
+                    g = out[name][k] = Tally()
+                found.append(g)
+        return found
 
     for kind, rec in records:
         if kind == "contact":
-            g = group(rec.point, rec.opened, rec.owner)
-            if g:
+            for g in groups(rec.point, rec.opened, rec.owner):
                 g.add_contact(rec)
         elif kind == "rating":
             if rec.status == "orphan":
-                g = group(rec.point, rec.t, rec.owner)
-                if g:
+                for g in groups(rec.point, rec.t, rec.owner):
                     g.add_orphan(rec)
             elif rec.status == "misuse":
-                g = group(rec.point, rec.t, rec.owner)
-                if g:
+                for g in groups(rec.point, rec.t, rec.owner):
                     g.misuse += 1
         elif kind == "sale":
-            g = group(rec.point, rec.t, rec.owner)
-            if g:
+            for g in groups(rec.point, rec.t, rec.owner):
                 g.add_sale(rec)
         elif kind == "call":
-            g = group(rec.point, rec.t, rec.owner)
-            if g:
+            for g in groups(rec.point, rec.t, rec.owner):
                 g.add_call(rec)
-    return groups
+    return out
 
 
 def summary(records: list[tuple[str, object]], point_ids: Iterable[str] = ()) -> dict:
     """The replay's metrics.json: overall, per point (every configured one), per named owner."""
-    overall = tally(records, lambda p, t, o: "all").get("all", Tally())
-    points = tally(records, lambda p, t, o: p)
+    by = tally_by(records, {"overall": lambda p, t, o: "all", "points": lambda p, t, o: p,
+                            "owners": lambda p, t, o: o})
+    overall, points, owners = by["overall"].get("all", Tally()), by["points"], by["owners"]
     for pid in point_ids:
         points.setdefault(pid, Tally())
-    owners = tally(records, lambda p, t, o: o)
     return {
         "overall": overall.result(),
         "points": {k: v.result() for k, v in sorted(points.items())},

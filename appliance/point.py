@@ -100,6 +100,8 @@ class PointTracker:
                                            self.min_contact, ms(p.max_contact_s))
         else:
             self.presence = RfPresence(self, self.min_contact, ms(p.max_contact_s))
+        self.next_due: Callable[[], int] = self.presence.next_due   # the point's next timer
+        self.fire: Callable[[int], None] = self.presence.fire
         schedule = ShiftSchedule(p.shifts, tz) if p.shifts else None
         self.owners = OwnerLog(schedule, keep_ms=ms(p.min_presence_s) + 1)
         self.open_contact: Contact | None = None
@@ -134,12 +136,6 @@ class PointTracker:
             self.open_contact.long = True
 
     # --- inputs ------------------------------------------------------------------------
-
-    def next_due(self) -> int:
-        return self.presence.next_due()
-
-    def fire(self, t: int) -> None:
-        self.presence.fire(t)
 
     def event(self, t: int, order: int, etype: str, data: dict, ref: str = "") -> None:
         if etype == "presence":
@@ -201,7 +197,8 @@ class PointTracker:
 
     def settle(self, now: int) -> None:
         """Attach what the horizon has passed; finalise contacts whose grace has passed."""
-        self._settle(self.presence.horizon(now))
+        if self.pending or self.closed:
+            self._settle(self.presence.horizon(now))
 
     def _settle(self, horizon: int) -> None:
         pend = self.pending
@@ -215,8 +212,9 @@ class PointTracker:
         # Items held by a still-open contact would fall back to the grace rule if the input
         # ended with it open (it then stays uncounted): keep the contacts they could fall to.
         oc = self.open_contact
-        held = min((i.t for i in (*oc.superseded, *oc.sales, *([oc.rating] if oc.rating else ()))),
-                   default=NEVER) if oc is not None else NEVER
+        held = NEVER
+        if closed and oc is not None and (oc.rating or oc.sales):
+            held = min(i.t for i in (*oc.superseded, *oc.sales, *([oc.rating] if oc.rating else ())))
         while closed and closed[0].closed + self.grace < horizon and held > closed[0].closed + self.grace:
             self._finalise(closed.pop(0))
 

@@ -5,6 +5,7 @@ brute-force oracle), and metrics that equal a direct recount from contacts.jsonl
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -87,7 +88,8 @@ def rule_target(t: int, contacts: list[dict], grace_ms: int) -> str | None:
     return None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4000 if os.environ.get("APPLIANCE_SOAK") else 300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(step, max_size=120))
 def test_contacts_ratings_metrics_properties(tmp_path_factory, steps):
     tmp = tmp_path_factory.mktemp("prop")

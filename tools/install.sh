@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything Contact Analyzer needs on Debian 12 / Raspberry Pi OS bookworm (as root):
+# system packages with apt, a virtual environment in .venv, the project and its test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+if command -v apt-get >/dev/null 2>&1; then
+    echo "==> apt: python3, venv, tzdata"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3 python3-venv python3-dev tzdata ca-certificates >/dev/null
+fi
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+    if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
+fi
+if [ ! -x .venv/bin/python ]; then
+    echo "==> venv: .venv ($("$PY" --version))"
+    "$PY" -m venv .venv
+fi
+echo "==> pip: the project and its test tools"
+.venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+echo "==> installed: $(.venv/bin/appliancectl --version)"
