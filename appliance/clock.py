@@ -64,9 +64,12 @@ def kernel_synced() -> bool:
         if _libc is None:
             _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         tx = _Timex()
-        return _libc.adjtimex(ctypes.byref(tx)) != _TIME_ERROR
+        state = _libc.adjtimex(ctypes.byref(tx))
     except (OSError, AttributeError):
-        return False
+        state = -1
+    if state == -1:   # not allowed (systemd ProtectClock=): timesyncd's flag file tells
+        return Path("/run/systemd/timesync/synchronized").exists()
+    return state != _TIME_ERROR
 
 
 class Clock:
