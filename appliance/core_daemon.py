@@ -42,7 +42,7 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
     notifier = Notifier()
     pos = None
     if cfg.pos.listen:
-        pos = PosApi(cfg, str(journal.path.parent / JOURNAL_NAME), clock.now_ms).start()
+        pos = PosApi(cfg, str(journal.path.parent / JOURNAL_NAME), clock).start()
     drop = DropFolder(cfg, journal, cfg.pos.drop_dir) if cfg.pos.drop_dir else None
     notifier.ready(f"core: {len(cfg.points)} points")
     log.info("core running: %d points, journal %s", len(cfg.points), journal.path)

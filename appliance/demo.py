@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .clock import SimClock
+from .clock import SimClock, boot_id
 from .config import load_config
 from .events import map_button
 from .journal import Journal, NewEvent
@@ -33,6 +33,7 @@ from .cli.ui import Style, num, pct, table
 DAY = "2026-11-20"
 OPEN_AT = parse_ts(f"{DAY}T09:00:00Z")
 CLOSE_AT = parse_ts(f"{DAY}T18:00:00Z")
+BOOT = boot_id()
 
 CONFIG = """\
 # The demo's appliance: two points of a small shop.
@@ -274,9 +275,11 @@ def _inject(step: Step, cfg, journal: Journal, port: int, token: str) -> None:
     elif step.kind == "press":
         ev = map_button(w["remote"], w["button"], w.get("press", "short"), step.t, cfg)
         ev.source = "sim-rf"
+        ev.mono, ev.boot = time.monotonic_ns(), BOOT
         journal.append(ev)
     elif step.kind == "sensor":
-        journal.append(NewEvent("sensor", step.t, {"present": w["present"]}, w["point"], "sim-gpio"))
+        journal.append(NewEvent("sensor", step.t, {"present": w["present"]}, w["point"], "sim-gpio",
+                                mono=time.monotonic_ns(), boot=BOOT))
 
 
 def _core_caught_up(journal: Journal) -> bool:

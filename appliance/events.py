@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Literal, Union
 import msgspec
 from msgspec import Struct
 
-from .config.schema import CallButton, Config, PresenceButton, RatingButton, StaffButton
+from .config.schema import CallButton, Config, PresenceButton, RatingButton, StaffButton, presence_source
 from .errors import EventError
 from .journal import NewEvent
 from .timefmt import parse_ts
@@ -139,13 +139,13 @@ def normalise(raw: AnyIn, cfg: Config) -> NewEvent:
 
 
 def _presence(raw: PresenceIn, ts: int, p, cfg: Config) -> NewEvent:
-    if p.presence != "rf":
+    if presence_source(cfg, raw.point) == "sensor":
         raise EventError(f"point {raw.point} takes presence from its sensor, not from presence events")
     return NewEvent("presence", ts, {"state": raw.state}, raw.point)
 
 
 def _sensor(raw: SensorIn, ts: int, p, cfg: Config) -> NewEvent:
-    if p.presence != "sensor":
+    if presence_source(cfg, raw.point) == "rf":
         raise EventError(f"point {raw.point} takes presence from RF (presence events), not from a sensor")
     return NewEvent("sensor", ts, {"present": raw.present}, raw.point)
 
@@ -204,7 +204,7 @@ def map_button(remote: str, button: int, press: str, ts: int, cfg: Config) -> Ne
     if isinstance(m, RatingButton):
         return NewEvent("rating", ts, {"value": m.value, "class": _rating(cfg, r.point, m.value), **src}, r.point)
     if isinstance(m, PresenceButton):
-        if cfg.points[r.point].presence != "rf":
+        if presence_source(cfg, r.point) == "sensor":
             raise EventError(f"point {r.point} takes presence from its sensor, not from remote {rid}")
         return NewEvent("presence", ts, {"state": m.state, **src}, r.point)
     if isinstance(m, CallButton):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-from .config.schema import Config
+from .config.schema import Config, presence_source
 from .point import PointTracker
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 class Pipeline:
     def __init__(self, cfg: Config):
-        self.points = {pid: PointTracker(pid, p, self._emit, cfg.time.timezone)
+        self.points = {pid: PointTracker(pid, p, self._emit, cfg.time.timezone, presence_source(cfg, pid))
                        for pid, p in cfg.points.items()}
         self.out: list[tuple[str, object]] = []
         self.now: int | None = None
@@ -59,6 +59,10 @@ class Pipeline:
         while (due := tr.next_due()) <= t:  # timers the event itself made due now
             tr.fire(due)
 
+    def rejected(self) -> list[tuple[str, str]]:
+        """(ref, why) of events a point could not take (presence from its other source)."""
+        return [r for tr in self.points.values() for r in tr.rejected]
+
     def finish(self) -> list[tuple[str, object]]:
         for tr in self.points.values():
             tr.finish()
@@ -66,9 +70,10 @@ class Pipeline:
 
 
 def run(cfg: Config, events: Iterable[tuple[int, str, str | None, dict, str]],
-        until: int | None = None) -> list[tuple[str, object]]:
+        until: int | None = None, rejected: list | None = None) -> list[tuple[str, object]]:
     """Replay (t, type, point, data, ref) tuples, already in time order, to the end of
-    the input, or on to ``until`` (timers up to then fire) when given."""
+    the input, or on to ``until`` (timers up to then fire) when given. Events a point
+    could not take are added to ``rejected`` as (ref, why)."""
     p = Pipeline(cfg)
     out: list[tuple[str, object]] = []
     for t, etype, point, data, ref in events:
@@ -78,4 +83,6 @@ def run(cfg: Config, events: Iterable[tuple[int, str, str | None, dict, str]],
     if until is not None:
         p.advance(until)
     out += p.finish()
+    if rejected is not None:
+        rejected.extend(p.rejected())
     return out

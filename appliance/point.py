@@ -16,7 +16,7 @@ from typing import Callable
 from .config.schema import Point
 from .ids import derived_id
 from .owners import OwnerLog, ShiftSchedule
-from .presence import NEVER, RfPresence, SensorPresence
+from .presence import NEVER, NoPresence, RfPresence, SensorPresence
 
 
 def ms(seconds: float) -> int:
@@ -84,7 +84,7 @@ counted or superseded — the last two when its contact is finalised)."""
 
 
 class PointTracker:
-    def __init__(self, pid: str, p: Point, emit: Emit, tz: str = "UTC"):
+    def __init__(self, pid: str, p: Point, emit: Emit, tz: str = "UTC", source: str | None = "rf"):
         self.pid = pid
         self.p = p
         self.emit = emit
@@ -95,13 +95,9 @@ class PointTracker:
         self.grace = max(self.rating_grace, self.sale_grace)
         self.misuse_window = ms(p.misuse_window_s)
         self.scale = p.rating_scale
-        if p.presence == "sensor":
-            self.presence = SensorPresence(self, ms(p.min_presence_s), ms(p.leave_after_s),
-                                           self.min_contact, ms(p.max_contact_s))
-        else:
-            self.presence = RfPresence(self, self.min_contact, ms(p.max_contact_s))
-        self.next_due: Callable[[], int] = self.presence.next_due   # the point's next timer
-        self.fire: Callable[[int], None] = self.presence.fire
+        self.rejected: list[tuple[str, str]] = []   # (ref, why): events this point cannot take
+        self.source: str | None = None
+        self._use(source)
         schedule = ShiftSchedule(p.shifts, tz) if p.shifts else None
         self.owners = OwnerLog(schedule, keep_ms=ms(p.min_presence_s) + 1)
         self.open_contact: Contact | None = None
@@ -109,6 +105,31 @@ class PointTracker:
         self.pending: list[Rating | Sale] = []  # in (t, order) order
         self.presses: deque[int] = deque()   # rating press times within the misuse window
         self.call: Call | None = None
+
+    def _use(self, source: str | None) -> None:
+        """Take presence from 'rf' or 'sensor'; None: undecided until the first such event."""
+        p = self.p
+        self.source = source
+        if source == "sensor":
+            self.presence = SensorPresence(self, ms(p.min_presence_s), ms(p.leave_after_s),
+                                           self.min_contact, ms(p.max_contact_s))
+        elif source == "rf":
+            self.presence = RfPresence(self, self.min_contact, ms(p.max_contact_s))
+        else:
+            self.presence = NoPresence()
+        self.next_due: Callable[[], int] = self.presence.next_due   # the point's next timer
+        self.fire: Callable[[int], None] = self.presence.fire
+
+    def _presence_from(self, kind: str, ref: str) -> bool:
+        if self.source is None:
+            self._use(kind)
+            return True
+        if kind == self.source:
+            return True
+        other = "presence" if self.source == "rf" else "sensor"
+        self.rejected.append((ref, f"point {self.pid} takes its presence from {other} events; "
+                                   f"a {'presence' if kind == 'rf' else 'sensor'} event cannot count here"))
+        return False
 
     # --- ContactSink -------------------------------------------------------------------
 
@@ -139,10 +160,10 @@ class PointTracker:
 
     def event(self, t: int, order: int, etype: str, data: dict, ref: str = "") -> None:
         if etype == "presence":
-            if isinstance(self.presence, RfPresence):
+            if self._presence_from("rf", ref):
                 self.presence.event(t, order, data["state"])
         elif etype == "sensor":
-            if isinstance(self.presence, SensorPresence):
+            if self._presence_from("sensor", ref):
                 self.presence.event(t, order, bool(data["present"]))
         elif etype == "rating":
             self._rating(t, order, data, ref)
@@ -292,10 +313,7 @@ class PointTracker:
                 item.contact = None
                 self.pending.append(item)
             self.pending.sort(key=lambda i: (i.t, i.order))
-        if isinstance(self.presence, SensorPresence):
-            self.presence.mode = "idle"
-        else:
-            self.presence.opened = None
+        self._use(None)
         self._settle(NEVER)
         if self.call is not None:
             self.emit("call", self.call)

@@ -17,8 +17,8 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
+from .clock import Clock
 from .config.schema import Config
 from .errors import EventError
 from .events import from_dict
@@ -31,11 +31,11 @@ ROUTES = {"/v1/sale": "sale", "/v1/sales": "sale", "/v1/staff": "staff"}
 
 
 class PosApi:
-    def __init__(self, cfg: Config, journal_path: str, now_ms: Callable[[], int]):
+    def __init__(self, cfg: Config, journal_path: str, clock: Clock):
         self.cfg = cfg
         self.token = cfg.pos.token.encode()
         self.journal_path = journal_path
-        self.now_ms = now_ms
+        self.clock = clock
         self.lock = threading.Lock()
         self._journal: Journal | None = None
         host, _, port = cfg.pos.listen.rpartition(":")
@@ -69,12 +69,17 @@ class PosApi:
         if declared != kind:
             return 400, {"error": f"type {declared!r} does not match the endpoint ({kind})"}
         body["type"] = kind
-        body.setdefault("ts", self.now_ms())
+        stamp = None
+        if "ts" not in body:   # the receive time, stamped like every local event (§3)
+            stamp = self.clock.now()
+            body["ts"] = stamp.ts
         try:
             ev = from_dict(body, self.cfg)
         except EventError as exc:
             return 400, {"error": exc.message}
         ev.source = "pos-http"
+        if stamp is not None:
+            ev.mono, ev.boot, ev.synced = stamp.mono, stamp.boot, stamp.synced
         with self.lock:
             if self._journal is None:
                 self._journal = Journal(self.journal_path)

@@ -63,6 +63,22 @@ class RfPresence:
         return self.opened is not None
 
 
+class NoPresence:
+    """An "auto" point before its first presence or sensor event: no contacts yet."""
+
+    def next_due(self) -> int:
+        return NEVER
+
+    def fire(self, t: int) -> None:
+        pass
+
+    def horizon(self, now: int) -> int:
+        return now
+
+    def is_open(self) -> bool:
+        return False
+
+
 IDLE, PENDING, OPEN, SUPPRESSED = "idle", "pending", "open", "suppressed"
 
 

@@ -50,8 +50,12 @@ def replay_file(cfg: Config, events_path: str) -> tuple[list, LineErrors, int]:
                     continue
             taken.append((ev.ts, n, ev.type, ev.point, ev.data))
     taken.sort(key=lambda e: (e[0], e[1]))
-    records = run(cfg, ((t, typ, pt, data, f"line{n}") for t, n, typ, pt, data in taken))
-    return records, errors, len(taken)
+    refused: list[tuple[str, str]] = []
+    records = run(cfg, ((t, typ, pt, data, f"line{n}") for t, n, typ, pt, data in taken), rejected=refused)
+    for ref, why in refused:
+        errors.append((int(ref[4:]), why))
+    errors.sort()
+    return records, errors, len(taken) - len(refused)
 
 
 def replay_journal(cfg: Config, journal: Journal, until: int | None = None) -> list:

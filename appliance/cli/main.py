@@ -24,7 +24,7 @@ EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_IO = 0, 1, 2, 3
 
 
 def _config_path(args: argparse.Namespace) -> str:
-    return args.config or os.environ.get("APPLIANCE_CONFIG") or DEFAULT_PATH
+    return getattr(args, "config", None) or os.environ.get("APPLIANCE_CONFIG") or DEFAULT_PATH
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -56,7 +56,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from ..replay import replay_file, write_outputs
-    cfg = load_config(args.config_file or _config_path(args))
+    cfg = load_config(_config_path(args))
     t0 = time.perf_counter()
     try:
         records, errors, n = replay_file(cfg, args.events)
@@ -237,61 +237,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"appliancectl {__version__}")
     p.add_argument("-c", "--config", help=f"config file (default $APPLIANCE_CONFIG or {DEFAULT_PATH})")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    # -c/--config is also taken after the command: `appliancectl replay --config C ...`
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", default=argparse.SUPPRESS, help="config file")
+
+    def add(subs, name: str, help: str, func) -> argparse.ArgumentParser:
+        leaf = subs.add_parser(name, help=help, parents=[common], description=help)
+        leaf.set_defaults(func=func)
+        return leaf
+
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("demo", help="run the appliance on simulated hardware: a day at two points")
-    s.add_argument("--speed", type=float, default=1000.0, help="simulated seconds per real second (default 1000: the day takes ~35 s)")
+    s = add(sub, "demo", "run the appliance on simulated hardware: a day at two points", cmd_demo)
+    s.add_argument("--speed", type=float, default=1000.0,
+                   help="simulated seconds per real second (default 1000: the day takes ~35 s)")
     s.add_argument("--state-dir", help="keep the demo's journal here (default: a temporary folder)")
     s.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("replay", help="run the core pipeline offline over an events file")
-    s.add_argument("--config", dest="config_file", help="config file")
+    s = add(sub, "replay", "run the core pipeline offline over an events file", cmd_replay)
     s.add_argument("--events", required=True, help="events, JSON lines")
     s.add_argument("--out", required=True, help="output folder for contacts.jsonl and metrics.json")
-    s.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("journal", help="the live journal")
     jsub = s.add_subparsers(dest="journal_command", required=True, metavar="SUBCOMMAND")
-    j = jsub.add_parser("import", help="append an events file (all lines valid, or nothing)")
+    j = add(jsub, "import", "append an events file (all lines valid, or nothing)", cmd_journal_import)
     j.add_argument("file")
-    j.set_defaults(func=cmd_journal_import)
 
-    s = sub.add_parser("run", help="run a daemon in the foreground (as systemd does)")
+    s = add(sub, "run", "run a daemon in the foreground (as systemd does)", cmd_run)
     s.add_argument("daemon", choices=["core", "rf", "audio", "sync"])
-    s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("report", help="service metrics from the live journal")
+    s = add(sub, "report", "service metrics from the live journal", cmd_report)
     s.add_argument("--from", dest="from_", help="first day or time (ISO; days in the configured zone)")
     s.add_argument("--to", help="end day or time, exclusive")
     s.add_argument("--by", choices=GROUPINGS, default="point")
     s.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("tail", help="show journal events as they land")
+    s = add(sub, "tail", "show journal events as they land", cmd_tail)
     s.add_argument("-n", "--lines", type=int, default=10, help="show this many earlier events first")
     s.add_argument("--no-follow", dest="follow", action="store_false", help="print and exit")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--count", type=int, default=0, help="exit after this many events")
     s.add_argument("--timeout", type=float, default=0, help="exit after this many seconds")
-    s.set_defaults(func=cmd_tail)
 
-    s = sub.add_parser("status", help="journal, stages and daemons at a glance")
+    s = add(sub, "status", "journal, stages and daemons at a glance", cmd_status)
     s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("config", help="configuration")
     csub = s.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
-    c = csub.add_parser("check", help="validate a config file and list every error")
+    c = add(csub, "check", "validate a config file and list every error", cmd_config_check)
     c.add_argument("file", nargs="?")
-    c.set_defaults(func=cmd_config_check)
 
     s = sub.add_parser("export", help="export data from the journal")
     esub = s.add_subparsers(dest="export_command", required=True, metavar="WHAT")
-    e = esub.add_parser("ratings", help="the rating log")
+    e = add(esub, "ratings", "the rating log", cmd_export_ratings)
     e.add_argument("--csv", action="store_true", help="CSV: datetime, remote, button, point, owner, ...")
     e.add_argument("--out", help="write to this file instead of standard output")
-    e.set_defaults(func=cmd_export_ratings)
     return p
 
 

@@ -270,8 +270,6 @@ def _cross_check(cfg: Config) -> list[str]:
         if p.min_contact_s > p.max_contact_s:
             errors.append(f"points.{pid}.min_contact_s: {_num(p.min_contact_s)} is more than "
                           f"max_contact_s ({_num(p.max_contact_s)})")
-        if p.presence == "sensor" and not any(s.point == pid for s in cfg.sensors.values()):
-            errors.append(f"points.{pid}.presence: \"sensor\" needs a [sensors.<id>] with point = \"{pid}\"")
         for i, sh in enumerate(p.shifts):
             if sh.start == sh.end:
                 errors.append(f"points.{pid}.shifts[{i}]: start and end are equal")

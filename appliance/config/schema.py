@@ -44,7 +44,9 @@ class Shift(_Section):
 
 class Point(_Section):
     name: str = ""
-    presence: Literal["rf", "sensor"] = "rf"
+    presence: Literal["auto", "rf", "sensor"] = "auto"
+    """"rf": presence/arrived-left-dwell events; "sensor": a GPIO sensor's level changes;
+    "auto": "sensor" when a [sensors.*] names this point, else whichever comes first."""
     min_presence_s: NonNegative = 2.0
     leave_after_s: NonNegative = 5.0
     min_contact_s: NonNegative = 3.0
@@ -206,6 +208,16 @@ class Config(_Section):
 
 SECRET_KEYS = frozenset({"password", "token", "secret", "key_password"})
 """Key names whose values never appear in logs, `info` or `config show`."""
+
+
+def presence_source(cfg: "Config", pid: str) -> str | None:
+    """'rf' or 'sensor' as configured or implied; None while an "auto" point is undecided."""
+    p = cfg.points[pid]
+    if p.presence != "auto":
+        return p.presence
+    if any(s.point == pid for s in cfg.sensors.values()):
+        return "sensor"
+    return None
 
 
 def schema_json() -> dict:

@@ -81,7 +81,6 @@ buttons = { 1 = { meaning = "rating", value = 7 } }
 [pos]
 listen = "127.0.0.1:8088"
 """)
-    assert any(e.startswith('points.till1.presence: "sensor" needs a [sensors.<id>]') for e in errs)
     assert any(e.startswith('remotes.abc.point: no point "till9"') for e in errs)
     assert any(e.startswith("remotes.def.buttons.1.value: 7 is not on the rating scale") for e in errs)
     assert any(e.startswith("pos.token: the POS API needs a token") for e in errs)

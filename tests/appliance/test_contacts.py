@@ -233,3 +233,14 @@ def test_late_events_counted_not_lost():
     out = p.finish()
     assert p.late == 1
     assert [r.status for k, r in out if k == "rating"] == ["counted"]
+
+
+def test_auto_point_takes_presence_from_its_first_source_and_reports_the_other():
+    cfg = parse_config("[points.p]\n")
+    rejected = []
+    out = run(cfg, [(T0, "sensor", "p", {"present": True}, "l1"),
+                    (T0 + 1000, "presence", "p", {"state": "arrived"}, "l2"),
+                    (T0 + 30_000, "sensor", "p", {"present": False}, "l3"),
+                    (T0 + 60_000, "sensor", "p", {"present": True}, "l4")], rejected=rejected)
+    assert [((c.opened - T0), (c.closed - T0)) for k, c in out if k == "contact"] == [(0, 30_000)]
+    assert rejected == [("l2", "point p takes its presence from sensor events; a presence event cannot count here")]

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from appliance.clock import Clock, Stamp
 from appliance.config import load_config
 from appliance.drop_folder import DropFolder
 from appliance.journal import Journal
@@ -17,13 +18,18 @@ from tests.conftest import make_config
 TOKEN = "test-token-0123456789abcdef"
 
 
+class FixedClock(Clock):
+    def now(self) -> Stamp:
+        return Stamp(1_795_165_200_000, 123_456_789, "boot-1", False)
+
+
 @pytest.fixture
 def api(tmp_path):
     path = make_config(tmp_path, f'\n[pos]\nlisten = "127.0.0.1:0"\ntoken = "{TOKEN}"\n')
     cfg = load_config(path)
     journal_path = tmp_path / "state" / "journal.db"
     Journal(journal_path).close()
-    a = PosApi(cfg, str(journal_path), lambda: 1_795_165_200_000).start()
+    a = PosApi(cfg, str(journal_path), FixedClock()).start()
     yield a, journal_path
     a.stop()
 
@@ -58,7 +64,9 @@ def test_sale_and_staff_are_journalled(api):
         rows = j.read(0)
     assert [(r.type, r.source) for r in rows] == [("sale", "pos-http"), ("staff", "pos-http")]
     assert rows[0].data == {"receipt": "R1", "amount": 9.5, "items": 2}
-    assert rows[1].ts == 1_795_165_200_000   # no ts: the receive time
+    assert rows[1].ts == 1_795_165_200_000   # no ts: the receive time, fully stamped
+    assert (rows[1].mono, rows[1].boot, rows[1].synced) == (123_456_789, "boot-1", False)
+    assert (rows[0].mono, rows[0].synced) == (None, True)     # the till's own time
 
 
 def test_retry_of_same_receipt_doubles_nothing(api):

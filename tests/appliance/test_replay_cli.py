@@ -112,3 +112,13 @@ def test_import_validates_all_or_nothing_and_is_idempotent(tmp_path, config_path
 def test_report_without_journal_says_what_to_do(tmp_path, config_path):
     r = run_cli("--config", str(config_path), "report")
     assert r.returncode == 3 and "no journal" in r.stderr
+
+
+def test_config_option_is_taken_before_or_after_the_command(tmp_path, config_path):
+    events = write_events(tmp_path / "e.jsonl", DAY)
+    a = run_cli("--config", str(config_path), "replay", "--events", str(events), "--out", str(tmp_path / "a"))
+    b = run_cli("journal", "import", "--config", str(config_path), str(events))
+    c = run_cli("report", "--config", str(config_path), "--format", "json",
+                env={"APPLIANCE_CONFIG": str(tmp_path / "missing.toml")})
+    assert (a.returncode, b.returncode, c.returncode) == (0, 0, 0), (a.stderr, b.stderr, c.stderr)
+    assert json.loads(c.stdout)["total"]["contacts"] == 2
