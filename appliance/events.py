@@ -8,7 +8,7 @@ and ``button`` so the rating log can show them.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Iterator, Literal, Union
+from typing import Iterable, Literal, Union
 
 import msgspec
 from msgspec import Struct
@@ -221,39 +221,38 @@ class LineErrors(list):
         return "\n".join(f"{source}:{n}: {m}" for n, m in self)
 
 
-def read_lines(lines: Iterable[bytes], cfg: Config) -> Iterator[tuple[int, NewEvent | EventError]]:
-    """Number and decode every non-blank line; errors are yielded, never raised."""
+def read_lines(lines: Iterable[bytes], cfg: Config) -> tuple[list[tuple[int, NewEvent]], LineErrors]:
+    """Number and decode every non-blank, non-comment line. Bad lines, and a receipt id
+    repeated at the same point, are collected as (line, message); nothing is raised."""
+    events: list[tuple[int, NewEvent]] = []
+    errors = LineErrors()
+    receipts: dict[str, int] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith(b"#"):
             continue
         try:
-            yield n, decode_line(line, cfg)
+            ev = decode_line(line, cfg)
         except EventError as exc:
-            exc.line = n
-            yield n, exc
-
-
-def load_file(path: str, cfg: Config, source: str = "import") -> tuple[list[NewEvent], LineErrors]:
-    """Decode a whole events file. Events get idempotency keys from the file's content,
-    so importing the same file twice lands every event once. Duplicate receipts within the
-    file are errors."""
-    with open(path, "rb") as f:
-        data = f.read()
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    events: list[NewEvent] = []
-    errors = LineErrors()
-    receipts: dict[str, int] = {}
-    for n, ev in read_lines(data.splitlines(), cfg):
-        if isinstance(ev, EventError):
-            errors.append((n, ev.message))
+            errors.append((n, exc.message))
             continue
         if ev.key is not None:
             first = receipts.setdefault(ev.key, n)
             if first != n:
                 errors.append((n, f"receipt {ev.data['receipt']} at {ev.point} repeats line {first}"))
                 continue
-        else:
+        events.append((n, ev))
+    return events, errors
+
+
+def load_file(path: str, cfg: Config, source: str = "import") -> tuple[list[NewEvent], LineErrors]:
+    """Decode a whole events file for the journal. Events get idempotency keys from the
+    file's content, so importing the same file twice lands every event once."""
+    with open(path, "rb") as f:
+        data = f.read()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    numbered, errors = read_lines(data.splitlines(), cfg)
+    for n, ev in numbered:
+        if ev.key is None:
             ev.key = f"{source}:{digest}:{n}"
         ev.source = source
-        events.append(ev)
-    return events, errors
+    return [ev for _, ev in numbered], errors

@@ -11,7 +11,6 @@ from typing import Iterable
 
 from .config.schema import Config
 from .events import CORE_INPUT_TYPES, LineErrors, read_lines
-from .errors import EventError
 from .journal import Journal
 from .metrics import summary
 from .pipeline import run
@@ -35,20 +34,9 @@ def contact_json(c: Contact) -> dict:
 
 def replay_file(cfg: Config, events_path: str) -> tuple[list, LineErrors, int]:
     """Decode, sort and run. Returns (records, bad lines, events taken)."""
-    taken = []
-    errors = LineErrors()
-    seen_receipts: dict[str, int] = {}
     with open(events_path, "rb") as f:
-        for n, ev in read_lines(f, cfg):
-            if isinstance(ev, EventError):
-                errors.append((n, ev.message))
-                continue
-            if ev.key is not None:
-                first = seen_receipts.setdefault(ev.key, n)
-                if first != n:
-                    errors.append((n, f"receipt {ev.data['receipt']} at {ev.point} repeats line {first}"))
-                    continue
-            taken.append((ev.ts, n, ev.type, ev.point, ev.data))
+        numbered, errors = read_lines(f, cfg)
+    taken = [(ev.ts, n, ev.type, ev.point, ev.data) for n, ev in numbered]
     taken.sort(key=lambda e: (e[0], e[1]))
     refused: list[tuple[str, str]] = []
     records = run(cfg, ((t, typ, pt, data, f"line{n}") for t, n, typ, pt, data in taken), rejected=refused)
