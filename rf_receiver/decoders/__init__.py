@@ -1,0 +1,1 @@
+"""One decoder per protocol, one explicit registry (``registry.py``)."""

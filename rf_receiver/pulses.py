@@ -1,0 +1,79 @@
+"""Pulse trains: alternating (level, duration µs) runs, as a receiver module shows them.
+
+The plain-text fixture format (STYLE 5) is one JSON object per line with a ``pulses``
+key: ``{"pulses": [[1, 350], [0, 1050], ...]}``; other keys are ignored.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+
+@dataclass(slots=True)
+class Pair:
+    """One mark and the space after it: the unit every OOK slicer works on."""
+    high: int      # µs
+    low: int       # µs
+    start: int     # µs since the start of the train
+
+
+class PulseError(ValueError):
+    pass
+
+
+def parse_pulses(obj: object) -> list[tuple[int, int]]:
+    """Validate a ``pulses`` list: [[level 0|1, duration µs ≥ 0], ...]."""
+    if not isinstance(obj, list):
+        raise PulseError('"pulses" must be a list of [level, duration_us] pairs')
+    out = []
+    for i, p in enumerate(obj):
+        if (not isinstance(p, (list, tuple)) or len(p) != 2 or p[0] not in (0, 1)
+                or isinstance(p[0], bool) or not isinstance(p[1], int) or isinstance(p[1], bool) or p[1] < 0):
+            raise PulseError(f"pulses[{i}]: expected [0 or 1, a duration in µs ≥ 0], got {json.dumps(p)}")
+        out.append((p[0], p[1]))
+    return out
+
+
+def read_pulse_file(lines: Iterable[bytes | str]) -> Iterator[tuple[int, list[tuple[int, int]] | PulseError]]:
+    """(line number, pulses or the error) for every non-blank line."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or "pulses" not in obj:
+                raise PulseError('expected an object with a "pulses" key')
+            yield n, parse_pulses(obj["pulses"])
+        except (ValueError, PulseError) as exc:
+            yield n, exc if isinstance(exc, PulseError) else PulseError(f"not valid JSON: {exc}")
+
+
+class PairBuilder:
+    """Runs -> (high, low) pairs, streaming. ``invert`` swaps the levels (for protocols
+    that idle high, such as rc-switch protocol 6)."""
+
+    def __init__(self, invert: bool = False):
+        self.mark = 0 if invert else 1
+        self.t = 0
+        self.high: int | None = None
+        self.high_start = 0
+
+    def feed(self, level: int, duration: int) -> Pair | None:
+        start = self.t
+        self.t += duration
+        if level == self.mark:
+            if self.high is not None:        # two marks in a row (merged runs): join them
+                self.high += duration
+            else:
+                self.high, self.high_start = duration, start
+            return None
+        if self.high is None:                # a space with no mark before it: a leading gap
+            return Pair(0, duration, start) if duration >= 10_000 else None
+        pair = Pair(self.high, duration, self.high_start)
+        self.high = None
+        return pair
+
+    def flush(self) -> None:
+        """The end of a recording is not the end of a frame: drop a pending mark."""
+        self.high = None

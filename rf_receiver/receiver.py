@@ -1,0 +1,68 @@
+"""The OOK pipeline (STYLE 3): runs -> (mark, space) pairs -> one slicer per timing ->
+bit rows -> decoders -> frames. Pure and streaming: feed runs as they come."""
+from __future__ import annotations
+
+from collections import Counter
+
+from .decoders import registry
+from .decoders.base import Failure, FlexTiming, Frame, RcTiming, Row
+from .pulses import PairBuilder
+from .slicer import FlexSlicer, RcSlicer
+
+
+class Receiver:
+    def __init__(self, timings=None, decoders=None):
+        timings = timings if timings is not None else registry.TIMINGS
+        self.decoders = registry.by_timing(decoders)
+        self.normal: list = []
+        self.inverted: list = []
+        for t in timings:
+            if t.name not in self.decoders:
+                continue
+            slicer = RcSlicer(t) if isinstance(t, RcTiming) else FlexSlicer(t)
+            (self.inverted if isinstance(t, RcTiming) and t.inverted else self.normal).append(slicer)
+        self.pairs = PairBuilder()
+        self.inv_pairs = PairBuilder(invert=True) if self.inverted else None
+        self.failures: Counter = Counter()     # (decoder, failure) -> count
+        self.rows = 0
+
+    def feed(self, level: int, duration: int) -> list[Frame]:
+        """One run (level 0/1, µs). Returns the frames it completed."""
+        frames: list[Frame] = []
+        p = self.pairs.feed(level, duration)
+        if p is not None:
+            for s in self.normal:
+                row = s.feed(p)
+                if row is not None:
+                    self._decode(row, frames)
+        if self.inv_pairs is not None:
+            q = self.inv_pairs.feed(level, duration)
+            if q is not None:
+                for s in self.inverted:
+                    row = s.feed(q)
+                    if row is not None:
+                        self._decode(row, frames)
+        return frames
+
+    def flush(self) -> list[Frame]:
+        """End of a recording: a frame cut by it is not a frame."""
+        for builder in (self.pairs, self.inv_pairs):
+            if builder is not None:
+                builder.flush()
+        return []
+
+    def _decode(self, row: Row, frames: list[Frame]) -> None:
+        self.rows += 1
+        for d in self.decoders.get(row.timing, ()):
+            result = d.decode(row)
+            if isinstance(result, Failure):
+                self.failures[(d.name, result)] += 1
+                continue
+            frames.append(result)
+            return
+
+    def decode_pulses(self, pulses: list[tuple[int, int]]) -> list[Frame]:
+        frames: list[Frame] = []
+        for level, duration in pulses:
+            frames += self.feed(level, duration)
+        return frames + self.flush()
