@@ -58,10 +58,25 @@ class PairBuilder:
         self.t = 0
         self.high: int | None = None
         self.high_start = 0
+        self.swallow = False     # the current space was already handed over by silence()
+
+    def silence(self, elapsed_us: int) -> Pair | None:
+        """The space after the last mark has lasted elapsed_us and goes on: hand the mark
+        over now with that space, so a burst's last frame need not wait for an edge."""
+        if self.high is None:
+            return None
+        pair = Pair(self.high, elapsed_us, self.high_start)
+        self.high = None
+        self.swallow = True
+        return pair
 
     def feed(self, level: int, duration: int) -> Pair | None:
         start = self.t
         self.t += duration
+        if self.swallow:
+            self.swallow = False
+            if level != self.mark:
+                return None          # the rest of a space silence() already handed over
         if level == self.mark:
             if self.high is not None:        # two marks in a row (merged runs): join them
                 self.high += duration

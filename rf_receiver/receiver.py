@@ -7,7 +7,7 @@ from collections import Counter
 from .decoders import registry
 from .decoders.base import Failure, FlexTiming, Frame, RcTiming, Row
 from .pulses import PairBuilder
-from .slicer import FlexSlicer, RcSlicer
+from .slicer import GAP_US, FlexSlicer, RcSlicer
 
 
 class Receiver:
@@ -42,6 +42,19 @@ class Receiver:
                     row = s.feed(q)
                     if row is not None:
                         self._decode(row, frames)
+        return frames
+
+    def silence(self, elapsed_us: int) -> list[Frame]:
+        """No edge for elapsed_us since a mark ended: long enough, that ends a frame."""
+        frames: list[Frame] = []
+        if elapsed_us < GAP_US:
+            return frames
+        p = self.pairs.silence(elapsed_us)
+        if p is not None:
+            for s in self.normal:
+                row = s.feed(p)
+                if row is not None:
+                    self._decode(row, frames)
         return frames
 
     def flush(self) -> list[Frame]:

@@ -1,0 +1,48 @@
+"""The interface every RF source implements (STYLE 1).
+
+A source hands over *runs* (level 0/1, duration µs) for the OOK pipeline, or, when the
+hardware decodes by itself (rtl_433, an nRF24 link), ready *frames*. All times are in
+the source's own µs timebase; ``now_us`` tells the current time in it, so presses can be
+ended when their repeats stop.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from ..decoders.base import Frame
+
+
+@dataclass(slots=True)
+class Run:
+    level: int
+    duration_us: int
+
+
+class SourceError(RuntimeError):
+    """The source cannot run (no such device, no permission, missing program)."""
+
+
+class RfSource(ABC):
+    name = "source"
+
+    @abstractmethod
+    def read(self, timeout_s: float) -> list[Run | Frame]:
+        """What arrived since the last call; waits up to timeout_s for something."""
+
+    @abstractmethod
+    def now_us(self) -> int:
+        """The current time in this source's timebase."""
+
+    def exhausted(self) -> bool:
+        """True when no more input can come (a replay at its end)."""
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "RfSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
