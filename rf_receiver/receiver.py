@@ -71,7 +71,10 @@ class Receiver:
             if isinstance(result, Failure):
                 self.failures[(d.name, result)] += 1
                 continue
-            frames.append(result)
+            # rc-switch 3 and 5 are one waveform at different units: the first timing
+            # in the registry that reads a transmission names it, once
+            if not any(f.code == result.code and f.bits == result.bits for f in frames):
+                frames.append(result)
             return
 
     def decode_pulses(self, pulses: list[tuple[int, int]]) -> list[Frame]:

@@ -33,13 +33,31 @@ class RcSlicer:
         self.zero_frac = timing.zero[0] / self.period_units
         self.one_frac = timing.one[0] / self.period_units
         self.threshold = (self.zero_frac + self.one_frac) / 2
+        self.sync_split = (1 + self.sync_units / self.period_units) / 2
+        # a sync's mark/space ratio may stray at most half-way to a data symbol's
+        nearest = min(abs(self.sync_log_ratio - math.log(a / b)) for a, b in (timing.zero, timing.one))
+        self.sync_tol = min(SYNC_RATIO_TOL, nearest / 2)
         self.buf: list[Pair] = []
         self.known_start = False   # what came before the first pair is unknown
+        self.last_unit = 0.0
 
     def _is_sync(self, p: Pair) -> float:
+        """The sync's unit if p is this timing's sync pair, else 0.
+
+        With a unit to compare against (the frame so far, or the last sync), a sync must
+        also be longer than a bit by at least half the way to a sync's period: rc-switch
+        3 and 5 syncs have nearly a data symbol's mark/space ratio, and under jitter
+        rc-switch 4's ratios overlap, but their periods never do."""
         if p.high <= 0 or p.low <= 0:
             return 0.0
-        if abs(math.log(p.high / p.low) - self.sync_log_ratio) > SYNC_RATIO_TOL:
+        if len(self.buf) >= 2:
+            ref = sorted(q.high + q.low for q in self.buf)[len(self.buf) // 2] / self.period_units
+        else:
+            ref = self.last_unit
+        tol = SYNC_RATIO_TOL if ref else self.sync_tol
+        if abs(math.log(p.high / p.low) - self.sync_log_ratio) > tol:
+            return 0.0
+        if ref and p.high + p.low < ref * self.period_units * self.sync_split:
             return 0.0
         unit = (p.high + p.low) / self.sync_units
         return unit if MIN_UNIT_US <= unit <= MAX_UNIT_US else 0.0
@@ -50,6 +68,7 @@ class RcSlicer:
             row = self._frame(sync_unit, p) if self.known_start else None
             self.buf = []
             self.known_start = True
+            self.last_unit = row.unit_us if row else sync_unit
             return row
         if p.low >= GAP_US or p.high >= GAP_US:
             # the last frame of a burst ends in silence, not in a sync space: take its
@@ -57,6 +76,7 @@ class RcSlicer:
             row = self._frame(0.0, p) if self.known_start and p.low >= GAP_US else None
             self.buf = []
             self.known_start = True
+            self.last_unit = 0.0     # after silence, the next remote may be another
             return row
         self.buf.append(p)
         if len(self.buf) > self.t.max_bits:
