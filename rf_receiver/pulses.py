@@ -92,3 +92,17 @@ class PairBuilder:
     def flush(self) -> None:
         """The end of a recording is not the end of a frame: drop a pending mark."""
         self.high = None
+
+
+def to_ook(pulses: list[tuple[int, int]], sample_rate: int = 250_000) -> str:
+    """A pulse train in rtl_433's OOK text format (``rtl_433 -r file.ook``)."""
+    lines = []
+    i = 1 if pulses and pulses[0][0] == 0 else 0
+    while i < len(pulses):
+        mark = pulses[i][1]
+        gap = pulses[i + 1][1] if i + 1 < len(pulses) else 10_000
+        lines.append(f"{mark} {gap}")
+        i += 2
+    head = (f";pulse data\n;version 1\n;timescale 1us\n;ook {len(lines)} pulses\n;freq1 433920000\n"
+            f";centerfreq 433920000 Hz\n;samplerate {sample_rate} Hz\n;sampledepth 8 bits\n")
+    return head + "\n".join(lines) + "\n;end\n"

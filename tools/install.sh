@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 if command -v apt-get >/dev/null 2>&1; then
-    echo "==> apt: python3, venv, tzdata"
+    echo "==> apt: python3, venv, tzdata, rtl-433"
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends python3 python3-venv python3-dev tzdata ca-certificates >/dev/null
+    apt-get install -y -qq --no-install-recommends python3 python3-venv python3-dev tzdata ca-certificates \
+        rtl-433 >/dev/null
 fi
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
