@@ -20,5 +20,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> pip: the project and its test tools"
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,nrf24]'
 echo "==> installed: $(.venv/bin/appliancectl --version)"
