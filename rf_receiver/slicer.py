@@ -37,7 +37,10 @@ class RcSlicer:
         # a sync's mark/space ratio may stray at most half-way to a data symbol's
         nearest = min(abs(self.sync_log_ratio - math.log(a / b)) for a, b in (timing.zero, timing.one))
         self.sync_tol = min(SYNC_RATIO_TOL, nearest / 2)
+        self.wide_lo = math.exp(self.sync_log_ratio - SYNC_RATIO_TOL)
+        self.wide_hi = math.exp(self.sync_log_ratio + SYNC_RATIO_TOL)
         self.buf: list[Pair] = []
+        self.buf_sum = 0           # sum of the buffered pairs' periods
         self.known_start = False   # what came before the first pair is unknown
         self.last_unit = 0.0
 
@@ -48,14 +51,17 @@ class RcSlicer:
         also be longer than a bit by at least half the way to a sync's period: rc-switch
         3 and 5 syncs have nearly a data symbol's mark/space ratio, and under jitter
         rc-switch 4's ratios overlap, but their periods never do."""
-        if p.high <= 0 or p.low <= 0:
+        h, l = p.high, p.low
+        if h <= 0 or l <= 0:
+            return 0.0
+        r = h / l
+        if not self.wide_lo <= r <= self.wide_hi:      # most pairs stop here, cheaply
             return 0.0
         if len(self.buf) >= 2:
-            ref = sorted(q.high + q.low for q in self.buf)[len(self.buf) // 2] / self.period_units
+            ref = self.buf_sum / len(self.buf) / self.period_units      # mean bit period
         else:
             ref = self.last_unit
-        tol = SYNC_RATIO_TOL if ref else self.sync_tol
-        if abs(math.log(p.high / p.low) - self.sync_log_ratio) > tol:
+        if not ref and abs(math.log(r) - self.sync_log_ratio) > self.sync_tol:
             return 0.0
         if ref and p.high + p.low < ref * self.period_units * self.sync_split:
             return 0.0
@@ -67,6 +73,7 @@ class RcSlicer:
         if sync_unit:
             row = self._frame(sync_unit, p) if self.known_start else None
             self.buf = []
+            self.buf_sum = 0
             self.known_start = True
             self.last_unit = row.unit_us if row else sync_unit
             return row
@@ -75,12 +82,15 @@ class RcSlicer:
             # unit from the frame itself and check the mark against the sync's
             row = self._frame(0.0, p) if self.known_start and p.low >= GAP_US else None
             self.buf = []
+            self.buf_sum = 0
             self.known_start = True
             self.last_unit = 0.0     # after silence, the next remote may be another
             return row
         self.buf.append(p)
+        self.buf_sum += p.high + p.low
         if len(self.buf) > self.t.max_bits:
-            del self.buf[0]
+            old = self.buf.pop(0)
+            self.buf_sum -= old.high + old.low
             self.known_start = False
         return None
 
