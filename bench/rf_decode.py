@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rf_receiver.cli import decode_train  # noqa: E402
+from rf_receiver.daemon import SWITCH_INTERVAL_S  # noqa: E402
 from rf_receiver.press import PressDetector  # noqa: E402
 from rf_receiver.receiver import Receiver  # noqa: E402
 from rf_receiver.signals import RC, frame, insert_noise, merge, noise  # noqa: E402
@@ -173,6 +174,7 @@ def latency(n: int) -> list[float]:
                        'buttons = { 5 = { meaning = "rating", value = 2 } }\n')
     factory = MockFactory(pin_class=EdgePin)
     source = GpioSource(17, factory=factory)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)      # as the rf daemon does
     pin = factory.pin(17)
     with tempfile.TemporaryDirectory() as d:
         journal = Journal(Path(d) / "journal.db")
@@ -183,6 +185,8 @@ def latency(n: int) -> list[float]:
         rnd = random.Random(3)
 
         def drive():
+            t = time.perf_counter()
+            offset = time.monotonic() - t
             for k in range(n):
                 unit = rnd.uniform(250, 450)
                 runs = [(0, 200_000), (1, round(unit)), (0, round(31 * unit))]
@@ -192,14 +196,15 @@ def latency(n: int) -> list[float]:
                         complete_at = len(runs)     # frame 2 is complete when frame 3 begins
                     runs += frame(remote << 4 | 5, 24, RC["rc-switch-1"], unit, rnd, 0.05)
                 runs.append((0, 400_000))
-                t = time.perf_counter()
+                # edges carry the times they happen at, as the kernel stamps them (lgpio,
+                # gpiod); the callback runs when Python gets to it, as on a Pi
                 for idx, (level, dur) in enumerate(runs):
-                    while time.perf_counter() < t:
-                        pass
-                    now = time.perf_counter()
-                    pin.drive_at(bool(level), time.monotonic())
+                    wait = t - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                    pin.drive_at(bool(level), t + offset)
                     if idx == complete_at:
-                        marks.append(now)
+                        marks.append(t)
                     t += dur / 1e6
             stop.set()
         th = threading.Thread(target=drive, daemon=True)
