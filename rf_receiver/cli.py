@@ -12,9 +12,9 @@ from .pulses import PulseError, read_pulse_file
 from .receiver import Receiver
 
 
-def decode_train(pulses: list[tuple[int, int]], min_frames: int, long_us: int) -> list:
+def decode_train(pulses: list[tuple[int, int]], min_frames: int, long_us: int, declared=()) -> list:
     """One recording, decoder state fresh: its presses, in order."""
-    rx = Receiver()
+    rx = Receiver(declared=declared)
     det = PressDetector(min_frames, long_us)
     ended = []
     for f in rx.decode_pulses(pulses):
@@ -37,6 +37,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.pulses}: cannot read: {exc.strerror}", file=sys.stderr)
         return 3
+    declared = []
+    if getattr(args, "config", None):       # remotes declared in a config take part too
+        from .decoders.declared import from_config
+        declared = from_config(_config(args).rf.decoders)
     bad = 0
     with f:
         for n, pulses in read_pulse_file(f):
@@ -44,7 +48,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 print(f"{args.pulses}:{n}: {pulses}", file=sys.stderr)
                 bad += 1
                 continue
-            for p in decode_train(pulses, args.min_frames, round(args.long_press_s * 1e6)):
+            for p in decode_train(pulses, args.min_frames, round(args.long_press_s * 1e6), declared):
                 print(json.dumps(press_json(p, n)), flush=True)
     return 1 if bad else 0
 
@@ -56,7 +60,7 @@ def _config(args: argparse.Namespace):
 
 
 def _loop(args: argparse.Namespace, on_press) -> int:
-    from .daemon import detector_for, open_source
+    from .daemon import detector_for, open_source, receiver_for
     from .service import RfService
     from .sources.base import SourceError
     cfg = _config(args)
@@ -66,7 +70,8 @@ def _loop(args: argparse.Namespace, on_press) -> int:
         print(f"rf: {exc}", file=sys.stderr)
         return 3
     deadline = time.monotonic() + args.timeout if args.timeout else None
-    service = RfService(source, detector_for(cfg), lambda e, p, ref: on_press(cfg, e, p))
+    service = RfService(source, detector_for(cfg), lambda e, p, ref: on_press(cfg, e, p),
+                        receiver=receiver_for(cfg))
     print(f"listening on {source.name}; Ctrl-C to stop", file=sys.stderr)
     try:
         with source:

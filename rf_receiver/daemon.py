@@ -47,6 +47,12 @@ def open_source(cfg: Config, pulses_file: str | None = None, realtime: bool = Tr
     raise SourceError('[rf] source = "none": no RF input configured')
 
 
+def receiver_for(cfg: Config):
+    from .decoders.declared import from_config
+    from .receiver import Receiver
+    return Receiver(declared=from_config(cfg.rf.decoders))
+
+
 def detector_for(cfg: Config) -> PressDetector:
     return PressDetector(cfg.rf.min_frames, round(cfg.rf.long_press_s * 1e6))
 
@@ -91,7 +97,7 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
     clock = clock_from_env()
     journal = Journal.in_dir(cfg.device.state_dir)
     writer = RfJournalWriter(cfg, journal, source, clock)
-    service = RfService(source, detector_for(cfg), writer)
+    service = RfService(source, detector_for(cfg), writer, receiver=receiver_for(cfg))
     notifier = Notifier()
     notifier.ready(f"rf: {source.name}")
     log.info("rf running: source %s, %d remotes configured", source.name, len(cfg.remotes))

@@ -11,8 +11,13 @@ from .slicer import GAP_US, FlexSlicer, RcSlicer
 
 
 class Receiver:
-    def __init__(self, timings=None, decoders=None):
-        timings = timings if timings is not None else registry.TIMINGS
+    def __init__(self, timings=None, decoders=None, declared=()):
+        """The registry's timings and decoders, plus remotes declared in the config."""
+        timings = list(timings if timings is not None else registry.TIMINGS)
+        decoders = list(decoders if decoders is not None else registry.DECODERS)
+        for d in declared:
+            timings.append(d.timing_table)
+            decoders.insert(0, d)
         self.decoders = registry.by_timing(decoders)
         self.normal: list = []
         self.inverted: list = []

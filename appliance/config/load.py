@@ -282,6 +282,11 @@ def _cross_check(cfg: Config) -> list[str]:
             if getattr(m, "value", None) is not None and m.value not in scale:
                 errors.append(f"remotes.{rid}.buttons.{b}.value: {m.value} is not on the rating scale "
                               f"of point {r.point} ({', '.join(map(str, sorted(scale)))})")
+    for did, d in cfg.rf.decoders.items():
+        if d.long_us <= d.short_us:
+            errors.append(f"rf.decoders.{did}.long_us: must be longer than short_us ({d.short_us})")
+        if d.button_bits >= d.bits:
+            errors.append(f"rf.decoders.{did}.button_bits: must be fewer than bits ({d.bits})")
     for sid, s in cfg.sensors.items():
         if s.point not in cfg.points:
             errors.append(f"sensors.{sid}.point: no point {_got(s.point)}")

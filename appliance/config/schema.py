@@ -97,11 +97,30 @@ class Sensor(_Section):
     threshold_m: Positive = 1.0
 
 
+Micros = Annotated[int, Meta(ge=1, le=100_000)]
+
+
+class RfDecoder(_Section):
+    """A fixed-code remote declared as data (rtl_433 flex style): ``pwm`` tells bits by
+    the mark width, ``ppm`` by the space width; the long one is 1."""
+    modulation: Literal["pwm", "ppm"]
+    short_us: Micros
+    long_us: Micros
+    gap_us: Micros
+    bits: Annotated[int, Meta(ge=4, le=64)]
+    sync_us: Annotated[int, Meta(ge=0, le=100_000)] = 0
+    header_space_us: Annotated[int, Meta(ge=0, le=100_000)] = 0
+    tolerance: Annotated[float, Meta(gt=0, le=0.5)] = 0.3
+    button_bits: Annotated[int, Meta(ge=0, le=16)] = 0
+    """The last this many bits are the button; the rest is the remote id."""
+
+
 class Rf(_Section):
     source: Literal["gpio", "rtl_433", "nrf24", "none"] = "gpio"
     pin: Annotated[int, Meta(ge=0, le=53)] = 27
     min_frames: PositiveInt = 2
     long_press_s: Positive = 1.5
+    decoders: dict[Identifier, RfDecoder] = field(default_factory=dict)
 
 
 class Audio(_Section):

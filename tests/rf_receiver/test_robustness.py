@@ -109,3 +109,21 @@ def test_a_single_frame_is_no_press():
 def test_ten_minutes_of_receiver_noise_give_no_press():
     for seed in range(3 if os.environ.get("APPLIANCE_SOAK") else 1):
         assert decode_train(noise(600_000_000, seed=seed), 2, LONG_US) == []
+
+
+def test_a_remote_declared_in_the_config_decodes(tmp_path):
+    """[rf.decoders.<name>]: a fixed-timing PWM remote with a sync mark, as data."""
+    from appliance.config import parse_config
+    from rf_receiver.decoders.declared import from_config
+    cfg = parse_config('[points.p]\n[rf.decoders.gate]\nmodulation = "pwm"\nshort_us = 400\nlong_us = 1200\n'
+                       'gap_us = 5000\nbits = 16\nsync_us = 4000\nbutton_bits = 4\n')
+    code = 0xB2C7
+    train = [(0, 20_000)]
+    for _ in range(4):
+        train += [(1, 4000), (0, 800)]
+        for i in range(15, -1, -1):
+            train += [(1, 1200 if (code >> i) & 1 else 400), (0, 800)]
+        train[-1] = (0, 12_000)
+    got = decode_train(merge(train), 2, LONG_US, from_config(cfg.rf.decoders))
+    assert [(p.protocol, p.code, p.remote, p.button) for p in got] == [("gate", code, "b2c", 7)]
+    assert decode_train(merge(train), 2, LONG_US) == []   # unknown without the declaration
