@@ -54,12 +54,20 @@ def replay_journal(cfg: Config, journal: Journal, until: int | None = None) -> l
     return run(cfg, ((t, typ, pt, data, ref) for t, _, typ, pt, data, ref in rows), until)
 
 
-def write_outputs(cfg: Config, records: list, out_dir: str | Path) -> dict:
+def write_outputs(cfg: Config, records: list, out_dir: str | Path, clips: dict[str, str] | None = None) -> dict:
+    """contacts.jsonl and metrics.json; with ``clips`` (contact id -> clip file) each
+    contact line also names its clip."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     contacts = [r for k, r in records if k == "contact"]
     contacts.sort(key=lambda c: (c.opened, c.point))
-    lines = "".join(json.dumps(contact_json(c), ensure_ascii=False) + "\n" for c in contacts)
+    rows = []
+    for c in contacts:
+        row = contact_json(c)
+        if clips is not None:
+            row["clip"] = clips.get(c.id)
+        rows.append(row)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     metrics = summary(records, cfg.points)
     write_atomic(out / "contacts.jsonl", lines)
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")

@@ -1,1 +1,1 @@
-"""Audio capture, segment spool, clip slicer, encoders, level meter (issue 4)."""
+"""Audio capture, segment spool, clip slicer, encoders, level meter, retention (issue 4)."""

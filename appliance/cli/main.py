@@ -63,7 +63,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.events}: cannot read: {exc.strerror}", file=sys.stderr)
         return EXIT_IO
-    metrics = write_outputs(cfg, records, args.out)
+    clips = None
+    if args.audio:
+        if not args.audio_start:
+            print("--audio needs --audio-start (the ISO time of the recording's first sample)", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        from audio_capture.replay import write_clips, write_press_index   # dispatched to audio_capture
+        from audio_capture.sources.base import AudioError
+        from ..timefmt import parse_ts
+        try:
+            start = parse_ts(args.audio_start)
+        except ValueError as exc:
+            print(f"--audio-start: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        try:
+            clips, presses = write_clips(cfg, records, args.audio, start, Path(args.out), args.audio_format)
+        except AudioError as exc:
+            print(f"--audio: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        write_press_index(Path(args.out), presses)
+    metrics = write_outputs(cfg, records, args.out, clips)
     dt = time.perf_counter() - t0
     if errors:
         print(errors.report(args.events), file=sys.stderr)
@@ -260,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = add(sub, "replay", "run the core pipeline offline over an events file", cmd_replay)
     s.add_argument("--events", required=True, help="events, JSON lines")
     s.add_argument("--out", required=True, help="output folder for contacts.jsonl and metrics.json")
+    s.add_argument("--audio", help="a WAV recording (16-bit mono) of the same time: clips go to OUT/clips/")
+    s.add_argument("--audio-start", help="ISO 8601 time of the recording's first sample")
+    s.add_argument("--audio-format", choices=["opus", "wav", "flac"], help="clip format (default [audio] format)")
 
     s = sub.add_parser("journal", help="the live journal")
     jsub = s.add_subparsers(dest="journal_command", required=True, metavar="SUBCOMMAND")

@@ -1,0 +1,1 @@
+"""Microphones behind one interface (``base.AudioSource``): ALSA, RTSP/HTTP cameras, files."""
