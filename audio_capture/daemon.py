@@ -1,0 +1,182 @@
+"""``appliancectl run audio``: the appliance-audio daemon. A capture thread reads the
+microphone into the spool (re-opening it with backoff when it goes away, never crashing),
+meters its level; the main loop runs the clip stage and retention, and journals the
+microphone's state changes."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+from appliance.clock import clock_from_env
+from appliance.config.schema import Config
+from appliance.journal import Journal, NewEvent
+from appliance.sdnotify import Notifier
+
+from .level import LevelMeter
+from .retention import ClipOnDisk, plan
+from .sources.base import AudioError, AudioSource
+from .spool import SegmentSpool
+from .stage import AudioStage
+
+log = logging.getLogger(__name__)
+
+LEVEL_FILE = "level.json"
+
+
+def open_source(cfg: Config, wav: str | None = None) -> AudioSource:
+    a = cfg.audio
+    if wav or a.source == "file":
+        from .sources.file import FileSource
+        return FileSource(wav or a.device, realtime=True, loop=True)
+    if a.source == "alsa":
+        from .sources.alsa import AlsaSource
+        return AlsaSource(a.device, a.rate)
+    if a.source == "rtsp":
+        from .sources.rtsp import RtspSource
+        return RtspSource(a.url, a.rate)
+    raise AudioError('[audio] source = "none": no microphone configured')
+
+
+class Capture(threading.Thread):
+    """Source -> spool + level meter, forever; device loss -> state 'lost', re-open."""
+
+    def __init__(self, cfg: Config, spool: SegmentSpool, opener, stop: threading.Event):
+        super().__init__(name="capture", daemon=True)
+        self.cfg = cfg
+        self.spool = spool
+        self.opener = opener
+        self.stop = stop
+        self.meter = LevelMeter(cfg.audio.rate)
+        self.state = "starting"
+        self.error = ""
+        self.reopens = 0
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        backoff = 1.0
+        gap = False
+        while not self.stop.is_set():
+            try:
+                src = self.opener()
+            except AudioError as exc:
+                self._lost(str(exc))
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                gap = True
+                continue
+            backoff = 1.0
+            self.reopens += 1
+            try:
+                with src:
+                    while not self.stop.is_set():
+                        chunk = src.read()
+                        if chunk is None:
+                            break
+                        if gap:
+                            chunk.gap_before, gap = True, False
+                        with self.lock:
+                            self.spool.write(chunk)
+                        for _ in self.meter.feed(chunk.data):
+                            self.state = self.meter.state
+            except AudioError as exc:
+                self._lost(str(exc))
+                gap = True
+                self.stop.wait(backoff)
+
+    def _lost(self, why: str) -> None:
+        if self.state != "lost":
+            log.warning("audio: microphone lost: %s", why)
+        self.state, self.error = "lost", why
+
+
+def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None) -> int:
+    stop = stop or threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    clock = clock_from_env()
+    state_dir = Path(cfg.device.state_dir)
+    spool_dir = Path(cfg.audio.spool_dir)
+    spool = SegmentSpool(spool_dir, cfg.audio.rate, cfg.audio.segment_s, cfg.audio.spool_minutes)
+    journal = Journal.in_dir(state_dir)
+    stage = AudioStage(cfg, journal, spool_dir, state_dir / "clips")
+    capture = Capture(cfg, spool, lambda: open_source(cfg, wav), stop)
+    capture.start()
+    notifier = Notifier()
+    notifier.ready("audio")
+    last_state, last_ping, last_level, last_retention = None, 0.0, 0.0, 0.0
+    try:
+        while not stop.is_set():
+            mono = time.monotonic()
+            try:
+                stage.step(clock.now_ms())
+            except Exception:  # noqa: BLE001 - one bad clip must not stop capture
+                log.exception("audio: clip stage failed; retrying")
+                stop.wait(1.0)
+            if capture.state != last_state and capture.state != "starting":
+                journal.append(NewEvent("mic_state", clock.now_ms(),
+                                        {"state": capture.state, "error": capture.error or None}, None, "audio"))
+                last_state = capture.state
+            if mono - last_level >= 1.0:
+                _write_level(spool_dir, capture)
+                last_level = mono
+            if mono - last_retention >= 60.0:
+                enforce_retention(cfg, journal, state_dir / "clips", clock.now_ms())
+                last_retention = mono
+            if mono - last_ping >= notifier.ping_interval_s:
+                notifier.watchdog()
+                notifier.status(f"audio: microphone {capture.state}")
+                last_ping = mono
+            stop.wait(0.1)
+    finally:
+        notifier.stopping()
+        stop.set()
+        capture.join(5)
+        with capture.lock:
+            spool.close()
+        journal.close()
+    return 0
+
+
+def _write_level(spool_dir: Path, capture: Capture) -> None:
+    h = capture.meter.history[-1] if capture.meter.history else None
+    doc = {"time": time.time(), "state": capture.state, "error": capture.error,
+           "rms_db": h.rms_db if h else None, "peak_db": h.peak_db if h else None}
+    tmp = spool_dir / f".{LEVEL_FILE}"
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, spool_dir / LEVEL_FILE)
+
+
+def enforce_retention(cfg: Config, journal: Journal, clips_dir: Path, now_ms: int) -> int:
+    """Apply ARCHITECTURE §6 retention; every deletion is journalled with its reason."""
+    clips, acked, deleted = {}, set(), set()
+    for ev in journal.iter_all(["clip", "clip_acked", "clip_deleted"]):
+        if ev.type == "clip":
+            clips[ev.data["clip"]] = (ev.ts, ev.data["file"])
+        elif ev.type == "clip_acked":
+            acked.add(ev.data["clip"])
+        else:
+            deleted.add(ev.data["clip"])
+    on_disk = []
+    for cid, (ts, name) in clips.items():
+        p = clips_dir / name
+        if cid in deleted or not p.exists():
+            continue
+        on_disk.append(ClipOnDisk(cid, ts, p.stat().st_size, cid in acked))
+    r = cfg.retention
+    free = shutil.disk_usage(clips_dir).free
+    headroom = int(r.headroom_s * cfg.audio.bitrate_kbps * 1000 / 8)
+    doomed = plan(on_disk, now_ms, int(r.max_age_days * 86_400_000), int(r.quota_mb * 1_000_000), free, headroom)
+    for c, reason in doomed:
+        name = clips[c.id][1]
+        (clips_dir / name).unlink(missing_ok=True)
+        journal.append(NewEvent("clip_deleted", now_ms, {"clip": c.id, "reason": reason, "acked": c.acked,
+                                                         "size": c.size}, None, "audio", f"audio:deleted:{c.id}"))
+        if not c.acked:
+            log.warning("audio: deleted clip %s before the cloud acknowledged it (%s)", c.id, reason)
+    return len(doomed)
