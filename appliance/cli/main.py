@@ -123,6 +123,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.daemon == "rf":
         from rf_receiver.daemon import run as run_rf   # the front door dispatches to rf_receiver
         return run_rf(cfg, pulses_file=args.pulses)
+    if args.daemon == "audio":
+        from audio_capture.daemon import run as run_audio   # ... and to audio_capture
+        return run_audio(cfg, wav=args.wav)
     print(f"appliancectl run {args.daemon}: this daemon is not part of this build yet "
           "(see the open issues); only 'core' runs", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -291,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add(sub, "run", "run a daemon in the foreground (as systemd does)", cmd_run)
     s.add_argument("daemon", choices=["core", "rf", "audio", "sync"])
     s.add_argument("--pulses", help="rf: replay this pulse file (real time) instead of the configured source")
+    s.add_argument("--wav", help="audio: capture this WAV file (real time, looped) instead of the microphone")
 
     s = add(sub, "report", "service metrics from the live journal", cmd_report)
     s.add_argument("--from", dest="from_", help="first day or time (ISO; days in the configured zone)")
@@ -319,8 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--csv", action="store_true", help="CSV: datetime, remote, button, point, owner, ...")
     e.add_argument("--out", help="write to this file instead of standard output")
 
+    from audio_capture.cli import register as register_audio
     from rf_receiver.cli import register as register_rf   # rf_receiver's commands, dispatched here
     register_rf(sub, add)
+    register_audio(sub, add)
     return p
 
 

@@ -1,0 +1,69 @@
+"""Real audio paths without a sound card: an ALSA PCM reading a file (pyalsaaudio and
+arecord see a capture device), and a GStreamer RTSP server on loopback."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def asoundrc(home: Path, infile: Path, name: str = "filemic") -> Path:
+    """$XDG_CONFIG_HOME/alsa/asoundrc defining a capture PCM that reads infile (raw S16_LE)."""
+    (home / "alsa").mkdir(parents=True, exist_ok=True)
+    (home / "alsa" / "asoundrc").write_text(
+        f'pcm.{name} {{\n type file\n slave.pcm {{ type null }}\n file "/dev/null"\n'
+        f' infile "{infile}"\n format "raw"\n}}\n')
+    return home
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RtspServer:
+    def __init__(self, port: int):
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/mic"
+
+    def start(self) -> "RtspServer":
+        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(HERE / "rtsp_server.py"), str(self.port)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"RTSP server did not start: {line} {self.proc.stderr.read()}")
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("RTSP server not listening")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def rtsp_server():
+    import shutil
+    if not Path(SYSTEM_PYTHON).exists() or shutil.which("gst-inspect-1.0") is None and not Path(
+            "/usr/lib/x86_64-linux-gnu/gstreamer-1.0").exists() and not Path("/usr/lib/aarch64-linux-gnu/gstreamer-1.0").exists():
+        pytest.fail("GStreamer RTSP server packages missing: run tools/install.sh")
+    server = RtspServer(free_port()).start()
+    yield server
+    server.stop()
