@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class SegmentSpool:
         self.keep = max(2, int(ring_minutes * 60 / segment_s) + 1)
         existing = sorted(int(p.stem[4:]) for p in self.dir.glob("seg-*.json"))
         self.next_seq = (existing[-1] + 1) if existing else 1
+        self.kept: deque[int] = deque(existing)    # segments on disk, oldest first
         self.current: SegmentInfo | None = None
         self.file = None
         self.gaps = 0
@@ -85,6 +87,7 @@ class SegmentSpool:
         self.next_seq += 1
         self.file = open(self._raw(self.current.seq), "wb")
         self._write_info(self.current)
+        self.kept.append(self.current.seq)
 
     def _close(self) -> None:
         if self.current is None:
@@ -100,10 +103,10 @@ class SegmentSpool:
         self._close()
 
     def _trim(self) -> None:
-        infos = sorted(self.dir.glob("seg-*.json"))
-        for p in infos[:-self.keep]:
-            p.with_suffix(".raw").unlink(missing_ok=True)
-            p.unlink(missing_ok=True)
+        while len(self.kept) > self.keep:
+            seq = self.kept.popleft()
+            self._raw(seq).unlink(missing_ok=True)
+            (self.dir / f"seg-{seq:08d}.json").unlink(missing_ok=True)
 
     def _raw(self, seq: int) -> Path:
         return self.dir / f"seg-{seq:08d}.raw"
