@@ -30,24 +30,15 @@ import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine  # noqa: E402
 
 from rf_receiver.cli import decode_train  # noqa: E402
 from rf_receiver.daemon import SWITCH_INTERVAL_S  # noqa: E402
 from rf_receiver.press import PressDetector  # noqa: E402
 from rf_receiver.receiver import Receiver  # noqa: E402
 from rf_receiver.signals import RC, frame, insert_noise, merge, noise  # noqa: E402
-
-
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model")):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def stress_set(n: int, seed: int = 1):

@@ -17,6 +17,21 @@ DECODERS = [
 ]
 
 
+def frame_from_code(protocols: str | tuple[str, ...], code: int, bits: int, t_us: int):
+    """A frame for a code a source decoded by itself (rtl_433, an nRF24 link), labelled
+    (remote, button) by the first of ``protocols`` whose decoder accepts it, exactly as
+    if it had been read off the air."""
+    from .base import Failure, Row
+    names = (protocols,) if isinstance(protocols, str) else protocols
+    for name in names:
+        for d in DECODERS:
+            if d.name == name:
+                f = d.decode(Row(d.timing, format(code, f"0{bits}b"), 0.0, t_us, t_us))
+                if not isinstance(f, Failure):
+                    return f
+    return None
+
+
 def by_timing(decoders=None) -> dict[str, list]:
     out: dict[str, list] = {}
     for d in decoders or DECODERS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from ..decoders.base import Frame
+from ..decoders.registry import frame_from_code
 from .base import RfSource, SourceError
 
 PROTOCOLS = {1: "EV1527", 2: "PT2262"}
@@ -21,12 +22,7 @@ def frame_from_payload(payload: bytes, t_us: int) -> Frame | None:
     bits = payload[5]
     if not 8 <= bits <= 32 or code >> bits:
         return None
-    protocol = PROTOCOLS[payload[0]]
-    if protocol == "PT2262":
-        remote, button = f"{code >> 8:04x}", code & 0xFF
-    else:
-        remote, button = f"{code >> 4:05x}", code & 0xF
-    return Frame(protocol, code, bits, remote, button, t_us, t_us, 0.0)
+    return frame_from_code(PROTOCOLS[payload[0]], code, bits, t_us)
 
 
 class Nrf24Source(RfSource):

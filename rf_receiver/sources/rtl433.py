@@ -14,11 +14,13 @@ import threading
 import time
 
 from ..decoders.base import Frame
+from ..decoders.registry import frame_from_code
 from .base import RfSource, SourceError
 
 # rtl_433 model -> (our protocol, bits, how to get the code)
 MODELS = {
-    "Generic-Remote": ("PT2262", 24, lambda m: (int(m["id"]) << 8) | int(m["cmd"])),
+    # rtl_433's Generic-Remote reads SC226x/PT2262 and EV1527 alike
+    "Generic-Remote": (("PT2262", "EV1527"), 24, lambda m: (int(m["id"]) << 8) | int(m["cmd"])),
     # rtl_433's GS 558 decoder prints the 24 bits last-first
     "Smoke-GS558": ("EV1527", 24, lambda m: int(format(int(str(m["code"]), 16), "024b")[::-1], 2)),
 }
@@ -33,11 +35,7 @@ def frame_from_message(msg: dict, t_us: int) -> Frame | None:
         code = code_of(msg)
     except (KeyError, ValueError, TypeError):
         return None
-    if protocol == "PT2262":
-        remote, button = f"{code >> 8:04x}", code & 0xFF
-    else:
-        remote, button = f"{code >> 4:05x}", code & 0xF
-    return Frame(protocol, code, bits, remote, button, t_us, t_us, 0.0)
+    return frame_from_code(protocol, code, bits, t_us)
 
 
 class Rtl433Source(RfSource):

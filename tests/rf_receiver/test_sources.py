@@ -130,3 +130,14 @@ def test_nrf24_radio_tier():
     except SourceError as exc:
         pytest.skip(f"no nRF24L01+ here: {exc}")
     src.close()
+
+
+def test_rtl_433_messages_are_labelled_by_our_decoders():
+    from rf_receiver.sources.rtl433 import frame_from_message
+    f = frame_from_message({"model": "Generic-Remote", "id": 30037, "cmd": 85}, 7)
+    assert (f.protocol, f.remote, f.button, f.start_us) == ("PT2262", "7555", 85, 7)
+    f = frame_from_message({"model": "Generic-Remote", "id": 0xB5C3, "cmd": 0xE1}, 0)    # has a "10" pair
+    assert (f.protocol, f.remote, f.button) == ("EV1527", "b5c3e", 1)
+    f = frame_from_message({"model": "Smoke-GS558", "code": "f16a89"}, 0)
+    assert (f.protocol, f.code) == ("EV1527", int("100100010101011010001111", 2))
+    assert frame_from_message({"model": "Nexus-TH", "id": 1}, 0) is None
