@@ -229,6 +229,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                             for s in j.stages()]
             by_type = j.db.execute("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY 2 DESC")
             st["by_type"] = dict(by_type.fetchall())
+            st.update(_hardware_health(j))
     if args.json:
         print(json.dumps(st, indent=2))
         return EXIT_OK
@@ -246,8 +247,41 @@ def cmd_status(args: argparse.Namespace) -> int:
         age = stage["last_commit_age_s"]
         health = s("ok", "green") if age < 90 else s(f"silent for {age:.0f} s", "red")
         print(f"  stage {stage['name']}: {stage['behind']} events behind, {health}")
+    mic = st.get("microphone")
+    if mic:
+        colour = "green" if mic["state"] == "ok" else "red"
+        print(f"  microphone: {s(mic['state'], colour)} since {mic['since']}"
+              + (f" ({mic['error']})" if mic.get("error") else ""))
+    if st.get("rf_last_press"):
+        print(f"  rf: last press {st['rf_last_press']}; {st['unknown_remote_presses']} unknown-remote presses")
+    clips = st.get("clips")
+    if clips:
+        forced = clips["deleted_before_ack"]
+        print(f"  clips: {clips['made']} made, {clips['deleted']} deleted"
+              + (s(f", {forced} before the cloud acknowledged them", "yellow") if forced else ""))
     print("  events: " + ", ".join(f"{k} {v}" for k, v in st["by_type"].items()))
     return EXIT_OK
+
+
+def _hardware_health(j) -> dict:
+    """Microphone state, RF activity and clip retention, from the journal."""
+    from ..timefmt import iso_ms
+    out: dict = {}
+    row = j.db.execute("SELECT ts, data FROM events WHERE type = 'mic_state' ORDER BY seq DESC LIMIT 1").fetchone()
+    if row:
+        d = json.loads(row[1])
+        out["microphone"] = {"state": d["state"], "since": iso_ms(row[0]), "error": d.get("error")}
+    row = j.db.execute("SELECT MAX(ts) FROM events WHERE source = 'rf'").fetchone()
+    if row and row[0]:
+        out["rf_last_press"] = iso_ms(row[0])
+        out["unknown_remote_presses"] = j.db.execute(
+            "SELECT COUNT(*) FROM events WHERE type = 'unknown_remote'").fetchone()[0]
+    made = j.db.execute("SELECT COUNT(*) FROM events WHERE type = 'clip'").fetchone()[0]
+    if made:
+        deleted = [json.loads(r[0]) for r in j.db.execute("SELECT data FROM events WHERE type = 'clip_deleted'")]
+        out["clips"] = {"made": made, "deleted": len(deleted),
+                        "deleted_before_ack": sum(1 for d in deleted if not d.get("acked"))}
+    return out
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -122,3 +122,18 @@ def test_config_option_is_taken_before_or_after_the_command(tmp_path, config_pat
                 env={"APPLIANCE_CONFIG": str(tmp_path / "missing.toml")})
     assert (a.returncode, b.returncode, c.returncode) == (0, 0, 0), (a.stderr, b.stderr, c.stderr)
     assert json.loads(c.stdout)["total"]["contacts"] == 2
+
+
+def test_status_shows_microphone_rf_and_clip_health(tmp_path, config_path):
+    from appliance.journal import Journal, NewEvent
+    with Journal(tmp_path / "state" / "journal.db") as j:
+        j.append(NewEvent("mic_state", 1_795_165_200_000, {"state": "lost", "error": "no device"}, None, "audio"))
+        j.append(NewEvent("unknown_remote", 1_795_165_201_000, {"remote": "beef1", "button": 1}, None, "rf"))
+        j.append(NewEvent("clip", 1_795_165_202_000, {"clip": "c1", "file": "c1.ogg"}, "till1", "audio"))
+        j.append(NewEvent("clip_deleted", 1_795_165_203_000, {"clip": "c1", "reason": "quota", "acked": False},
+                          None, "audio"))
+    st = json.loads(run_cli("--config", str(config_path), "status", "--json").stdout)
+    assert st["microphone"] == {"state": "lost", "since": "2026-11-20T09:00:00.000Z", "error": "no device"}
+    assert st["unknown_remote_presses"] == 1 and st["clips"] == {"made": 1, "deleted": 1, "deleted_before_ack": 1}
+    text = run_cli("--config", str(config_path), "status").stdout
+    assert "microphone: lost" in text and "1 before the cloud acknowledged them" in text
