@@ -44,6 +44,44 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from appliance.mqtt import BrokerSettings
+
+    from .ingest import Ingest, IngestStore
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    store = IngestStore(args.db)
+    settings = BrokerSettings(args.broker, args.ca_file or "", args.cert_file or "", args.key_file or "",
+                              args.username or "", args.password or "")
+    ingest = Ingest(settings, store, args.prefix, args.client_id)
+    ingest.start()
+    try:
+        stop.wait()
+    finally:
+        ingest.stop()
+        store.close()
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .ingest import IngestStore
+    store = IngestStore(args.db)
+    devices = store.devices()
+    if args.json:
+        print(json.dumps(devices, indent=2))
+    else:
+        for d in devices:
+            print(f"{d['id']:24} {'online ' if d['online'] else 'offline'} last seen {d['last_seen']} "
+                  f"{d['journal_records']} records")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fleetctl", description="Contact Analyzer fleet operator CLI")
     p.add_argument("--version", action="version", version=f"fleetctl {__version__}")
@@ -51,6 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("report", help="metrics across boxes from their replay/export folders")
     s.add_argument("dirs", nargs="+", help="folders holding metrics.json")
     s.set_defaults(func=cmd_report)
+    s = sub.add_parser("ingest", help="the reference cloud ingest: store journal batches, acknowledge them")
+    s.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    s.add_argument("--db", required=True, help="SQLite file of the ingest")
+    s.add_argument("--clips", help="folder for reassembled clips")
+    s.add_argument("--prefix", default="ca/v1")
+    s.add_argument("--client-id", default="ingest-1")
+    for opt in ("ca-file", "cert-file", "key-file", "username", "password"):
+        s.add_argument(f"--{opt}")
+    s.set_defaults(func=cmd_ingest)
+    s = sub.add_parser("devices", help="the fleet: online state and records per device")
+    s.add_argument("--db", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_devices)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -123,6 +123,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.daemon == "rf":
         from rf_receiver.daemon import run as run_rf   # the front door dispatches to rf_receiver
         return run_rf(cfg, pulses_file=args.pulses)
+    if args.daemon == "sync":
+        from ..sync import run as run_sync
+        return run_sync(cfg)
     if args.daemon == "audio":
         from audio_capture.daemon import run as run_audio   # ... and to audio_capture
         return run_audio(cfg, wav=args.wav)

@@ -1,0 +1,59 @@
+"""An MQTT connection as both ends use it: paho-mqtt 2.x, MQTT 5 (3.1.1 on request),
+``mqtt://`` or ``mqtts://`` (TLS with server verification; a client certificate for mutual
+TLS), username/password as an alternative, a last will, reconnects with jittered
+exponential backoff (paho's own loop)."""
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BrokerSettings:
+    url: str
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    username: str = ""
+    password: str = ""
+    protocol: str = "5"             # "5" or "3.1.1"
+    keepalive_s: int = 30
+
+
+def make_client(s: BrokerSettings, client_id: str, will: tuple[str, bytes] | None = None) -> tuple[mqtt.Client, str, int]:
+    """A configured, not yet connected client, and the host and port to connect to."""
+    u = urlparse(s.url)
+    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+        raise ValueError(f"broker URL must be mqtt://host:port or mqtts://host:port, got {s.url!r}")
+    proto = mqtt.MQTTv5 if s.protocol == "5" else mqtt.MQTTv311
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto,
+                    **({} if proto == mqtt.MQTTv5 else {"clean_session": False}))
+    if u.scheme == "mqtts":
+        ctx = ssl.create_default_context(cafile=s.ca_file or None)      # verifies the server
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if s.cert_file:
+            ctx.load_cert_chain(s.cert_file, s.key_file or None)
+        c.tls_set_context(ctx)
+    if s.username:
+        c.username_pw_set(s.username, s.password or None)
+    if will:
+        c.will_set(will[0], will[1], qos=1, retain=True)
+    c.reconnect_delay_set(min_delay=1, max_delay=60)
+    c.max_inflight_messages_set(20)
+    port = u.port or (8883 if u.scheme == "mqtts" else 1883)
+    return c, u.hostname, port
+
+
+def connect_properties(session_expiry_s: int = 7 * 86400):
+    """MQTT 5: keep the session (and queued QoS 1 messages) across disconnects."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    p = Properties(PacketTypes.CONNECT)
+    p.SessionExpiryInterval = session_expiry_s
+    return p

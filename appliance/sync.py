@@ -1,0 +1,177 @@
+"""The sync stage (``appliance-sync``): store-and-forward of the journal to the cloud.
+
+Records go out in sequence order, in batches bounded by count and bytes, QoS 1, with a
+window of batches in flight. They count as delivered only when the ingest's ``ack`` says
+it has stored them (end to end, not the broker's PUBACK); then, and only then, the stage
+cursor ``sync`` moves, in a journal transaction. After a reconnect everything after the
+cursor is sent again; the ingest keeps records by id, so a duplicate is harmless.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from .config.schema import Config
+from .journal import Journal
+from .mqtt import BrokerSettings, connect_properties, make_client
+from .wire import ACK, HEALTH, INFO, JOURNAL, STATUS, Batch, Record, Status, WireError, decode_ack, encode, topic
+
+log = logging.getLogger(__name__)
+
+STAGE = "sync"
+MAX_BATCH_BYTES = 256 * 1024
+WINDOW = 4                      # batches in flight before an ack must come
+
+
+def device_id(cfg: Config) -> str:
+    if cfg.device.id:
+        return cfg.device.id
+    try:
+        return "ca-" + open("/etc/machine-id").read().strip()[:12]
+    except OSError:
+        return "ca-" + os.uname().nodename
+
+
+class SyncStage:
+    def __init__(self, cfg: Config, journal: Journal, device: str | None = None):
+        self.cfg = cfg
+        self.journal = journal
+        self.device = device or device_id(cfg)
+        self.prefix = cfg.sync.prefix
+        s = cfg.sync
+        self.settings = BrokerSettings(s.broker, s.ca_file, s.cert_file, s.key_file, s.username, s.password)
+        self.client, self.host, self.port = make_client(
+            self.settings, f"{self.device}", (self._t(STATUS), encode(Status(state="offline"))))
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.acked = journal.cursor(STAGE)
+        self.sent = self.acked
+        self.in_flight: list[int] = []         # last seq of each batch sent and not yet acked
+        self.pending_ack: int | None = None
+        self.last_ack_time: float | None = None
+        self.batches = 0
+
+    def _t(self, name: str) -> str:
+        return topic(self.prefix, self.device, name)
+
+    # --- paho callbacks (its network thread) ---------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("sync: broker refused the connection: %s", reason_code)
+            return
+        client.subscribe(self._t(ACK), qos=1)
+        client.publish(self._t(STATUS), encode(Status(state="online")), qos=1, retain=True)
+        with self.lock:
+            self.sent = self.acked              # resend what the ingest has not acknowledged
+            self.in_flight = []
+        self.connected.set()
+        log.info("sync: connected to %s:%d as %s", self.host, self.port, self.device)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        log.warning("sync: disconnected (%s); will reconnect", reason_code)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            ack = decode_ack(msg.payload)
+        except WireError as exc:
+            log.warning("sync: ignored a bad ack: %s", exc)
+            return
+        with self.lock:
+            if ack.upto > (self.pending_ack or self.acked):
+                self.pending_ack = ack.upto
+
+    # --- the loop (main thread) ------------------------------------------------------------
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=self.settings.keepalive_s,
+                                  clean_start=False, properties=connect_properties())
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        if self.connected.is_set():
+            self.client.publish(self._t(STATUS), encode(Status(state="offline")), qos=1, retain=True).wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def step(self) -> int:
+        """Commit acks, send what the window allows. Returns records sent."""
+        with self.lock:
+            upto = self.pending_ack
+            self.pending_ack = None
+        if upto is not None and upto > self.acked:
+            upto = min(upto, self.journal.last_seq())
+            with self.journal.stage(STAGE) as txn:
+                txn.advance(max(txn.cursor, upto))
+            with self.lock:
+                self.acked = upto
+                self.in_flight = [s for s in self.in_flight if s > upto]
+            self.last_ack_time = time.time()
+        if not self.connected.is_set():
+            return 0
+        sent = 0
+        while True:
+            with self.lock:
+                if len(self.in_flight) >= WINDOW:
+                    return sent
+                prev = self.sent
+            rows = self.journal.read(prev, self.cfg.sync.batch_max)
+            if not rows:
+                return sent
+            records, size = [], 0
+            for e in rows:
+                r = Record(seq=e.seq, id=e.id, type=e.type, ts=e.ts, point=e.point, source=e.source, data=e.data)
+                size += len(encode(r))
+                if records and size > MAX_BATCH_BYTES:
+                    break
+                records.append(r)
+            batch = Batch(device=self.device, prev=prev, last=records[-1].seq, records=records)
+            info = self.client.publish(self._t(JOURNAL), encode(batch), qos=1)
+            if info.rc != 0:
+                return sent
+            with self.lock:
+                self.sent = batch.last
+                self.in_flight.append(batch.last)
+            self.batches += 1
+            sent += len(records)
+
+    def backlog(self) -> dict:
+        last = self.journal.last_seq()
+        row = self.journal.db.execute("SELECT COUNT(*), MIN(ts) FROM events WHERE seq > ?", (self.acked,)).fetchone()
+        return {"count": row[0], "oldest_ts": row[1], "acked_upto": self.acked, "last_seq": last}
+
+
+def run(cfg: Config, stop: threading.Event | None = None) -> int:
+    import signal
+
+    from .sdnotify import Notifier
+    stop = stop or threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if not cfg.sync.broker:
+        log.error('sync: [sync] broker is empty: nothing to sync to')
+        return 3
+    journal = Journal.in_dir(cfg.device.state_dir)
+    stage = SyncStage(cfg, journal)
+    stage.start()
+    notifier = Notifier()
+    notifier.ready("sync")
+    last_ping = 0.0
+    try:
+        while not stop.is_set():
+            stage.step()
+            if time.monotonic() - last_ping >= notifier.ping_interval_s:
+                notifier.watchdog()
+                last_ping = time.monotonic()
+            stop.wait(0.05)
+    finally:
+        notifier.stopping()
+        stage.stop()
+        journal.close()
+    return 0

@@ -1,0 +1,86 @@
+"""The cloud wire format (ARCHITECTURE §7), one definition for the device and the ingest so
+they cannot drift apart: topics under ``<prefix>/<device_id>/`` and their JSON payloads."""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from . import __version__
+
+
+def topic(prefix: str, device: str, name: str) -> str:
+    return f"{prefix}/{device}/{name}"
+
+
+STATUS, INFO, HEALTH, JOURNAL, ACK = "status", "info", "health", "journal", "ack"
+
+
+class Record(msgspec.Struct, kw_only=True):
+    """One journal event as it travels."""
+    seq: int
+    id: str
+    type: str
+    ts: int
+    point: str | None = None
+    source: str = ""
+    data: dict[str, Any] = {}
+
+
+class Batch(msgspec.Struct, kw_only=True):
+    """Journal records in sequence order. ``prev`` is the seq the device had sent before
+    this batch's first record, so the ingest can tell a batch that follows what it holds
+    from one that arrived early (after a lost one)."""
+    device: str
+    prev: int
+    last: int
+    records: list[Record]
+
+
+class Ack(msgspec.Struct, kw_only=True):
+    """From the ingest: every record up to ``upto`` is stored (end-to-end, not the broker)."""
+    upto: int
+    clips: list[str] = []
+
+
+class Status(msgspec.Struct, kw_only=True):
+    state: str                      # online | offline
+    version: str = __version__
+
+
+_enc = msgspec.json.Encoder()
+_batch = msgspec.json.Decoder(Batch)
+_ack = msgspec.json.Decoder(Ack)
+_status = msgspec.json.Decoder(Status)
+
+
+def encode(obj: msgspec.Struct) -> bytes:
+    return _enc.encode(obj)
+
+
+class WireError(ValueError):
+    """A payload that does not follow the wire format (rejected, never half-applied)."""
+
+
+def decode_batch(payload: bytes) -> Batch:
+    try:
+        b = _batch.decode(payload)
+    except msgspec.MsgspecError as exc:
+        raise WireError(f"journal batch: {exc}") from None
+    if any(r.seq <= b.prev or r.seq > b.last for r in b.records):
+        raise WireError("journal batch: record seq outside (prev, last]")
+    return b
+
+
+def decode_ack(payload: bytes) -> Ack:
+    try:
+        return _ack.decode(payload)
+    except msgspec.MsgspecError as exc:
+        raise WireError(f"ack: {exc}") from None
+
+
+def decode_status(payload: bytes) -> Status:
+    try:
+        return _status.decode(payload)
+    except msgspec.MsgspecError as exc:
+        raise WireError(f"status: {exc}") from None

@@ -1,0 +1,53 @@
+"""A real Mosquitto on loopback for tests (Debian package ``mosquitto``)."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mosquitto:
+    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = True, extra: str = ""):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.persistence = persistence
+        self.extra = extra
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> "Mosquitto":
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                        f"persistence {'true' if self.persistence else 'false'}\n"
+                        f"persistence_location {self.dir}/\nautosave_interval 1\n"
+                        f"max_queued_messages 100000\n{self.extra}")
+        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.dir / "mosquitto.log", "ab"))
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError((self.dir / "mosquitto.log").read_text())
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
