@@ -12,11 +12,13 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 
 from .config.schema import Config
 from .journal import Journal
 from .mqtt import BrokerSettings, connect_properties, make_client
-from .wire import ACK, HEALTH, INFO, JOURNAL, STATUS, Batch, Record, Status, WireError, decode_ack, encode, topic
+from .wire import (ACK, HEALTH, INFO, JOURNAL, STATUS, Batch, ClipManifest, Record, Status, WireError, clip_topic,
+                   decode_ack, encode, topic)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,13 @@ class SyncStage:
         self.pending_ack: int | None = None
         self.last_ack_time: float | None = None
         self.batches = 0
+        self.clips_dir = Path(cfg.device.state_dir) / "clips"
+        self.clip: dict | None = None          # the clip being uploaded
+        self.clip_progress: dict[str, int] = {}  # from the ingest: leading chunks it holds
+        self.clips_acked: set[str] = set()       # acked by the ingest, not yet journalled
+        self.chunk_bytes = cfg.sync.chunk_kib * 1024
+        self.bucket = TokenBucket(cfg.sync.rate_limit_kbps * 1000 / 8)
+        self.uploaded_bytes = 0
 
     def _t(self, name: str) -> str:
         return topic(self.prefix, self.device, name)
@@ -70,6 +79,9 @@ class SyncStage:
         with self.lock:
             self.sent = self.acked              # resend what the ingest has not acknowledged
             self.in_flight = []
+            if self.clip is not None:           # resume the clip where the ingest's ack says
+                self.clip["next"] = self.clip_progress.get(self.clip["id"], 0)
+                self.clip["manifest_sent"] = False
         self.connected.set()
         log.info("sync: connected to %s:%d as %s", self.host, self.port, self.device)
 
@@ -86,6 +98,8 @@ class SyncStage:
         with self.lock:
             if ack.upto > (self.pending_ack or self.acked):
                 self.pending_ack = ack.upto
+            self.clip_progress.update(ack.chunks)
+            self.clips_acked.update(ack.clips)
 
     # --- the loop (main thread) ------------------------------------------------------------
 
@@ -113,6 +127,7 @@ class SyncStage:
                 self.acked = upto
                 self.in_flight = [s for s in self.in_flight if s > upto]
             self.last_ack_time = time.time()
+        self._journal_clip_acks()
         if not self.connected.is_set():
             return 0
         sent = 0
@@ -123,6 +138,8 @@ class SyncStage:
                 prev = self.sent
             rows = self.journal.read(prev, self.cfg.sync.batch_max)
             if not rows:
+                if not self.in_flight:          # events and contacts first, then audio
+                    self._upload_clips()
                 return sent
             records, size = [], 0
             for e in rows:
@@ -141,10 +158,92 @@ class SyncStage:
             self.batches += 1
             sent += len(records)
 
+    # --- clips ------------------------------------------------------------------------------
+
+    def _journal_clip_acks(self) -> None:
+        with self.lock:
+            done, self.clips_acked = self.clips_acked, set()
+        if not done:
+            return
+        from .journal import NewEvent
+        now = int(time.time() * 1000)
+        self.journal.append_many([NewEvent("clip_acked", now, {"clip": c}, None, "sync", f"sync:clip_acked:{c}")
+                                  for c in sorted(done)])
+        if self.clip is not None and self.clip["id"] in done:
+            self.clip = None
+
+    def _next_clip(self) -> dict | None:
+        made, gone = {}, set()
+        for ev in self.journal.iter_all(["clip", "clip_acked", "clip_deleted"]):
+            if ev.type == "clip":
+                made[ev.data["clip"]] = ev
+            else:
+                gone.add(ev.data["clip"])
+        order = sorted((e for c, e in made.items() if c not in gone), key=lambda e: e.seq,
+                       reverse=self.cfg.sync.audio_order == "newest")
+        for ev in order:
+            path = self.clips_dir / ev.data["file"]
+            if not path.exists():
+                continue
+            size = path.stat().st_size
+            return {"id": ev.data["clip"], "path": path, "size": size, "sha256": ev.data["sha256"],
+                    "chunks": max(1, -(-size // self.chunk_bytes)), "next": self.clip_progress.get(ev.data["clip"], 0),
+                    "manifest_sent": False, "tags": ev.data.get("tags", []),
+                    "meta": {k: ev.data.get(k) for k in ("kind", "start", "end", "format", "contact", "point")},
+                    "file": ev.data["file"]}
+        return None
+
+    def _upload_clips(self) -> None:
+        if self.clip is None:
+            self.clip = self._next_clip()
+            if self.clip is None:
+                return
+        c = self.clip
+        with open(c["path"], "rb") as f:
+            while c["next"] < c["chunks"]:
+                if not self.bucket.take(min(self.chunk_bytes, c["size"])):
+                    return                      # over the upload cap: later
+                f.seek(c["next"] * self.chunk_bytes)
+                data = f.read(self.chunk_bytes)
+                info = self.client.publish(clip_topic(self.prefix, self.device, c["id"], c["next"]), data, qos=1)
+                if info.rc != 0:
+                    return
+                self.uploaded_bytes += len(data)
+                c["next"] += 1
+        if not c["manifest_sent"]:
+            m = ClipManifest(clip=c["id"], file=c["file"], size=c["size"], sha256=c["sha256"], chunks=c["chunks"],
+                             chunk_size=self.chunk_bytes, tags=c["tags"], meta=c["meta"])
+            if self.client.publish(clip_topic(self.prefix, self.device, c["id"], "manifest"), encode(m), qos=1).rc == 0:
+                c["manifest_sent"] = True
+                c["sent_at"] = time.monotonic()
+        elif time.monotonic() - c.get("sent_at", 0) > 30:
+            c["next"] = self.clip_progress.get(c["id"], 0)      # no ack: send what is missing again
+            c["manifest_sent"] = False
+
     def backlog(self) -> dict:
         last = self.journal.last_seq()
         row = self.journal.db.execute("SELECT COUNT(*), MIN(ts) FROM events WHERE seq > ?", (self.acked,)).fetchone()
         return {"count": row[0], "oldest_ts": row[1], "acked_upto": self.acked, "last_seq": last}
+
+
+class TokenBucket:
+    """Bytes per second, with a second's worth of burst (0: no limit)."""
+
+    def __init__(self, rate_bytes_s: float):
+        self.rate = rate_bytes_s
+        self.tokens = rate_bytes_s
+        self.t = time.monotonic()
+
+    def take(self, n: int) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        self.tokens = min(max(self.rate, n), self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        return False
 
 
 def run(cfg: Config, stop: threading.Event | None = None) -> int:

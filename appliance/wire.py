@@ -16,6 +16,11 @@ def topic(prefix: str, device: str, name: str) -> str:
 STATUS, INFO, HEALTH, JOURNAL, ACK = "status", "info", "health", "journal", "ack"
 
 
+def clip_topic(prefix: str, device: str, clip_id: str, part: int | str) -> str:
+    """``clip/<clip_id>/<n>`` for chunk n, ``clip/<clip_id>/manifest`` at the end."""
+    return topic(prefix, device, f"clip/{clip_id}/{part}")
+
+
 class Record(msgspec.Struct, kw_only=True):
     """One journal event as it travels."""
     seq: int
@@ -38,9 +43,24 @@ class Batch(msgspec.Struct, kw_only=True):
 
 
 class Ack(msgspec.Struct, kw_only=True):
-    """From the ingest: every record up to ``upto`` is stored (end-to-end, not the broker)."""
-    upto: int
+    """From the ingest: every record up to ``upto`` is stored (end-to-end, not the broker);
+    ``clips`` are stored whole and verified; ``chunks`` tells, per clip still arriving, how
+    many leading chunks it holds (where an interrupted upload resumes)."""
+    upto: int = -1
     clips: list[str] = []
+    chunks: dict[str, int] = {}
+
+
+class ClipManifest(msgspec.Struct, kw_only=True):
+    """Sent after a clip's chunks on ``clip/<clip_id>/manifest``."""
+    clip: str
+    file: str
+    size: int
+    sha256: str
+    chunks: int
+    chunk_size: int
+    tags: list[str] = []
+    meta: dict[str, Any] = {}
 
 
 class Status(msgspec.Struct, kw_only=True):
@@ -77,6 +97,19 @@ def decode_ack(payload: bytes) -> Ack:
         return _ack.decode(payload)
     except msgspec.MsgspecError as exc:
         raise WireError(f"ack: {exc}") from None
+
+
+_manifest = msgspec.json.Decoder(ClipManifest)
+
+
+def decode_manifest(payload: bytes) -> ClipManifest:
+    try:
+        m = _manifest.decode(payload)
+    except msgspec.MsgspecError as exc:
+        raise WireError(f"clip manifest: {exc}") from None
+    if m.size < 0 or m.chunks < 0 or m.chunk_size <= 0 or len(m.sha256) != 64:
+        raise WireError("clip manifest: bad size, chunk count or sha256")
+    return m
 
 
 def decode_status(payload: bytes) -> Status:

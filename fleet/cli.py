@@ -59,7 +59,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     store = IngestStore(args.db)
     settings = BrokerSettings(args.broker, args.ca_file or "", args.cert_file or "", args.key_file or "",
                               args.username or "", args.password or "")
-    ingest = Ingest(settings, store, args.prefix, args.client_id)
+    ingest = Ingest(settings, store, args.prefix, args.client_id, clips_dir=args.clips)
     ingest.start()
     try:
         stop.wait()

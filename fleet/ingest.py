@@ -6,15 +6,18 @@ Acks are end to end: ``upto`` is the highest seq below which the ingest holds ev
 record of that device, so a device never forgets a record the cloud does not have."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import shutil
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
 from appliance.mqtt import BrokerSettings, connect_properties, make_client
-from appliance.wire import ACK, Ack, WireError, decode_batch, decode_status, encode, topic
+from appliance.wire import ACK, Ack, WireError, decode_batch, decode_manifest, decode_status, encode, topic
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,9 @@ SCHEMA = [
         device TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
         point TEXT, ts INTEGER NOT NULL, source TEXT, data TEXT NOT NULL, received INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS records_device_seq ON records(device, seq)",
+    """CREATE TABLE IF NOT EXISTS clips(
+        device TEXT NOT NULL, id TEXT NOT NULL, file TEXT NOT NULL, size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL, tags TEXT, meta TEXT, received INTEGER NOT NULL, PRIMARY KEY(device, id))""",
 ]
 
 
@@ -68,6 +74,15 @@ class IngestStore:
                             " ON CONFLICT(id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,"
                             " version = excluded.version", (device, int(state == "online"), now, version))
 
+    def has_clip(self, device: str, clip: str) -> bool:
+        return self.db.execute("SELECT 1 FROM clips WHERE device = ? AND id = ?", (device, clip)).fetchone() is not None
+
+    def add_clip(self, device: str, m, path: Path) -> None:
+        with self.lock:
+            self.db.execute("INSERT OR IGNORE INTO clips VALUES (?,?,?,?,?,?,?,?)",
+                            (device, m.clip, str(path), m.size, m.sha256, json.dumps(m.tags), json.dumps(m.meta),
+                             int(time.time() * 1000)))
+
     def devices(self) -> list[dict]:
         rows = self.db.execute(
             "SELECT d.id, d.online, d.last_seen, d.version, (SELECT COUNT(*) FROM records r WHERE r.device = d.id)"
@@ -79,10 +94,63 @@ class IngestStore:
         self.db.close()
 
 
+def _safe_name(name: str) -> bool:
+    return bool(name) and len(name) <= 80 and all(ch.isalnum() or ch in "-_." for ch in name) and name[0] != "."
+
+
+class ClipAssembler:
+    """Chunks on disk until the manifest comes; then the whole file, verified by size and
+    sha256, written atomically. A clip that fails verification starts over."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def _parts(self, device: str, clip: str) -> Path:
+        return self.root / device / f".{clip}.parts"
+
+    def put(self, device: str, clip: str, n: int, data: bytes) -> None:
+        d = self._parts(device, clip)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{n}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, d / str(n))
+
+    def contiguous(self, device: str, clip: str) -> int:
+        d = self._parts(device, clip)
+        n = 0
+        while (d / str(n)).exists():
+            n += 1
+        return n
+
+    def assemble(self, device: str, m) -> Path | None:
+        d = self._parts(device, m.clip)
+        if self.contiguous(device, m.clip) < m.chunks:
+            return None
+        out = self.root / device / m.file
+        tmp = out.with_name(f".{m.file}.tmp")
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as f:
+            for n in range(m.chunks):
+                data = (d / str(n)).read_bytes()
+                digest.update(data)
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if tmp.stat().st_size != m.size or digest.hexdigest() != m.sha256:
+            log.warning("ingest: clip %s/%s failed verification; asking for it again", device, m.clip)
+            tmp.unlink()
+            shutil.rmtree(d, ignore_errors=True)
+            return None
+        os.replace(tmp, out)
+        shutil.rmtree(d, ignore_errors=True)
+        return out
+
+
 class Ingest:
     def __init__(self, settings: BrokerSettings, store: IngestStore, prefix: str = "ca/v1",
-                 client_id: str = "ingest-1", group: str = "ingest"):
+                 client_id: str = "ingest-1", group: str = "ingest", clips_dir: str | Path | None = None):
         self.store = store
+        self.clips = ClipAssembler(Path(clips_dir)) if clips_dir else None
         self.prefix = prefix
         self.group = group
         self.client, self.host, self.port = make_client(settings, client_id)
@@ -97,6 +165,8 @@ class Ingest:
             log.warning("ingest: broker refused: %s", reason_code)
             return
         client.subscribe(f"$share/{self.group}/{self.prefix}/+/journal", qos=1)
+        if self.clips:
+            client.subscribe(f"$share/{self.group}/{self.prefix}/+/clip/#", qos=1)
         client.subscribe(f"{self.prefix}/+/status", qos=1)
         log.info("ingest: connected to %s:%d", self.host, self.port)
 
@@ -104,7 +174,12 @@ class Ingest:
         parts = msg.topic.split("/")
         device, kind = parts[-2], parts[-1]
         try:
-            if kind == "journal":
+            if len(parts) >= 5 and parts[-3] == "clip":
+                device = parts[-4]
+                ack = self._clip(device, parts[-2], parts[-1], msg.payload)
+                if ack is not None:
+                    client.publish(topic(self.prefix, device, ACK), encode(ack), qos=1)
+            elif kind == "journal":
                 batch = decode_batch(msg.payload)
                 if batch.device != device:
                     raise WireError(f"batch names device {batch.device!r} on {device!r}'s topic")
@@ -117,6 +192,27 @@ class Ingest:
         except WireError as exc:
             self.rejected += 1
             log.warning("ingest: rejected a message on %s: %s", msg.topic, exc)
+
+    def _clip(self, device: str, clip: str, part: str, payload: bytes) -> Ack | None:
+        if self.clips is None:
+            return None
+        if not _safe_name(device) or not _safe_name(clip):
+            raise WireError("clip: bad device or clip id")
+        if self.store.has_clip(device, clip):
+            return Ack(clips=[clip])
+        if part == "manifest":
+            m = decode_manifest(payload)
+            if m.clip != clip or not _safe_name(m.file.rsplit(".", 1)[0]):
+                raise WireError("clip manifest: names another clip or a bad file name")
+            path = self.clips.assemble(device, m)
+            if path is None:
+                return Ack(chunks={clip: self.clips.contiguous(device, clip)})
+            self.store.add_clip(device, m, path)
+            return Ack(clips=[clip])
+        if not part.isdigit() or len(payload) > 1024 * 1024:
+            raise WireError("clip: chunk number or size out of range")
+        self.clips.put(device, clip, int(part), payload)
+        return Ack(chunks={clip: self.clips.contiguous(device, clip)})
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False,

@@ -158,6 +158,9 @@ class Sync(_Section):
     batch_max: PositiveInt = 200
     chunk_kib: Annotated[int, Meta(ge=1, le=1024)] = 128
     rate_limit_kbps: NonNegative = 0.0
+    """Clip uploads share the shop's uplink with the till: cap them (0: no cap)."""
+    audio_order: Literal["oldest", "newest"] = "oldest"
+    """Which clips of a backlog go first (events and contacts always go before audio)."""
 
 
 class Pos(_Section):

@@ -107,3 +107,36 @@ def test_bad_payloads_change_nothing(tmp_path, broker):
     ingest.stop()
     assert ingest.rejected == 3
     assert store.db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
+
+
+def test_clips_upload_in_chunks_byte_identical_after_the_events(tmp_path, broker):
+    import hashlib
+    import os
+    cfg = parse_config(f'[device]\nid = "box-1"\nstate_dir = "{tmp_path / "state"}"\n[points.till1]\n'
+                       f'[sync]\nbroker = "{broker.url}"\nchunk_kib = 16\n')
+    clips_dir = tmp_path / "state" / "clips"
+    clips_dir.mkdir(parents=True)
+    store = IngestStore(tmp_path / "ingest.db")
+    ingest = Ingest(BrokerSettings(broker.url), store, clips_dir=tmp_path / "cloud-clips")
+    ingest.start()
+    sums = {}
+    with Journal.in_dir(cfg.device.state_dir) as j:
+        fill(j, 50)
+        for i, size in enumerate([0, 1, 16 * 1024, 100_000]):
+            data = os.urandom(size)
+            (clips_dir / f"clip{i}.ogg").write_bytes(data)
+            sums[f"clip{i}"] = hashlib.sha256(data).hexdigest()
+            j.append(NewEvent("clip", 1_795_165_300_000 + i, {"clip": f"clip{i}", "file": f"clip{i}.ogg",
+                                                               "sha256": sums[f"clip{i}"], "kind": "contact"},
+                              "till1", "audio"))
+        stage = SyncStage(cfg, j)
+        stage.start()
+        try:
+            assert run_until(lambda: len(list(j.iter_all(["clip_acked"]))) == 4, stage)
+        finally:
+            stage.stop()
+    ingest.stop()
+    for cid, digest in sums.items():
+        got = (tmp_path / "cloud-clips" / "box-1" / f"{cid}.ogg").read_bytes()
+        assert hashlib.sha256(got).hexdigest() == digest
+    assert store.db.execute("SELECT COUNT(*) FROM clips").fetchone()[0] == 4
