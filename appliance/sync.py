@@ -64,6 +64,7 @@ class SyncStage:
         self.chunk_bytes = cfg.sync.chunk_kib * 1024
         self.bucket = TokenBucket(cfg.sync.rate_limit_kbps * 1000 / 8)
         self.uploaded_bytes = 0
+        self.progress_at = time.monotonic()      # the last ack that moved the cursor (or a fresh send)
 
     def _t(self, name: str) -> str:
         return topic(self.prefix, self.device, name)
@@ -127,6 +128,13 @@ class SyncStage:
                 self.acked = upto
                 self.in_flight = [s for s in self.in_flight if s > upto]
             self.last_ack_time = time.time()
+            self.progress_at = time.monotonic()
+        with self.lock:
+            if self.in_flight and time.monotonic() - self.progress_at > self.cfg.sync.ack_timeout_s:
+                log.warning("sync: no acknowledgement for %.0f s; sending from seq %d again",
+                            self.cfg.sync.ack_timeout_s, self.acked + 1)
+                self.sent, self.in_flight = self.acked, []
+                self.progress_at = time.monotonic()
         self._journal_clip_acks()
         if not self.connected.is_set():
             return 0
@@ -153,6 +161,8 @@ class SyncStage:
             if info.rc != 0:
                 return sent
             with self.lock:
+                if not self.in_flight:
+                    self.progress_at = time.monotonic()
                 self.sent = batch.last
                 self.in_flight.append(batch.last)
             self.batches += 1

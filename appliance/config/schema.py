@@ -159,6 +159,8 @@ class Sync(_Section):
     chunk_kib: Annotated[int, Meta(ge=1, le=1024)] = 128
     rate_limit_kbps: NonNegative = 0.0
     """Clip uploads share the shop's uplink with the till: cap them (0: no cap)."""
+    ack_timeout_s: Positive = 30.0
+    """No acknowledgement for this long while records are in flight: send them again."""
     audio_order: Literal["oldest", "newest"] = "oldest"
     """Which clips of a backlog go first (events and contacts always go before audio)."""
 
