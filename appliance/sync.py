@@ -8,6 +8,7 @@ cursor is sent again; the ingest keeps records by id, so a duplicate is harmless
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from .wire import (ACK, HEALTH, INFO, JOURNAL, STATUS, Batch, ClipManifest, Reco
 log = logging.getLogger(__name__)
 
 STAGE = "sync"
+STATUS_FILE = "sync-status.json"
 MAX_BATCH_BYTES = 256 * 1024
 WINDOW = 4                      # batches in flight before an ack must come
 
@@ -77,6 +79,7 @@ class SyncStage:
             return
         client.subscribe(self._t(ACK), qos=1)
         client.publish(self._t(STATUS), encode(Status(state="online")), qos=1, retain=True)
+        client.publish(self._t(INFO), json.dumps(info_payload(self.cfg, self.device)).encode(), qos=1, retain=True)
         with self.lock:
             self.sent = self.acked              # resend what the ingest has not acknowledged
             self.in_flight = []
@@ -231,9 +234,72 @@ class SyncStage:
             c["manifest_sent"] = False
 
     def backlog(self) -> dict:
-        last = self.journal.last_seq()
-        row = self.journal.db.execute("SELECT COUNT(*), MIN(ts) FROM events WHERE seq > ?", (self.acked,)).fetchone()
-        return {"count": row[0], "oldest_ts": row[1], "acked_upto": self.acked, "last_seq": last}
+        return backlog(self.journal)
+
+    def publish_health(self) -> None:
+        if self.connected.is_set():
+            self.client.publish(self._t(HEALTH), json.dumps(health_payload(self.cfg, self.journal, self.device)).encode(),
+                                qos=0)
+
+    def status_doc(self) -> dict:
+        return {"device": self.device, "connected": self.connected.is_set(), "broker": f"{self.host}:{self.port}",
+                "acked_upto": self.acked, "sent_upto": self.sent, "batches": self.batches,
+                "last_ack": self.last_ack_time, "uploaded_clip_bytes": self.uploaded_bytes,
+                "clip_uploading": self.clip["id"] if self.clip else None, "time": time.time()}
+
+
+def backlog(journal: Journal) -> dict:
+    """Journal records the ingest has not acknowledged: count, bytes, age of the oldest."""
+    cursor = journal.cursor(STAGE)
+    count, size, oldest = journal.db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0), MIN(ts) FROM events WHERE seq > ?", (cursor,)).fetchone()
+    age = round((time.time() * 1000 - oldest) / 1000, 1) if oldest is not None else None
+    return {"count": count, "bytes": size, "oldest_age_s": age, "acked_upto": cursor, "last_seq": journal.last_seq()}
+
+
+def info_payload(cfg: Config, device: str) -> dict:
+    """Retained on ``info``: who the box is, what it runs, which config (never secrets)."""
+    import hashlib
+    import platform
+
+    import msgspec
+
+    from . import __version__
+    from .config.schema import schema_json
+    return {"device": device, "versions": {"appliance": __version__, "python": platform.python_version()},
+            "config_hash": hashlib.sha256(msgspec.json.encode(cfg)).hexdigest()[:16],
+            "points": list(cfg.points), "schema": schema_json()}
+
+
+def health_payload(cfg: Config, journal: Journal, device: str) -> dict:
+    """ARCHITECTURE §7 health: uptime, load, temperature, disk, backlog, microphone, RF, clock."""
+    import platform
+    import shutil
+
+    from . import __version__
+    from .clock import kernel_synced
+    doc: dict = {"device": device, "time": int(time.time() * 1000)}
+    try:
+        doc["uptime_s"] = float(open("/proc/uptime").read().split()[0])
+    except OSError:
+        pass
+    doc["load"] = list(os.getloadavg())
+    try:
+        doc["temperature_c"] = int(open("/sys/class/thermal/thermal_zone0/temp").read()) / 1000
+    except (OSError, ValueError):
+        doc["temperature_c"] = None
+    du = shutil.disk_usage(cfg.device.state_dir)
+    doc["disk"] = {"free_bytes": du.free, "total_bytes": du.total}
+    doc["backlog"] = backlog(journal)
+    try:
+        doc["microphone"] = json.loads((Path(cfg.audio.spool_dir) / "level.json").read_text())
+    except (OSError, ValueError):
+        doc["microphone"] = None
+    row = journal.db.execute("SELECT MAX(ts) FROM events WHERE source = 'rf'").fetchone()
+    doc["rf_last_seen"] = row[0]
+    doc["time_synced"] = kernel_synced()
+    doc["versions"] = {"appliance": __version__, "python": platform.python_version()}
+    return doc
 
 
 class TokenBucket:
@@ -271,13 +337,23 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
     stage.start()
     notifier = Notifier()
     notifier.ready("sync")
-    last_ping = 0.0
+    last_ping = last_health = last_status = 0.0
+    status_file = Path(cfg.device.state_dir) / STATUS_FILE
     try:
         while not stop.is_set():
             stage.step()
-            if time.monotonic() - last_ping >= notifier.ping_interval_s:
+            mono = time.monotonic()
+            if mono - last_ping >= notifier.ping_interval_s:
                 notifier.watchdog()
-                last_ping = time.monotonic()
+                last_ping = mono
+            if mono - last_health >= cfg.sync.health_interval_s:
+                stage.publish_health()
+                last_health = mono
+            if mono - last_status >= 1.0:
+                tmp = status_file.with_name(f".{STATUS_FILE}")
+                tmp.write_text(json.dumps(stage.status_doc()))
+                os.replace(tmp, status_file)
+                last_status = mono
             stop.wait(0.05)
     finally:
         notifier.stopping()

@@ -287,6 +287,41 @@ def _hardware_health(j) -> dict:
     return out
 
 
+def cmd_sync_status(args: argparse.Namespace) -> int:
+    from ..journal import Journal
+    from ..sync import STATUS_FILE, backlog
+    from ..timefmt import iso_ms
+    cfg = _load(args)
+    path = Path(cfg.device.state_dir) / "journal.db"
+    if not path.exists():
+        print(f"no journal at {path}", file=sys.stderr)
+        return EXIT_IO
+    with Journal(path, readonly=True) as j:
+        b = backlog(j)
+    daemon = {}
+    try:
+        daemon = json.loads((Path(cfg.device.state_dir) / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        pass
+    fresh = bool(daemon) and time.time() - daemon.get("time", 0) < 5
+    st = {"broker": cfg.sync.broker or None, "daemon_running": fresh,
+          "connected": bool(fresh and daemon.get("connected")), "backlog": b["count"],
+          "backlog_bytes": b["bytes"], "backlog_oldest_age_s": b["oldest_age_s"], "acked_upto": b["acked_upto"],
+          "last_seq": b["last_seq"],
+          "last_ack": iso_ms(int(daemon["last_ack"] * 1000)) if daemon.get("last_ack") else None,
+          "uploaded_clip_bytes": daemon.get("uploaded_clip_bytes", 0)}
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return EXIT_OK
+    s = Style()
+    conn = s("connected", "green") if st["connected"] else s("not connected" if fresh else "daemon not running", "red")
+    print(f"sync to {st['broker'] or '(no [sync] broker configured)'}: {conn}")
+    print(f"  backlog: {st['backlog']} records ({st['backlog_bytes'] / 1000:.1f} kB), oldest "
+          f"{st['backlog_oldest_age_s'] if st['backlog_oldest_age_s'] is not None else '-'} s")
+    print(f"  acknowledged up to seq {st['acked_upto']} of {st['last_seq']}; last ack {st['last_ack'] or '-'}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
     return run_demo(speed=args.speed, keep=args.keep, state_dir=args.state_dir)
@@ -359,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = add(esub, "ratings", "the rating log", cmd_export_ratings)
     e.add_argument("--csv", action="store_true", help="CSV: datetime, remote, button, point, owner, ...")
     e.add_argument("--out", help="write to this file instead of standard output")
+
+    s = sub.add_parser("sync", help="cloud sync")
+    ssub = s.add_subparsers(dest="sync_command", required=True, metavar="SUBCOMMAND")
+    x = add(ssub, "status", "connection, backlog (records not yet acknowledged by the ingest), last ack",
+            cmd_sync_status)
+    x.add_argument("--json", action="store_true")
 
     from audio_capture.cli import register as register_audio
     from rf_receiver.cli import register as register_rf   # rf_receiver's commands, dispatched here

@@ -140,3 +140,46 @@ def test_clips_upload_in_chunks_byte_identical_after_the_events(tmp_path, broker
         got = (tmp_path / "cloud-clips" / "box-1" / f"{cid}.ogg").read_bytes()
         assert hashlib.sha256(got).hexdigest() == digest
     assert store.db.execute("SELECT COUNT(*) FROM clips").fetchone()[0] == 4
+
+
+def test_health_info_and_sync_status(tmp_path, broker):
+    import json as _json
+    import signal
+    import subprocess
+    import sys
+
+    import paho.mqtt.client as mqtt
+
+    from tests.conftest import ROOT, run_cli
+    (tmp_path / "box.toml").write_text(
+        f'[device]\nid = "box-7"\nstate_dir = "{tmp_path / "state"}"\n[points.till1]\n'
+        f'[sync]\nbroker = "{broker.url}"\nhealth_interval_s = 0.5\nusername = "box-7"\npassword = "hunter2-secret"\n')
+    with Journal.in_dir(tmp_path / "state") as j:
+        fill(j, 30)
+    seen: dict = {}
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="watcher")
+    c.on_message = lambda cl, u, m: seen.setdefault(m.topic.rsplit("/", 1)[1], m.payload)
+    c.connect("127.0.0.1", broker.port)
+    c.subscribe("ca/v1/box-7/#", qos=1)
+    c.loop_start()
+    before = _json.loads(run_cli("--config", str(tmp_path / "box.toml"), "sync", "status", "--json").stdout)
+    assert before["backlog"] == 30 and before["daemon_running"] is False
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "--config", str(tmp_path / "box.toml"),
+                             "run", "sync"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not {"status", "info", "health", "journal"} <= set(seen):
+            time.sleep(0.1)
+        time.sleep(1.5)
+        st = _json.loads(run_cli("--config", str(tmp_path / "box.toml"), "sync", "status", "--json").stdout)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        c.loop_stop()
+    assert _json.loads(seen["status"])["state"] == "online"
+    info = _json.loads(seen["info"])
+    assert info["device"] == "box-7" and "schema" in info and info["config_hash"]
+    assert all(b"hunter2-secret" not in payload for payload in seen.values())     # no secret goes up
+    health = _json.loads(seen["health"])
+    assert {"uptime_s", "load", "disk", "backlog", "time_synced", "versions", "rf_last_seen"} <= set(health)
+    assert st["daemon_running"] and st["connected"] and st["backlog"] == 30   # no ingest: nothing acknowledged
