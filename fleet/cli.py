@@ -15,6 +15,21 @@ from appliance import __version__
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.db:
+        from .report import fleet_metrics
+        from .ingest import IngestStore
+        store = IngestStore(args.db)
+        out = fleet_metrics(store.db, args.by)
+        store.close()
+        print(json.dumps(out, indent=2))
+        return 0
+    if not args.dirs:
+        print("give --db (the ingest's database) or replay output folders", file=sys.stderr)
+        return 2
+    return report_dirs(args)
+
+
+def report_dirs(args: argparse.Namespace) -> int:
     """Sum counts across boxes from their metrics.json files; recompute the ratios."""
     totals: dict[str, float] = {}
     counts = ("contacts", "ratings", "top", "negative", "orphan_ratings", "misuse", "receipts")
@@ -86,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fleetctl", description="Contact Analyzer fleet operator CLI")
     p.add_argument("--version", action="version", version=f"fleetctl {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    s = sub.add_parser("report", help="metrics across boxes from their replay/export folders")
-    s.add_argument("dirs", nargs="+", help="folders holding metrics.json")
+    s = sub.add_parser("report", help="ARCHITECTURE §5 metrics across the fleet (ingest db) or replay folders")
+    s.add_argument("dirs", nargs="*", help="replay output folders holding metrics.json")
+    s.add_argument("--db", help="the ingest's database: metrics from every device's synced contacts")
+    s.add_argument("--by", choices=["device", "point", "none"], default="device")
     s.set_defaults(func=cmd_report)
     s = sub.add_parser("ingest", help="the reference cloud ingest: store journal batches, acknowledge them")
     s.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")

@@ -183,3 +183,55 @@ def test_health_info_and_sync_status(tmp_path, broker):
     health = _json.loads(seen["health"])
     assert {"uptime_s", "load", "disk", "backlog", "time_synced", "versions", "rf_last_seen"} <= set(health)
     assert st["daemon_running"] and st["connected"] and st["backlog"] == 30   # no ingest: nothing acknowledged
+
+
+def test_fleet_report_counts_what_the_boxes_counted(tmp_path, broker):
+    """Two boxes run the core over a day, sync to the ingest; fleetctl report equals the
+    boxes' own metrics summed."""
+    import json as _json
+    import subprocess
+    import sys
+
+    from appliance.core import CoreStage
+    from appliance.events import load_file
+    from tests.appliance.test_core_stage import random_day
+    from tests.conftest import ROOT, make_config, write_events
+    store = IngestStore(tmp_path / "ingest.db")
+    ingest = Ingest(BrokerSettings(broker.url), store)
+    ingest.start()
+    expected = {"contacts": 0, "ratings": 0, "top": 0, "negative": 0, "receipts": 0, "orphan_ratings": 0}
+    for n, box in enumerate(("box-a", "box-b")):
+        d = tmp_path / box
+        d.mkdir()
+        cfg_path = make_config(d, f'\n[sync]\nbroker = "{broker.url}"\n')
+        cfg_path.write_text(cfg_path.read_text().replace("[device]\n", f'[device]\nid = "{box}"\n'))
+        from appliance.config import load_config
+        cfg = load_config(cfg_path)
+        events = write_events(d / "day.jsonl", random_day(n + 5, n_contacts=20))
+        evs, errs = load_file(str(events), cfg)
+        assert not errs
+        with Journal.in_dir(cfg.device.state_dir) as j:
+            j.append_many(evs)
+            CoreStage(cfg, j, reorder_ms=0).step(evs[-1].ts + 3_600_000)
+            r = subprocess.run([sys.executable, "-m", "appliance.cli.main", "--config", str(cfg_path), "report",
+                                "--format", "json"], cwd=ROOT, capture_output=True, text=True)
+            mine = _json.loads(r.stdout)["total"]
+            for k in expected:
+                expected[k] += mine[k]
+            stage = SyncStage(cfg, j)
+            stage.start()
+            assert run_until(lambda: stage.acked == j.last_seq(), stage)
+            stage.stop()
+    ingest.stop()
+    store.close()
+    r = subprocess.run([sys.executable, "-m", "fleet.cli", "report", "--db", str(tmp_path / "ingest.db")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = _json.loads(r.stdout)
+    assert set(out) == {"overall", "box-a", "box-b"}
+    assert {k: out["overall"][k] for k in expected} == expected
+    d = subprocess.run([sys.executable, "-m", "fleet.cli", "devices", "--db", str(tmp_path / "ingest.db"), "--json"],
+                       cwd=ROOT, capture_output=True, text=True)
+    devs = _json.loads(d.stdout)
+    assert [(x["id"], x["online"]) for x in devs] == [("box-a", False), ("box-b", False)]
+    assert all(x["journal_records"] > 100 and x["last_seen"] for x in devs)
