@@ -27,6 +27,7 @@ STAGE = "sync"
 STATUS_FILE = "sync-status.json"
 MAX_BATCH_BYTES = 256 * 1024
 WINDOW = 4                      # batches in flight before an ack must come
+CLIP_WINDOW = 8                 # clips uploading at once
 
 
 def device_id(cfg: Config) -> str:
@@ -60,7 +61,10 @@ class SyncStage:
         self.last_ack_time: float | None = None
         self.batches = 0
         self.clips_dir = Path(cfg.device.state_dir) / "clips"
-        self.clip: dict | None = None          # the clip being uploaded
+        self.uploading: dict[str, dict] = {}    # clips being uploaded (a window of them)
+        self.clip_queue: list = []              # clip events not yet uploaded, in upload order
+        self.clip_done: set[str] = set()        # acknowledged or deleted
+        self.clip_scan = 0                      # journal seq the queue has been built up to
         self.clip_progress: dict[str, int] = {}  # from the ingest: leading chunks it holds
         self.clips_acked: set[str] = set()       # acked by the ingest, not yet journalled
         self.chunk_bytes = cfg.sync.chunk_kib * 1024
@@ -83,9 +87,9 @@ class SyncStage:
         with self.lock:
             self.sent = self.acked              # resend what the ingest has not acknowledged
             self.in_flight = []
-            if self.clip is not None:           # resume the clip where the ingest's ack says
-                self.clip["next"] = self.clip_progress.get(self.clip["id"], 0)
-                self.clip["manifest_sent"] = False
+            for c in self.uploading.values():   # resume each clip where the ingest's ack says
+                c["next"] = self.clip_progress.get(c["id"], 0)
+                c["manifest_sent"] = False
         self.connected.set()
         log.info("sync: connected to %s:%d as %s", self.host, self.port, self.device)
 
@@ -148,9 +152,8 @@ class SyncStage:
                     return sent
                 prev = self.sent
             rows = self.journal.read(prev, self.cfg.sync.batch_max)
-            if not rows:
-                if not self.in_flight:          # events and contacts first, then audio
-                    self._upload_clips()
+            if not rows:                        # every record is out: now audio
+                self._upload_clips()
                 return sent
             records, size = [], 0
             for e in rows:
@@ -176,62 +179,81 @@ class SyncStage:
     def _journal_clip_acks(self) -> None:
         with self.lock:
             done, self.clips_acked = self.clips_acked, set()
+        done -= self.clip_done
         if not done:
             return
         from .journal import NewEvent
         now = int(time.time() * 1000)
         self.journal.append_many([NewEvent("clip_acked", now, {"clip": c}, None, "sync", f"sync:clip_acked:{c}")
                                   for c in sorted(done)])
-        if self.clip is not None and self.clip["id"] in done:
-            self.clip = None
+        self.clip_done |= done
+        for c in done:
+            self.uploading.pop(c, None)
 
-    def _next_clip(self) -> dict | None:
-        made, gone = {}, set()
-        for ev in self.journal.iter_all(["clip", "clip_acked", "clip_deleted"]):
+    def _refresh_clip_queue(self) -> None:
+        """Add clips journalled since the last look; drop acknowledged or deleted ones."""
+        new = False
+        for ev in self.journal.iter_all(["clip", "clip_acked", "clip_deleted"]) if not self.clip_scan else \
+                self.journal.read(self.clip_scan, 100_000, ["clip", "clip_acked", "clip_deleted"]):
+            self.clip_scan = max(self.clip_scan, ev.seq)
             if ev.type == "clip":
-                made[ev.data["clip"]] = ev
+                self.clip_queue.append(ev)
+                new = True
             else:
-                gone.add(ev.data["clip"])
-        order = sorted((e for c, e in made.items() if c not in gone), key=lambda e: e.seq,
-                       reverse=self.cfg.sync.audio_order == "newest")
-        for ev in order:
-            path = self.clips_dir / ev.data["file"]
-            if not path.exists():
-                continue
-            size = path.stat().st_size
-            return {"id": ev.data["clip"], "path": path, "size": size, "sha256": ev.data["sha256"],
-                    "chunks": max(1, -(-size // self.chunk_bytes)), "next": self.clip_progress.get(ev.data["clip"], 0),
-                    "manifest_sent": False, "tags": ev.data.get("tags", []),
-                    "meta": {k: ev.data.get(k) for k in ("kind", "start", "end", "format", "contact", "point")},
-                    "file": ev.data["file"]}
-        return None
+                self.clip_done.add(ev.data["clip"])
+        if not self.clip_scan:
+            self.clip_scan = self.journal.last_seq()
+        if new and self.cfg.sync.audio_order == "newest":
+            self.clip_queue.sort(key=lambda e: e.seq, reverse=True)
+        self.clip_queue = [e for e in self.clip_queue if e.data["clip"] not in self.clip_done]
+
+    def _start_clip(self, ev) -> dict | None:
+        path = self.clips_dir / ev.data["file"]
+        if not path.exists():
+            return None
+        size = path.stat().st_size
+        cid = ev.data["clip"]
+        return {"id": cid, "path": path, "size": size, "sha256": ev.data["sha256"],
+                "chunks": max(1, -(-size // self.chunk_bytes)), "next": self.clip_progress.get(cid, 0),
+                "manifest_sent": False, "tags": ev.data.get("tags", []), "file": ev.data["file"],
+                "meta": {k: ev.data.get(k) for k in ("kind", "start", "end", "format", "contact", "point")}}
 
     def _upload_clips(self) -> None:
-        if self.clip is None:
-            self.clip = self._next_clip()
-            if self.clip is None:
+        self._refresh_clip_queue()
+        while len(self.uploading) < CLIP_WINDOW and self.clip_queue:
+            ev = self.clip_queue.pop(0)
+            if ev.data["clip"] in self.uploading:
+                continue
+            c = self._start_clip(ev)
+            if c is not None:
+                self.uploading[c["id"]] = c
+        for c in list(self.uploading.values()):
+            if not self._send_clip(c):
                 return
-        c = self.clip
+
+    def _send_clip(self, c: dict) -> bool:
+        """Send what is left of one clip; False when the link or the cap says stop."""
         with open(c["path"], "rb") as f:
             while c["next"] < c["chunks"]:
                 if not self.bucket.take(min(self.chunk_bytes, c["size"])):
-                    return                      # over the upload cap: later
+                    return False                # over the upload cap: later
                 f.seek(c["next"] * self.chunk_bytes)
                 data = f.read(self.chunk_bytes)
-                info = self.client.publish(clip_topic(self.prefix, self.device, c["id"], c["next"]), data, qos=1)
-                if info.rc != 0:
-                    return
+                if self.client.publish(clip_topic(self.prefix, self.device, c["id"], c["next"]), data, qos=1).rc != 0:
+                    return False
                 self.uploaded_bytes += len(data)
                 c["next"] += 1
         if not c["manifest_sent"]:
             m = ClipManifest(clip=c["id"], file=c["file"], size=c["size"], sha256=c["sha256"], chunks=c["chunks"],
                              chunk_size=self.chunk_bytes, tags=c["tags"], meta=c["meta"])
-            if self.client.publish(clip_topic(self.prefix, self.device, c["id"], "manifest"), encode(m), qos=1).rc == 0:
-                c["manifest_sent"] = True
-                c["sent_at"] = time.monotonic()
-        elif time.monotonic() - c.get("sent_at", 0) > 30:
+            if self.client.publish(clip_topic(self.prefix, self.device, c["id"], "manifest"), encode(m), qos=1).rc != 0:
+                return False
+            c["manifest_sent"] = True
+            c["sent_at"] = time.monotonic()
+        elif time.monotonic() - c.get("sent_at", 0) > self.cfg.sync.ack_timeout_s:
             c["next"] = self.clip_progress.get(c["id"], 0)      # no ack: send what is missing again
             c["manifest_sent"] = False
+        return True
 
     def backlog(self) -> dict:
         return backlog(self.journal)
@@ -245,7 +267,7 @@ class SyncStage:
         return {"device": self.device, "connected": self.connected.is_set(), "broker": f"{self.host}:{self.port}",
                 "acked_upto": self.acked, "sent_upto": self.sent, "batches": self.batches,
                 "last_ack": self.last_ack_time, "uploaded_clip_bytes": self.uploaded_bytes,
-                "clip_uploading": self.clip["id"] if self.clip else None, "time": time.time()}
+                "clips_uploading": sorted(self.uploading), "time": time.time()}
 
 
 def backlog(journal: Journal) -> dict:

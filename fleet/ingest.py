@@ -220,5 +220,12 @@ class Ingest:
         self.client.loop_start()
 
     def stop(self) -> None:
-        self.client.disconnect()
+        """A deliberate stop ends the session: the broker then gives this worker's share
+        of the shared subscription to the others instead of queueing it for a worker that
+        is not coming back (what was in flight, devices resend after their ack timeout)."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+        props = Properties(PacketTypes.DISCONNECT)
+        props.SessionExpiryInterval = 0
+        self.client.disconnect(properties=props)
         self.client.loop_stop()

@@ -96,22 +96,25 @@ def test_connection_cut_mid_batch_and_mid_clip(tmp_path, broker):
     proxy = Proxy(broker.port)
     cfg = cfg_for(tmp_path, proxy.url)
     ingest, store = start_ingest(tmp_path, broker.url)
-    rnd = random.Random(4)
     with Journal.in_dir(cfg.device.state_dir) as j:
         add_records(j, 800)
         sums = add_clips(j, tmp_path / "state" / "clips", 6, 60_000)
         stage = SyncStage(cfg, j)
         stage.start()
+        # cut while batches are in flight, then while clips are half sent
+        triggers = [lambda: stage.sent > 100, lambda: stage.sent > 400, lambda: stage.acked > 600,
+                    lambda: stage.uploaded_bytes > 50_000, lambda: stage.uploaded_bytes > 150_000,
+                    lambda: stage.uploaded_bytes > 280_000]
         cuts = 0
         end = time.monotonic() + 120
         while not drained(j, 6) and time.monotonic() < end:
             stage.step()
-            if cuts < 12 and rnd.random() < 0.02:
-                proxy.cut()                                   # wherever the upload is
+            if triggers and triggers[0]():
+                triggers.pop(0)
+                proxy.cut()
                 cuts += 1
-            time.sleep(0.01)
         assert drained(j, 6), stage.backlog()
-        assert cuts >= 5
+        assert cuts >= 4
         stage.stop()
         ingest.stop()
         check_cloud(tmp_path, store, j, sums)
