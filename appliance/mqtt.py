@@ -50,6 +50,21 @@ def make_client(s: BrokerSettings, client_id: str, will: tuple[str, bytes] | Non
     return c, u.hostname, port
 
 
+def start(client: mqtt.Client, host: str, port: int, s: BrokerSettings) -> None:
+    """Connect in the background and keep reconnecting; the session persists (MQTT 5:
+    session expiry; 3.1.1: clean_session off)."""
+    if s.protocol == "5":
+        client.connect_async(host, port, keepalive=s.keepalive_s, clean_start=False, properties=connect_properties())
+    else:
+        client.connect_async(host, port, keepalive=s.keepalive_s)
+    client.loop_start()
+
+
+def refused_for_protocol(reason_code) -> bool:
+    """The broker does not speak the MQTT version we asked for (CONNACK 1 / reason 132)."""
+    return getattr(reason_code, "value", reason_code) in (1, 132)
+
+
 def connect_properties(session_expiry_s: int = 7 * 86400):
     """MQTT 5: keep the session (and queued QoS 1 messages) across disconnects."""
     from paho.mqtt.packettypes import PacketTypes

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .config.schema import Config
 from .journal import Journal
-from .mqtt import BrokerSettings, connect_properties, make_client
+from .mqtt import BrokerSettings, make_client, refused_for_protocol
+from .mqtt import start as mqtt_start
 from .wire import (ACK, HEALTH, INFO, JOURNAL, STATUS, Batch, ClipManifest, Record, Status, WireError, clip_topic,
                    decode_ack, encode, topic)
 
@@ -46,12 +47,11 @@ class SyncStage:
         self.device = device or device_id(cfg)
         self.prefix = cfg.sync.prefix
         s = cfg.sync
-        self.settings = BrokerSettings(s.broker, s.ca_file, s.cert_file, s.key_file, s.username, s.password)
-        self.client, self.host, self.port = make_client(
-            self.settings, f"{self.device}", (self._t(STATUS), encode(Status(state="offline"))))
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+        self.settings = BrokerSettings(s.broker, s.ca_file, s.cert_file, s.key_file, s.username, s.password,
+                                       protocol="3.1.1" if s.protocol == "3.1.1" else "5")
+        self.fallback_allowed = s.protocol == "auto"
+        self.wants_fallback = False
+        self._new_client()
         self.lock = threading.Lock()
         self.connected = threading.Event()
         self.acked = journal.cursor(STAGE)
@@ -72,6 +72,13 @@ class SyncStage:
         self.uploaded_bytes = 0
         self.progress_at = time.monotonic()      # the last ack that moved the cursor (or a fresh send)
 
+    def _new_client(self) -> None:
+        self.client, self.host, self.port = make_client(
+            self.settings, f"{self.device}", (self._t(STATUS), encode(Status(state="offline"))))
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
     def _t(self, name: str) -> str:
         return topic(self.prefix, self.device, name)
 
@@ -80,6 +87,8 @@ class SyncStage:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.warning("sync: broker refused the connection: %s", reason_code)
+            if self.fallback_allowed and self.settings.protocol == "5" and refused_for_protocol(reason_code):
+                self.wants_fallback = True
             return
         client.subscribe(self._t(ACK), qos=1)
         client.publish(self._t(STATUS), encode(Status(state="online")), qos=1, retain=True)
@@ -112,18 +121,29 @@ class SyncStage:
     # --- the loop (main thread) ------------------------------------------------------------
 
     def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=self.settings.keepalive_s,
-                                  clean_start=False, properties=connect_properties())
-        self.client.loop_start()
+        mqtt_start(self.client, self.host, self.port, self.settings)
 
     def stop(self) -> None:
         if self.connected.is_set():
-            self.client.publish(self._t(STATUS), encode(Status(state="offline")), qos=1, retain=True).wait_for_publish(2)
+            info = self.client.publish(self._t(STATUS), encode(Status(state="offline")), qos=1, retain=True)
+            try:
+                info.wait_for_publish(2)
+            except (RuntimeError, ValueError):   # the link went in the meantime: the will says it
+                pass
         self.client.disconnect()
         self.client.loop_stop()
 
     def step(self) -> int:
         """Commit acks, send what the window allows. Returns records sent."""
+        if self.wants_fallback:                 # the broker speaks MQTT 3.1.1 only
+            log.warning("sync: the broker refused MQTT 5; falling back to 3.1.1")
+            self.wants_fallback = False
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.connected.clear()
+            self.settings.protocol = "3.1.1"
+            self._new_client()
+            self.start()
         with self.lock:
             upto = self.pending_ack
             self.pending_ack = None

@@ -16,7 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from appliance.mqtt import BrokerSettings, connect_properties, make_client
+from appliance.mqtt import BrokerSettings, make_client
+from appliance.mqtt import start as mqtt_start
 from appliance.wire import ACK, Ack, WireError, decode_batch, decode_manifest, decode_status, encode, topic
 
 log = logging.getLogger(__name__)
@@ -215,9 +216,7 @@ class Ingest:
         return Ack(chunks={clip: self.clips.contiguous(device, clip)})
 
     def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False,
-                                  properties=connect_properties())
-        self.client.loop_start()
+        mqtt_start(self.client, self.host, self.port, self.settings)
 
     def stop(self) -> None:
         """A deliberate stop ends the session: the broker then gives this worker's share
@@ -225,7 +224,10 @@ class Ingest:
         is not coming back (what was in flight, devices resend after their ack timeout)."""
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
-        props = Properties(PacketTypes.DISCONNECT)
-        props.SessionExpiryInterval = 0
-        self.client.disconnect(properties=props)
+        if self.settings.protocol == "5":
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+            self.client.disconnect(properties=props)
+        else:
+            self.client.disconnect()
         self.client.loop_stop()

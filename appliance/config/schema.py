@@ -149,6 +149,8 @@ class Sync(_Section):
     broker: str = ""
     """mqtt://host:port or mqtts://host:port; empty disables cloud sync."""
     prefix: str = "ca/v1"
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    """MQTT version; "auto" speaks 5 and falls back to 3.1.1 when the broker refuses it."""
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""

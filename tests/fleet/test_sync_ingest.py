@@ -235,3 +235,41 @@ def test_fleet_report_counts_what_the_boxes_counted(tmp_path, broker):
     devs = _json.loads(d.stdout)
     assert [(x["id"], x["online"]) for x in devs] == [("box-a", False), ("box-b", False)]
     assert all(x["journal_records"] > 100 and x["last_seen"] for x in devs)
+
+
+def test_mqtt_3_1_1_end_to_end(tmp_path, broker):
+    cfg = parse_config(f'[device]\nid = "box-3"\nstate_dir = "{tmp_path / "state"}"\n[points.till1]\n'
+                       f'[sync]\nbroker = "{broker.url}"\nprotocol = "3.1.1"\n')
+    store = IngestStore(tmp_path / "ingest.db")
+    ingest = Ingest(BrokerSettings(broker.url, protocol="3.1.1"), store)
+    ingest.start()
+    with Journal.in_dir(cfg.device.state_dir) as j:
+        fill(j, 120)
+        stage = SyncStage(cfg, j)
+        assert stage.client.protocol == 4          # MQTTv311
+        stage.start()
+        try:
+            assert run_until(lambda: stage.acked == j.last_seq(), stage)
+        finally:
+            stage.stop()
+    ingest.stop()
+    assert store.db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 120
+
+
+def test_auto_falls_back_to_3_1_1_when_the_broker_refuses_5(tmp_path, broker):
+    from appliance.mqtt import refused_for_protocol
+    cfg = parse_config(f'[device]\nid = "box-4"\nstate_dir = "{tmp_path / "state"}"\n[points.till1]\n'
+                       f'[sync]\nbroker = "{broker.url}"\n')
+    assert refused_for_protocol(132) and refused_for_protocol(1) and not refused_for_protocol(135)
+    with Journal.in_dir(cfg.device.state_dir) as j:
+        fill(j, 10)
+        stage = SyncStage(cfg, j)
+        assert stage.client.protocol == 5
+        stage.wants_fallback = True                 # as _on_connect sets it on CONNACK 1 / reason 132
+        stage.start()
+        try:
+            stage.step()
+            assert stage.client.protocol == 4 and stage.settings.protocol == "3.1.1"
+            assert stage.connected.wait(10)
+        finally:
+            stage.stop()
