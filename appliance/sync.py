@@ -233,9 +233,12 @@ class SyncStage:
             return None
         size = path.stat().st_size
         cid = ev.data["clip"]
+        with self.lock:
+            known = self.clip_progress.get(cid)
         return {"id": cid, "path": path, "size": size, "sha256": ev.data["sha256"],
-                "chunks": max(1, -(-size // self.chunk_bytes)), "next": self.clip_progress.get(cid, 0),
-                "manifest_sent": False, "tags": ev.data.get("tags", []), "file": ev.data["file"],
+                "chunks": max(1, -(-size // self.chunk_bytes)), "next": known or 0,
+                # after a restart we do not know what the ingest holds: ask with the manifest first
+                "probe": known is None, "probe_sent": 0.0, "manifest_sent": False, "tags": ev.data.get("tags", []), "file": ev.data["file"],
                 "meta": {k: ev.data.get(k) for k in ("kind", "start", "end", "format", "contact", "point")}}
 
     def _upload_clips(self) -> None:
@@ -253,6 +256,21 @@ class SyncStage:
 
     def _send_clip(self, c: dict) -> bool:
         """Send what is left of one clip; False when the link or the cap says stop."""
+        if c["probe"]:
+            with self.lock:
+                known = self.clip_progress.get(c["id"])
+            if known is not None:               # the ingest told us where to resume
+                c["next"], c["probe"] = known, False
+            elif not c["probe_sent"]:
+                if self.client.publish(clip_topic(self.prefix, self.device, c["id"], "manifest"),
+                                       encode(self._manifest(c)), qos=1).rc != 0:
+                    return False
+                c["probe_sent"] = time.monotonic()
+                return True
+            elif time.monotonic() - c["probe_sent"] > self.cfg.sync.ack_timeout_s:
+                c["probe"] = False              # no answer: send it all
+            else:
+                return True
         with open(c["path"], "rb") as f:
             while c["next"] < c["chunks"]:
                 if not self.bucket.take(min(self.chunk_bytes, c["size"])):
@@ -264,8 +282,7 @@ class SyncStage:
                 self.uploaded_bytes += len(data)
                 c["next"] += 1
         if not c["manifest_sent"]:
-            m = ClipManifest(clip=c["id"], file=c["file"], size=c["size"], sha256=c["sha256"], chunks=c["chunks"],
-                             chunk_size=self.chunk_bytes, tags=c["tags"], meta=c["meta"])
+            m = self._manifest(c)
             if self.client.publish(clip_topic(self.prefix, self.device, c["id"], "manifest"), encode(m), qos=1).rc != 0:
                 return False
             c["manifest_sent"] = True
@@ -274,6 +291,10 @@ class SyncStage:
             c["next"] = self.clip_progress.get(c["id"], 0)      # no ack: send what is missing again
             c["manifest_sent"] = False
         return True
+
+    def _manifest(self, c: dict) -> ClipManifest:
+        return ClipManifest(clip=c["id"], file=c["file"], size=c["size"], sha256=c["sha256"], chunks=c["chunks"],
+                            chunk_size=self.chunk_bytes, tags=c["tags"], meta=c["meta"])
 
     def backlog(self) -> dict:
         return backlog(self.journal)

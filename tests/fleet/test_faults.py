@@ -199,3 +199,30 @@ def test_sync_daemon_sigkilled_at_random(tmp_path, broker):
         check_cloud(tmp_path, store, j, sums)
         n = store.db.execute("SELECT COUNT(*) FROM records WHERE type = 'rating'").fetchone()[0]
         assert n == len(list(j.iter_all(["rating"])))
+
+
+def test_clip_upload_resumes_after_a_reboot_from_the_first_missing_chunk(tmp_path, broker):
+    proxy = Proxy(broker.port)
+    cfg = cfg_for(tmp_path, proxy.url)
+    ingest, store = start_ingest(tmp_path, broker.url)
+    with Journal.in_dir(cfg.device.state_dir) as j:
+        sums = add_clips(j, tmp_path / "state" / "clips", 1, 400_000)      # 49 chunks of 8 KiB
+        first = SyncStage(cfg, j)
+        first.bucket.rate = 80_000                                         # slow enough to interrupt
+        first.start()
+        end = time.monotonic() + 30
+        while first.uploaded_bytes < 150_000 and time.monotonic() < end:
+            first.step()
+            time.sleep(0.005)
+        proxy.cut()                                                        # power cut: the box reboots
+        first.client.loop_stop()
+        time.sleep(1.0)
+        assert not list(j.iter_all(["clip_acked"]))
+        second = SyncStage(cfg, j)                                         # knows nothing of the upload
+        second.start()
+        assert pump(second, j, 1), second.backlog()
+        second.stop()
+        ingest.stop()
+        check_cloud(tmp_path, store, j, sums)
+        assert second.uploaded_bytes <= 400_000 - 100_000                  # it did not start over
+    proxy.close()
