@@ -24,44 +24,67 @@ log = logging.getLogger(__name__)
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS devices(
-        id TEXT PRIMARY KEY, online INTEGER NOT NULL DEFAULT 0, last_seen INTEGER,
-        version TEXT, hw INTEGER NOT NULL DEFAULT 0)""",
+        id TEXT PRIMARY KEY, online INTEGER NOT NULL DEFAULT 0, last_seen BIGINT,
+        version TEXT, hw BIGINT NOT NULL DEFAULT 0)""",
     """CREATE TABLE IF NOT EXISTS records(
-        device TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
-        point TEXT, ts INTEGER NOT NULL, source TEXT, data TEXT NOT NULL, received INTEGER NOT NULL)""",
+        device TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+        point TEXT, ts BIGINT NOT NULL, source TEXT, data TEXT NOT NULL, received BIGINT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS records_device_seq ON records(device, seq)",
     """CREATE TABLE IF NOT EXISTS clips(
-        device TEXT NOT NULL, id TEXT NOT NULL, file TEXT NOT NULL, size INTEGER NOT NULL,
-        sha256 TEXT NOT NULL, tags TEXT, meta TEXT, received INTEGER NOT NULL, PRIMARY KEY(device, id))""",
+        device TEXT NOT NULL, id TEXT NOT NULL, file TEXT NOT NULL, size BIGINT NOT NULL,
+        sha256 TEXT NOT NULL, tags TEXT, meta TEXT, received BIGINT NOT NULL, PRIMARY KEY(device, id))""",
 ]
+"""Plain SQL that SQLite and PostgreSQL both take."""
 
 
 class IngestStore:
-    def __init__(self, path: str | Path):
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+    """SQLite by default (a file path); PostgreSQL by URL (``postgresql://...``)."""
+
+    def __init__(self, target: str | Path):
+        target = str(target)
+        self.pg = target.startswith(("postgresql://", "postgres://"))
+        if self.pg:
+            import psycopg
+            self.db = psycopg.connect(target, autocommit=True)
+            self.ph = "%s"
+        else:
+            self.db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.ph = "?"
         for stmt in SCHEMA:
             self.db.execute(stmt)
         self.lock = threading.Lock()
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", self.ph)
+
+    def _executemany(self, sql: str, rows: list) -> None:
+        if self.pg:
+            with self.db.cursor() as cur:
+                cur.executemany(self._q(sql), rows)
+        else:
+            self.db.executemany(sql, rows)
 
     def store_batch(self, batch) -> int:
         """Store the batch's records (idempotent); returns the device's new high-water seq."""
         now = int(time.time() * 1000)
         with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("BEGIN" if self.pg else "BEGIN IMMEDIATE")
             try:
-                self.db.execute("INSERT OR IGNORE INTO devices(id, online, last_seen) VALUES (?, 1, ?)",
-                                (batch.device, now))
-                hw = self.db.execute("SELECT hw FROM devices WHERE id = ?", (batch.device,)).fetchone()[0]
-                self.db.executemany(
-                    "INSERT OR IGNORE INTO records(device, seq, id, type, point, ts, source, data, received)"
-                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                self.db.execute(self._q("INSERT INTO devices(id, online, last_seen) VALUES (?, 1, ?)"
+                                        " ON CONFLICT(id) DO NOTHING"), (batch.device, now))
+                hw = self.db.execute(self._q("SELECT hw FROM devices WHERE id = ?"
+                                             + (" FOR UPDATE" if self.pg else "")), (batch.device,)).fetchone()[0]
+                self._executemany(
+                    "INSERT INTO records(device, seq, id, type, point, ts, source, data, received)"
+                    " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
                     [(batch.device, r.seq, r.id, r.type, r.point, r.ts, r.source, json.dumps(r.data), now)
                      for r in batch.records])
                 if batch.prev <= hw:            # contiguous with what is held: the mark moves
                     hw = max(hw, batch.last)
-                self.db.execute("UPDATE devices SET hw = ?, last_seen = ? WHERE id = ?", (hw, now, batch.device))
+                self.db.execute(self._q("UPDATE devices SET hw = ?, last_seen = ? WHERE id = ?"),
+                                (hw, now, batch.device))
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -71,23 +94,27 @@ class IngestStore:
     def set_status(self, device: str, state: str, version: str) -> None:
         now = int(time.time() * 1000)
         with self.lock:
-            self.db.execute("INSERT INTO devices(id, online, last_seen, version) VALUES (?,?,?,?)"
-                            " ON CONFLICT(id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,"
-                            " version = excluded.version", (device, int(state == "online"), now, version))
+            self.db.execute(self._q(
+                "INSERT INTO devices(id, online, last_seen, version) VALUES (?,?,?,?)"
+                " ON CONFLICT(id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,"
+                " version = excluded.version"), (device, int(state == "online"), now, version))
 
     def has_clip(self, device: str, clip: str) -> bool:
-        return self.db.execute("SELECT 1 FROM clips WHERE device = ? AND id = ?", (device, clip)).fetchone() is not None
+        with self.lock:
+            return self.db.execute(self._q("SELECT 1 FROM clips WHERE device = ? AND id = ?"),
+                                   (device, clip)).fetchone() is not None
 
     def add_clip(self, device: str, m, path: Path) -> None:
         with self.lock:
-            self.db.execute("INSERT OR IGNORE INTO clips VALUES (?,?,?,?,?,?,?,?)",
+            self.db.execute(self._q("INSERT INTO clips VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"),
                             (device, m.clip, str(path), m.size, m.sha256, json.dumps(m.tags), json.dumps(m.meta),
                              int(time.time() * 1000)))
 
     def devices(self) -> list[dict]:
-        rows = self.db.execute(
-            "SELECT d.id, d.online, d.last_seen, d.version, (SELECT COUNT(*) FROM records r WHERE r.device = d.id)"
-            " FROM devices d ORDER BY d.id").fetchall()
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT d.id, d.online, d.last_seen, d.version, (SELECT COUNT(*) FROM records r WHERE r.device = d.id)"
+                " FROM devices d ORDER BY d.id").fetchall()
         return [{"id": i, "online": bool(o), "last_seen": s, "version": v, "journal_records": n}
                 for i, o, s, v, n in rows]
 

@@ -273,3 +273,30 @@ def test_auto_falls_back_to_3_1_1_when_the_broker_refuses_5(tmp_path, broker):
             assert stage.connected.wait(10)
         finally:
             stage.stop()
+
+
+def test_ingest_on_postgresql(tmp_path, broker):
+    """The same ingest, PostgreSQL by URL (a real server on loopback)."""
+    from tests.postgres_server import Postgres
+    pg = Postgres(tmp_path).start()
+    try:
+        cfg = device_config(tmp_path, broker.url)
+        store = IngestStore(pg.url)
+        ingest = Ingest(BrokerSettings(broker.url), store)
+        ingest.start()
+        with Journal.in_dir(cfg.device.state_dir) as j:
+            fill(j, 300)
+            stage = SyncStage(cfg, j)
+            stage.start()
+            try:
+                assert run_until(lambda: stage.acked == j.last_seq(), stage)
+            finally:
+                stage.stop()
+        ingest.stop()
+        n, distinct = store.db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM records").fetchone()
+        assert n == distinct == 300
+        [dev] = store.devices()
+        assert dev["id"] == "box-1" and dev["journal_records"] == 300 and dev["online"] is False
+        store.close()
+    finally:
+        pg.stop()
