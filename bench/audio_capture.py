@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import resource
 import shutil

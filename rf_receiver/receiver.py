@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from .decoders import registry
-from .decoders.base import Failure, FlexTiming, Frame, RcTiming, Row
+from .decoders.base import Failure, Frame, RcTiming, Row
 from .pulses import PairBuilder
 from .slicer import GAP_US, FlexSlicer, RcSlicer
 

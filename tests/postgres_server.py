@@ -6,7 +6,6 @@ import glob
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from tests.mqtt_broker import free_port

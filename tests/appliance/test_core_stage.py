@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 from appliance.config import load_config
 from appliance.core import STAGE, CoreStage
@@ -104,7 +103,7 @@ def test_core_daemon_killed_at_random_loses_and_doubles_nothing(tmp_path):
     SIGKILLed after every other batch: its contacts equal the replay's, once each."""
     from appliance.clock import SimClock
     from tests.conftest import make_config
-    config_path = make_config(tmp_path, "\n[time]\nreorder_s = 3600\n")
+    config_path = make_config(tmp_path, "\n[time]\nreorder_s = 14400\n")   # 7 s real: imports are never late
     cfg = load_config(config_path)
     events = random_day(2, n_contacts=30)
     expected = replay_contacts(cfg, write_events(tmp_path / "all.jsonl", events))

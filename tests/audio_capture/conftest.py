@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.mqtt_broker import free_port
+
 HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -20,12 +22,6 @@ def asoundrc(home: Path, infile: Path, name: str = "filemic") -> Path:
         f'pcm.{name} {{\n type file\n slave.pcm {{ type null }}\n file "/dev/null"\n'
         f' infile "{infile}"\n format "raw"\n}}\n')
     return home
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RtspServer:

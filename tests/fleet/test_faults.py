@@ -20,6 +20,7 @@ from appliance.mqtt import BrokerSettings
 from appliance.sync import STAGE, SyncStage
 from fleet.ingest import Ingest, IngestStore
 from tests.conftest import ROOT
+from tests.fleet.conftest import run_until
 from tests.mqtt_broker import Mosquitto
 from tests.tcp_proxy import Proxy
 
@@ -69,20 +70,7 @@ def check_cloud(tmp_path, store: IngestStore, j: Journal, sums: dict) -> None:
 
 
 def pump(stage: SyncStage, j: Journal, clips: int, limit: float = 90) -> bool:
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        stage.step()
-        if drained(j, clips):
-            return True
-        time.sleep(0.01)
-    return False
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Mosquitto(tmp_path / "broker").start()
-    yield b
-    b.stop()
+    return run_until(lambda: drained(j, clips), stage, limit)
 
 
 def start_ingest(tmp_path, url) -> tuple[Ingest, IngestStore]:

@@ -7,7 +7,6 @@ import logging
 import ssl
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from appliance.config import parse_config

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from appliance.config import parse_config
 from appliance.journal import Journal, NewEvent
 from appliance.mqtt import BrokerSettings
 from appliance.sync import SyncStage
 from fleet.ingest import Ingest, IngestStore
-from tests.mqtt_broker import Mosquitto
+from tests.fleet.conftest import run_until
 
 
 def device_config(tmp_path, url):
@@ -22,23 +20,6 @@ def device_config(tmp_path, url):
 def fill(journal: Journal, n: int, start: int = 0) -> None:
     journal.append_many([NewEvent("rating", 1_795_165_200_000 + i, {"value": 1, "class": "negative"}, "till1",
                                   "test") for i in range(start, start + n)])
-
-
-def run_until(pred, stage, limit=60):
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        stage.step()
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Mosquitto(tmp_path / "broker").start()
-    yield b
-    b.stop()
 
 
 def test_every_record_once_acknowledged_end_to_end(tmp_path, broker):

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from rf_receiver.receiver import Receiver
-from tests.rf_receiver.conftest import CORPUS, ROOT, corpus_or_empty, load_corpus
+from tests.rf_receiver.conftest import ROOT, corpus_or_empty, load_corpus
 
 RECORDS = corpus_or_empty()
 POSITIVES = [r for r in RECORDS if r["role"] == "positive"]

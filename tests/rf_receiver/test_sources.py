@@ -51,10 +51,8 @@ def test_gpio_source_through_gpiozero_mock_factory():
     pin = factory.pin(17)
     train = press(CODE, 24, "rc-switch-1", 380, repeats=5, jitter=0.05, seed=3)
     t = time.monotonic() - 1.0          # edges as if they happened during the last second
-    level = False
-
     def drive():
-        nonlocal t, level
+        nonlocal t
         for lv, dur in train:
             pin.drive_at(bool(lv), t)
             t += dur / 1e6
