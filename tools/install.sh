@@ -8,7 +8,7 @@ if command -v apt-get >/dev/null 2>&1; then
     echo "==> apt: python3, venv, ALSA headers, rtl-433, ffmpeg, Mosquitto, PostgreSQL, GStreamer RTSP server (tests)"
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends python3 python3-venv python3-dev tzdata ca-certificates \
-        gcc pkg-config libasound2-dev alsa-utils rtl-433 ffmpeg mosquitto mosquitto-clients postgresql \
+        gcc pkg-config libasound2-dev alsa-utils rtl-433 ffmpeg mosquitto mosquitto-clients postgresql systemd \
         python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good >/dev/null
 fi
 PY="${PYTHON:-}"
