@@ -223,8 +223,8 @@ class Journal:
                                    (after, limit))
         return [_row(r) for r in rows]
 
-    def iter_all(self, types: Iterable[str] | None = None, batch: int = 5000) -> Iterator[Event]:
-        after = 0
+    def iter_all(self, types: Iterable[str] | None = None, batch: int = 5000, after: int = 0) -> Iterator[Event]:
+        """Every event after seq ``after`` (of these types), in seq order, read in batches."""
         while True:
             rows = self.read(after, batch, types)
             if not rows:
@@ -237,10 +237,6 @@ class Journal:
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-
-    def data_version(self) -> int:
-        """Changes when another connection commits: a cheap 'anything new?' poll."""
-        return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     # --- stages ------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
 
 from .config.schema import Config
 from .events import CORE_INPUT_TYPES, LineErrors, read_lines
@@ -91,10 +90,3 @@ def write_atomic(path: Path, text: str) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
-
-
-def count_kinds(records: Iterable) -> dict:
-    out: dict[str, int] = {}
-    for k, _ in records:
-        out[k] = out.get(k, 0) + 1
-    return out

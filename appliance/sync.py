@@ -64,7 +64,7 @@ class SyncStage:
         self.uploading: dict[str, dict] = {}    # clips being uploaded (a window of them)
         self.clip_queue: list = []              # clip events not yet uploaded, in upload order
         self.clip_done: set[str] = set()        # acknowledged or deleted
-        self.clip_scan = 0                      # journal seq the queue has been built up to
+        self.clip_scan = 0                      # the last clip-related seq the queue has taken
         self.clip_progress: dict[str, int] = {}  # from the ingest: leading chunks it holds
         self.clips_acked: set[str] = set()       # acked by the ingest, not yet journalled
         self.chunk_bytes = cfg.sync.chunk_kib * 1024
@@ -213,16 +213,13 @@ class SyncStage:
     def _refresh_clip_queue(self) -> None:
         """Add clips journalled since the last look; drop acknowledged or deleted ones."""
         new = False
-        for ev in self.journal.iter_all(["clip", "clip_acked", "clip_deleted"]) if not self.clip_scan else \
-                self.journal.read(self.clip_scan, 100_000, ["clip", "clip_acked", "clip_deleted"]):
-            self.clip_scan = max(self.clip_scan, ev.seq)
+        for ev in self.journal.iter_all(["clip", "clip_acked", "clip_deleted"], after=self.clip_scan):
+            self.clip_scan = ev.seq
             if ev.type == "clip":
                 self.clip_queue.append(ev)
                 new = True
             else:
                 self.clip_done.add(ev.data["clip"])
-        if not self.clip_scan:
-            self.clip_scan = self.journal.last_seq()
         if new and self.cfg.sync.audio_order == "newest":
             self.clip_queue.sort(key=lambda e: e.seq, reverse=True)
         self.clip_queue = [e for e in self.clip_queue if e.data["clip"] not in self.clip_done]

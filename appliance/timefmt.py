@@ -25,8 +25,3 @@ def parse_ts(value: object) -> int:
     if dt.tzinfo is None:
         raise ValueError(f"time {value!r} has no zone; add 'Z' or an offset")
     return (dt - _EPOCH) // _MS
-
-
-def now_ms() -> int:
-    import time
-    return time.time_ns() // 1_000_000

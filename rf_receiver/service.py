@@ -2,7 +2,6 @@
 ``rf learn`` share. Times stay in the source's µs; callers map them to wall time."""
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 from .decoders.base import Frame
@@ -71,9 +70,3 @@ class RfService:
 def wall_ms_of(source_us: int, source_now_us: int, now_ms: int) -> int:
     """A source time as wall ms, given the source's and the wall clock's now."""
     return now_ms - (source_now_us - source_us) // 1000
-
-
-def sleep_until(deadline: float) -> None:
-    d = deadline - time.monotonic()
-    if d > 0:
-        time.sleep(d)

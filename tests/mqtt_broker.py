@@ -8,6 +8,20 @@ import time
 from pathlib import Path
 
 
+def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 10.0) -> None:
+    """Until something listens on 127.0.0.1:port; fail early if proc died."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with status {proc.returncode}") from None
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} is not listening on port {port}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -36,16 +50,11 @@ class Mosquitto:
                         f"max_queued_messages 100000\n{self.extra}")
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=open(self.dir / "mosquitto.log", "ab"))
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError((self.dir / "mosquitto.log").read_text())
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
+        try:
+            wait_port(self.port, self.proc, "mosquitto")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {(self.dir / 'mosquitto.log').read_text()}") from None
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

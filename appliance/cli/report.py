@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, time as dtime, timezone
+from datetime import datetime, time as dtime
 from zoneinfo import ZoneInfo
 
 from ..config.schema import Config
@@ -80,7 +80,3 @@ def rating_log_csv(records: list) -> str:
         w.writerow([iso_ms(r.t), r.remote or "", "" if r.button is None else r.button, r.point,
                     r.owner or "", r.value, r.cls, r.status])
     return buf.getvalue()
-
-
-def now_iso() -> str:
-    return iso_ms(int(datetime.now(timezone.utc).timestamp() * 1000))

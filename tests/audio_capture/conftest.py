@@ -2,14 +2,12 @@
 arecord see a capture device), and a GStreamer RTSP server on loopback."""
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.mqtt_broker import free_port
+from tests.mqtt_broker import free_port, wait_port
 
 HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -39,14 +37,8 @@ class RtspServer:
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
             raise RuntimeError(f"RTSP server did not start: {line} {self.proc.stderr.read()}")
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("RTSP server not listening")
+        wait_port(self.port, self.proc, "RTSP server")
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
