@@ -14,16 +14,15 @@ import pickle
 from dataclasses import dataclass, field
 
 from .config.schema import Config
-from .events import CORE_INPUT_TYPES
+from . import vocabulary as v
 from .journal import Journal, NewEvent
-from .pipeline import Pipeline
-from .point import Call, Contact, Rating, Sale
-from .replay import contact_json
+from .pipeline import InputEvent, Pipeline
+from .point import Call, Contact, Rating, Sale, contact_json
 
 log = logging.getLogger(__name__)
 
 STAGE = "core"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 HEARTBEAT_MS = 30_000
 
 
@@ -37,33 +36,33 @@ class CoreState:
     version: int
     config: str
     pipeline: Pipeline
-    held: list = field(default_factory=list)   # (ts, seq, type, point, data, id) not yet released
+    held: list[InputEvent] = field(default_factory=list)   # taken, not yet released (reorder window)
 
 
 def output_event(kind: str, rec: object) -> NewEvent | None:
     """A pipeline record as a derived journal event with an idempotency key."""
     if isinstance(rec, Contact):
         if kind == "contact_opened":
-            return NewEvent("contact_opened", rec.opened, {"contact": rec.id, "opened": rec.opened},
-                            rec.point, "core", f"core:opened:{rec.id}")
+            return v.ContactOpened(contact=rec.id, opened=rec.opened).event(
+                rec.opened, rec.point, "core", f"core:opened:{rec.id}")
         if kind == "contact_closed":
-            return NewEvent("contact_closed", rec.closed,
-                            {"contact": rec.id, "opened": rec.opened, "closed": rec.closed},
-                            rec.point, "core", f"core:closed:{rec.id}")
+            return v.ContactClosed(contact=rec.id, opened=rec.opened, closed=rec.closed).event(
+                rec.closed, rec.point, "core", f"core:closed:{rec.id}")
         data = contact_json(rec)
         data["contact"] = data.pop("id")
-        data["superseded"] = [r.ref for r in rec.superseded]
-        return NewEvent("contact", rec.closed, data, rec.point, "core", f"core:contact:{rec.id}")
+        settled = v.ContactSettled(**data, superseded=[r.ref for r in rec.superseded],
+                                   rating_class=rec.rating.cls if rec.rating else None,
+                                   revenue=round(sum(s.amount or 0.0 for s in rec.sales), 2))
+        return settled.event(rec.closed, rec.point, "core", f"core:contact:{rec.id}")
     if isinstance(rec, Rating):
-        data = {"rating": rec.ref, "value": rec.value, "class": rec.cls, "status": rec.status,
-                "owner": rec.owner, "contact": rec.contact}
-        return NewEvent("rating_settled", rec.t, data, rec.point, "core", f"core:rating:{rec.ref}")
+        return v.RatingSettled(rating=rec.ref, value=rec.value, cls=rec.cls, status=rec.status, owner=rec.owner,
+                               contact=rec.contact).event(rec.t, rec.point, "core", f"core:rating:{rec.ref}")
     if isinstance(rec, Sale):
-        data = {"sale": rec.ref, "receipt": rec.receipt, "contact": rec.contact, "owner": rec.owner}
-        return NewEvent("sale_settled", rec.t, data, rec.point, "core", f"core:sale:{rec.ref}")
+        return v.SaleSettled(sale=rec.ref, receipt=rec.receipt, contact=rec.contact, owner=rec.owner,
+                             amount=rec.amount).event(rec.t, rec.point, "core", f"core:sale:{rec.ref}")
     if isinstance(rec, Call):
-        data = {"owner": rec.owner, "answered_s": rec.answered_s}
-        return NewEvent("call_settled", rec.t, data, rec.point, "core", f"core:call:{rec.point}:{rec.t}")
+        return v.CallSettled(owner=rec.owner, answered_s=rec.answered_s).event(
+            rec.t, rec.point, "core", f"core:call:{rec.point}:{rec.t}")
     return None
 
 
@@ -102,15 +101,15 @@ class CoreStage:
         commit outputs + snapshot + cursor together. Returns the number of outputs."""
         st = self.state
         with self.journal.stage(STAGE) as txn:
-            events, upto = txn.read_batch(batch, CORE_INPUT_TYPES)
-            st.held.extend((e.ts, e.seq, e.type, e.point, e.data, e.id) for e in events)
+            events, upto = txn.read_batch(batch, v.CORE_INPUT_TYPES)
+            st.held.extend(map(InputEvent.from_journal, events))
             watermark = now_ms - self.reorder_ms
             released = 0
             if st.held:
-                st.held.sort(key=lambda e: (e[0], e[1]))
-                while released < len(st.held) and st.held[released][0] <= watermark:
-                    t, _, typ, point, data, ref = st.held[released]
-                    st.pipeline.feed(t, typ, point, data, ref)
+                st.held.sort(key=InputEvent.sort_key)
+                while released < len(st.held) and st.held[released].ts <= watermark:
+                    e = st.held[released]
+                    st.pipeline.feed(e.ts, e.type, e.point, e.data, e.ref)
                     released += 1
                 del st.held[:released]
             st.pipeline.advance(watermark)

@@ -20,8 +20,6 @@ from .timefmt import parse_ts
 
 INPUT_TYPES = ("presence", "rating", "button", "sale", "staff", "sensor", "call")
 """Event types a user may feed; ``button`` never lands as such (it is mapped)."""
-CORE_INPUT_TYPES = ("presence", "rating", "sale", "staff", "sensor", "call")
-"""Journal event types the core pipeline consumes."""
 
 Ts = Union[str, int]
 Press = Literal["short", "long"]

@@ -7,12 +7,32 @@ input order); :meth:`advance` moves time on without an event so timers fire live
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Iterable
 
 from .config.schema import Config, presence_source
 from .point import PointTracker
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InputEvent:
+    """One input event on its way into the pipeline (from the journal or a file). Events
+    are taken in (ts, order) order: equal times in input order."""
+    ts: int
+    order: int                  # the journal seq, or the file's line number
+    type: str
+    point: str | None
+    data: dict
+    ref: str                    # the journal id, or "line<n>" for a file
+
+    @classmethod
+    def from_journal(cls, ev) -> "InputEvent":
+        return cls(ev.ts, ev.seq, ev.type, ev.point, ev.data, ev.id)
+
+    def sort_key(self) -> tuple[int, int]:
+        return (self.ts, self.order)
 
 
 class Pipeline:
@@ -69,15 +89,15 @@ class Pipeline:
         return self.drain()
 
 
-def run(cfg: Config, events: Iterable[tuple[int, str, str | None, dict, str]],
-        until: int | None = None, rejected: list | None = None) -> list[tuple[str, object]]:
-    """Replay (t, type, point, data, ref) tuples, already in time order, to the end of
-    the input, or on to ``until`` (timers up to then fire) when given. Events a point
-    could not take are added to ``rejected`` as (ref, why)."""
+def run(cfg: Config, events: Iterable[InputEvent], until: int | None = None,
+        rejected: list | None = None) -> list[tuple[str, object]]:
+    """Replay input events, already in time order, to the end of the input, or on to
+    ``until`` (timers up to then fire) when given. Events a point could not take are
+    added to ``rejected`` as (ref, why)."""
     p = Pipeline(cfg)
     out: list[tuple[str, object]] = []
-    for t, etype, point, data, ref in events:
-        p.feed(t, etype, point, data, ref)
+    for ev in events:
+        p.feed(ev.ts, ev.type, ev.point, ev.data, ev.ref)
         if p.out:
             out += p.drain()
     if until is not None:

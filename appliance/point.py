@@ -17,6 +17,7 @@ from .config.schema import Point
 from .ids import derived_id
 from .owners import OwnerLog, ShiftSchedule
 from .presence import NEVER, NoPresence, RfPresence, SensorPresence
+from .timefmt import iso_ms
 
 
 def ms(seconds: float) -> int:
@@ -75,6 +76,21 @@ class Contact:
     @property
     def duration_ms(self) -> int:
         return (self.closed or self.opened) - self.opened
+
+
+def contact_json(c: Contact) -> dict:
+    """A contact as ``contacts.jsonl`` and the journal's ``contact`` record show it."""
+    return {
+        "id": c.id,
+        "point": c.point,
+        "opened": iso_ms(c.opened),
+        "closed": iso_ms(c.closed),
+        "duration_s": c.duration_ms / 1000,
+        "owner": c.owner,
+        "rating": c.rating.value if c.rating else None,
+        "sales": [s.receipt for s in c.sales],
+        "tags": c.tags,
+    }
 
 
 Emit = Callable[[str, object], None]

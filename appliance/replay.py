@@ -4,41 +4,27 @@ order, exactly as the live core takes them."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from .config.schema import Config
-from .events import CORE_INPUT_TYPES, LineErrors, read_lines
+from .files import write_atomic
+from .events import LineErrors, read_lines
 from .journal import Journal
 from .metrics import summary
-from .pipeline import run
-from .point import Contact
+from .pipeline import InputEvent, run
+from .point import contact_json
+from .vocabulary import CORE_INPUT_TYPES
 from .timefmt import iso_ms
-
-
-def contact_json(c: Contact) -> dict:
-    return {
-        "id": c.id,
-        "point": c.point,
-        "opened": iso_ms(c.opened),
-        "closed": iso_ms(c.closed),
-        "duration_s": c.duration_ms / 1000,
-        "owner": c.owner,
-        "rating": c.rating.value if c.rating else None,
-        "sales": [s.receipt for s in c.sales],
-        "tags": c.tags,
-    }
 
 
 def replay_file(cfg: Config, events_path: str) -> tuple[list, LineErrors, int]:
     """Decode, sort and run. Returns (records, bad lines, events taken)."""
     with open(events_path, "rb") as f:
         numbered, errors = read_lines(f, cfg)
-    taken = [(ev.ts, n, ev.type, ev.point, ev.data) for n, ev in numbered]
-    taken.sort(key=lambda e: (e[0], e[1]))
+    taken = sorted((InputEvent(ev.ts, n, ev.type, ev.point, ev.data, f"line{n}") for n, ev in numbered),
+                   key=InputEvent.sort_key)
     refused: list[tuple[str, str]] = []
-    records = run(cfg, ((t, typ, pt, data, f"line{n}") for t, n, typ, pt, data in taken), rejected=refused)
+    records = run(cfg, taken, rejected=refused)
     for ref, why in refused:
         errors.append((int(ref[4:]), why))
     errors.sort()
@@ -48,9 +34,8 @@ def replay_file(cfg: Config, events_path: str) -> tuple[list, LineErrors, int]:
 def replay_journal(cfg: Config, journal: Journal, until: int | None = None) -> list:
     """The journal's records as the live core sees them at time ``until`` (usually now):
     timers up to then have fired, contacts still open then stay uncounted."""
-    rows = [(e.ts, e.seq, e.type, e.point, e.data, e.id) for e in journal.iter_all(CORE_INPUT_TYPES)]
-    rows.sort(key=lambda e: (e[0], e[1]))
-    return run(cfg, ((t, typ, pt, data, ref) for t, _, typ, pt, data, ref in rows), until)
+    rows = sorted(map(InputEvent.from_journal, journal.iter_all(CORE_INPUT_TYPES)), key=InputEvent.sort_key)
+    return run(cfg, rows, until)
 
 
 def write_outputs(cfg: Config, records: list, out_dir: str | Path, clips: dict[str, str] | None = None) -> dict:
@@ -71,22 +56,3 @@ def write_outputs(cfg: Config, records: list, out_dir: str | Path, clips: dict[s
     write_atomic(out / "contacts.jsonl", lines)
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """temp file + fsync + rename + fsync(dir): the file is whole or absent."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

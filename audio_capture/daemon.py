@@ -16,6 +16,7 @@ from pathlib import Path
 from appliance.clock import clock_from_env
 from appliance.config.schema import Config
 from appliance.journal import Journal, NewEvent
+from appliance.files import write_atomic
 from appliance.sdnotify import Notifier
 
 from .level import LevelMeter
@@ -147,9 +148,7 @@ def _write_level(spool_dir: Path, capture: Capture) -> None:
     h = capture.meter.history[-1] if capture.meter.history else None
     doc = {"time": time.time(), "state": capture.state, "error": capture.error,
            "rms_db": h.rms_db if h else None, "peak_db": h.peak_db if h else None}
-    tmp = spool_dir / f".{LEVEL_FILE}"
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, spool_dir / LEVEL_FILE)
+    write_atomic(spool_dir / LEVEL_FILE, json.dumps(doc), durable=False)   # the spool is in RAM
 
 
 def enforce_retention(cfg: Config, journal: Journal, clips_dir: Path, now_ms: int) -> int:

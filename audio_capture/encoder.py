@@ -4,12 +4,13 @@ rename), with size and sha256."""
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import av
+
+from appliance.files import atomic_path
 
 FORMATS = {  # format -> (container, codec, file extension)
     "opus": ("ogg", "libopus", ".ogg"),
@@ -36,9 +37,7 @@ def encode(chunks: Iterable[bytes], path: str | Path, fmt: str = "opus", rate: i
     """S16_LE mono chunks -> an encoded file at path, atomically."""
     container_fmt, codec, _ = FORMATS[fmt]
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    samples = 0
-    try:
+    with atomic_path(path) as tmp:
         with av.open(str(tmp), "w", format=container_fmt) as out:
             stream = out.add_stream(codec, rate=rate)
             stream.layout = "mono"
@@ -59,27 +58,12 @@ def encode(chunks: Iterable[bytes], path: str | Path, fmt: str = "opus", rate: i
                     out.mux(packet)
             for packet in stream.encode(None):
                 out.mux(packet)
-            samples = pts
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         digest = hashlib.sha256()
         with open(tmp, "rb") as f:
             for block in iter(lambda: f.read(1 << 16), b""):
                 digest.update(block)
         size = tmp.stat().st_size
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return ClipFile(path, fmt, size, digest.hexdigest(), samples / rate)
+    return ClipFile(path, fmt, size, digest.hexdigest(), pts / rate)
 
 
 def decode_pcm(path: str | Path, rate: int = 16000) -> bytes:

@@ -76,5 +76,5 @@ def write_clips(cfg: Config, records: list, wav: str, start_ms: int, out_dir: Pa
 
 
 def write_press_index(out_dir: Path, presses: list[dict]) -> None:
-    from appliance.replay import write_atomic
+    from appliance.files import write_atomic
     write_atomic(out_dir / "clips.jsonl", "".join(json.dumps(p) + "\n" for p in presses))

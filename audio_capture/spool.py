@@ -16,6 +16,8 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from appliance.files import write_atomic
+
 from .sources.base import Chunk
 
 BYTES_PER_SAMPLE = 2
@@ -113,9 +115,7 @@ class SegmentSpool:
 
     def _write_info(self, info: SegmentInfo) -> None:
         path = self.dir / f"seg-{info.seq:08d}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(info)))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(asdict(info)), durable=False)   # the spool is in RAM
 
 
 def read_segments(directory: str | Path) -> list[SegmentInfo]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
+from appliance.files import atomic_path, write_atomic
 from appliance.mqtt import BrokerSettings, make_client
 from appliance.mqtt import start as mqtt_start
 from appliance.wire import ACK, Ack, WireError, decode_batch, decode_manifest, decode_status, encode, topic
@@ -126,6 +126,10 @@ def _safe_name(name: str) -> bool:
     return bool(name) and len(name) <= 80 and all(ch.isalnum() or ch in "-_." for ch in name) and name[0] != "."
 
 
+class _Mismatch(Exception):
+    """A reassembled clip whose size or sha256 is not the manifest's."""
+
+
 class ClipAssembler:
     """Chunks on disk until the manifest comes; then the whole file, verified by size and
     sha256, written atomically. A clip that fails verification starts over."""
@@ -139,9 +143,7 @@ class ClipAssembler:
     def put(self, device: str, clip: str, n: int, data: bytes) -> None:
         d = self._parts(device, clip)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{n}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, d / str(n))
+        write_atomic(d / str(n), data)
 
     def contiguous(self, device: str, clip: str) -> int:
         d = self._parts(device, clip)
@@ -155,21 +157,20 @@ class ClipAssembler:
         if self.contiguous(device, m.clip) < m.chunks:
             return None
         out = self.root / device / m.file
-        tmp = out.with_name(f".{m.file}.tmp")
-        digest = hashlib.sha256()
-        with open(tmp, "wb") as f:
-            for n in range(m.chunks):
-                data = (d / str(n)).read_bytes()
-                digest.update(data)
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if tmp.stat().st_size != m.size or digest.hexdigest() != m.sha256:
+        try:
+            with atomic_path(out) as tmp:
+                digest = hashlib.sha256()
+                with open(tmp, "wb") as f:
+                    for n in range(m.chunks):
+                        data = (d / str(n)).read_bytes()
+                        digest.update(data)
+                        f.write(data)
+                if tmp.stat().st_size != m.size or digest.hexdigest() != m.sha256:
+                    raise _Mismatch
+        except _Mismatch:
             log.warning("ingest: clip %s/%s failed verification; asking for it again", device, m.clip)
-            tmp.unlink()
             shutil.rmtree(d, ignore_errors=True)
             return None
-        os.replace(tmp, out)
         shutil.rmtree(d, ignore_errors=True)
         return out
 

@@ -134,7 +134,7 @@ def learn_into_config(path: Path, remote: str, button: int, point: str, meaning:
     import tomlkit
 
     from appliance.config import parse_config
-    from appliance.replay import write_atomic
+    from appliance.files import write_atomic
     doc = tomlkit.parse(path.read_text(encoding="utf-8"))
     remotes = doc.setdefault("remotes", tomlkit.table(is_super_table=True))
     r = remotes.get(remote)

@@ -160,7 +160,7 @@ def cmd_export_ratings(args: argparse.Namespace) -> int:
     with _journal(cfg, readonly=True) as j:
         text = rating_log_csv(replay_journal(cfg, j, _now(cfg)))
     if args.out:
-        from ..replay import write_atomic
+        from ..files import write_atomic
         write_atomic(Path(args.out), text)
         print(f"wrote {text.count(chr(10)) - 1} ratings to {args.out}", file=sys.stderr)
     else:

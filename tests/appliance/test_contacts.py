@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.config import parse_config
-from appliance.pipeline import Pipeline, run
+from appliance.pipeline import InputEvent, Pipeline, run
 
 T0 = 1_795_165_200_000  # 2026-11-20T09:00:00Z
 
@@ -18,7 +18,7 @@ def cfg_of(point_extra: str = "", presence: str = "rf", more: str = ""):
 
 def go(cfg, events):
     """events: (seconds after T0, type, data) at point p -> records by kind."""
-    recs = run(cfg, ((T0 + round(s * 1000), typ, "p", data, f"e{i}") for i, (s, typ, data) in enumerate(events)))
+    recs = run(cfg, (InputEvent(T0 + round(s * 1000), i, typ, "p", data, f"e{i}") for i, (s, typ, data) in enumerate(events)))
     out = {}
     for kind, r in recs:
         out.setdefault(kind, []).append(r)
@@ -238,9 +238,9 @@ def test_late_events_counted_not_lost():
 def test_auto_point_takes_presence_from_its_first_source_and_reports_the_other():
     cfg = parse_config("[points.p]\n")
     rejected = []
-    out = run(cfg, [(T0, "sensor", "p", {"present": True}, "l1"),
-                    (T0 + 1000, "presence", "p", {"state": "arrived"}, "l2"),
-                    (T0 + 30_000, "sensor", "p", {"present": False}, "l3"),
-                    (T0 + 60_000, "sensor", "p", {"present": True}, "l4")], rejected=rejected)
+    out = run(cfg, [InputEvent(T0, 1, "sensor", "p", {"present": True}, "l1"),
+                    InputEvent(T0 + 1000, 2, "presence", "p", {"state": "arrived"}, "l2"),
+                    InputEvent(T0 + 30_000, 3, "sensor", "p", {"present": False}, "l3"),
+                    InputEvent(T0 + 60_000, 4, "sensor", "p", {"present": True}, "l4")], rejected=rejected)
     assert [((c.opened - T0), (c.closed - T0)) for k, c in out if k == "contact"] == [(0, 30_000)]
     assert rejected == [("l2", "point p takes its presence from sensor events; a presence event cannot count here")]

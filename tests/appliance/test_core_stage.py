@@ -13,7 +13,7 @@ from appliance.config import load_config
 from appliance.core import STAGE, CoreStage
 from appliance.journal import Journal
 from appliance.replay import replay_file
-from appliance.replay import contact_json
+from appliance.point import contact_json
 from appliance.timefmt import iso_ms, parse_ts
 from tests.conftest import ROOT, write_events
 

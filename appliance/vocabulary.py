@@ -1,0 +1,182 @@
+"""The journal's vocabulary: every event type, as a constant, and the payload of every
+event a stage or a daemon derives, as a msgspec Struct (the wire format does the same for
+the cloud, ``appliance.cloud.wire``).
+
+Producers build a payload and turn it into a journal event with :meth:`Payload.event`;
+consumers read one back with :func:`read`, which checks the payload's shape. String
+literals for event types and ``ev.data["…"]`` lookups stay out of the stages.
+
+Input events (what a till, a remote or a sensor says) are validated on the way in by
+``appliance.events``; their type names are here too, so every name has one home.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, TypeVar
+
+import msgspec
+
+from .errors import ApplianceError
+from .journal import Event, NewEvent
+
+# --- input events (appliance.events validates them) --------------------------------------
+PRESENCE, SENSOR, RATING, SALE, STAFF, CALL = "presence", "sensor", "rating", "sale", "staff", "call"
+CORE_INPUT_TYPES = (PRESENCE, RATING, SALE, STAFF, SENSOR, CALL)
+"""Journal event types the core pipeline consumes."""
+
+# --- derived by the core -------------------------------------------------------------------
+CONTACT_OPENED, CONTACT_CLOSED, CONTACT = "contact_opened", "contact_closed", "contact"
+RATING_SETTLED, SALE_SETTLED, CALL_SETTLED = "rating_settled", "sale_settled", "call_settled"
+# --- the audio daemon ------------------------------------------------------------------------
+CLIP, CLIP_TAGS, CLIP_DELETED, MIC_STATE = "clip", "clip_tags", "clip_deleted", "mic_state"
+# --- the sync daemon -------------------------------------------------------------------------
+CLIP_ACKED = "clip_acked"
+# --- the rf daemon ---------------------------------------------------------------------------
+UNKNOWN_REMOTE = "unknown_remote"
+
+CLIP_LIFECYCLE = (CLIP, CLIP_ACKED, CLIP_DELETED)
+"""What the clip uploader and retention follow."""
+
+
+class VocabularyError(ApplianceError, ValueError):
+    """A journal row whose payload does not have its type's shape."""
+
+
+class Payload(msgspec.Struct, kw_only=True):
+    """The data of one derived event type; ``TYPE`` names it."""
+    TYPE: ClassVar[str]
+
+    def event(self, ts: int, point: str | None = None, source: str = "local", key: str | None = None) -> NewEvent:
+        return NewEvent(self.TYPE, ts, msgspec.to_builtins(self), point, source, key)
+
+
+P = TypeVar("P", bound=Payload)
+
+
+def read(ev: Event, cls: type[P]) -> P:
+    """The typed payload of a journal event of ``cls.TYPE``."""
+    if ev.type != cls.TYPE:
+        raise VocabularyError(f"event {ev.seq} is a {ev.type!r}, not a {cls.TYPE!r}")
+    try:
+        return msgspec.convert(ev.data, cls)
+    except msgspec.ValidationError as exc:
+        raise VocabularyError(f"event {ev.seq} ({ev.type}): {exc}") from None
+
+
+# --- the core's derived records ----------------------------------------------------------------
+
+class ContactOpened(Payload):
+    TYPE: ClassVar[str] = CONTACT_OPENED
+    contact: str
+    opened: int                         # UTC ms
+
+
+class ContactClosed(Payload):
+    TYPE: ClassVar[str] = CONTACT_CLOSED
+    contact: str
+    opened: int
+    closed: int
+
+
+class ContactSettled(Payload):
+    """A counted contact, final: its rating, sales and tags (ARCHITECTURE §4)."""
+    TYPE: ClassVar[str] = CONTACT
+    contact: str
+    point: str
+    opened: str                         # ISO 8601, ms
+    closed: str
+    duration_s: float
+    owner: str | None
+    rating: int | None                  # the rating that counts
+    sales: list[str]                    # receipt ids
+    tags: list[str]
+    superseded: list[str] = []          # refs of earlier ratings that no longer count
+    rating_class: str | None = None     # top | neutral | negative (absent in early journals)
+    revenue: float = 0.0                # sum of its receipts' amounts
+
+
+class RatingSettled(Payload):
+    """A rating press once its status is final (counted, superseded, orphan, misuse)."""
+    TYPE: ClassVar[str] = RATING_SETTLED
+    rating: str                         # the input event's ref
+    value: int
+    cls: str = msgspec.field(name="class")
+    status: str
+    owner: str | None
+    contact: str | None
+
+
+class SaleSettled(Payload):
+    TYPE: ClassVar[str] = SALE_SETTLED
+    sale: str                           # the input event's ref
+    receipt: str
+    contact: str | None
+    owner: str | None
+    amount: float | None = None
+
+
+class CallSettled(Payload):
+    TYPE: ClassVar[str] = CALL_SETTLED
+    owner: str | None
+    answered_s: float | None
+
+
+# --- audio -----------------------------------------------------------------------------------------
+
+class Clip(Payload):
+    """A clip file written under ``<state_dir>/clips`` (ARCHITECTURE §6)."""
+    TYPE: ClassVar[str] = CLIP
+    clip: str
+    kind: str                           # contact | press
+    file: str
+    start: str                          # ISO 8601
+    end: str
+    duration_s: float
+    format: str
+    size: int
+    sha256: str
+    missing_ms: int = 0
+    complete: bool = True
+    contact: str | None = None          # contact tracks
+    press: str | None = None            # press tracks: rating | call
+    event: str | None = None            # press tracks: the press's journal id
+    tags: list[str] = []
+
+
+class ClipTags(Payload):
+    TYPE: ClassVar[str] = CLIP_TAGS
+    clip: str
+    tags: list[str]
+
+
+class ClipDeleted(Payload):
+    TYPE: ClassVar[str] = CLIP_DELETED
+    clip: str
+    reason: str
+    acked: bool
+    size: int
+
+
+class ClipAcked(Payload):
+    TYPE: ClassVar[str] = CLIP_ACKED
+    clip: str
+
+
+class MicState(Payload):
+    TYPE: ClassVar[str] = MIC_STATE
+    state: str                          # ok | silent | clipping | lost
+    error: str | None = None
+
+
+# --- rf ----------------------------------------------------------------------------------------------
+
+class UnknownRemote(Payload):
+    """A press of a remote or button the config does not know (never counted)."""
+    TYPE: ClassVar[str] = UNKNOWN_REMOTE
+    remote: str
+    button: int | None
+    protocol: str
+    code: int | str
+    bits: int
+    frames: int
+    unit_us: float
+    error: str | None = None
