@@ -43,25 +43,25 @@ def output_event(kind: str, rec: object) -> NewEvent | None:
     """A pipeline record as a derived journal event with an idempotency key."""
     if isinstance(rec, Contact):
         if kind == "contact_opened":
-            return v.ContactOpened(contact=rec.id, opened=rec.opened).event(
+            return v.ContactOpened(contact=rec.id, opened=rec.opened).as_event(
                 rec.opened, rec.point, "core", f"core:opened:{rec.id}")
         if kind == "contact_closed":
-            return v.ContactClosed(contact=rec.id, opened=rec.opened, closed=rec.closed).event(
+            return v.ContactClosed(contact=rec.id, opened=rec.opened, closed=rec.closed).as_event(
                 rec.closed, rec.point, "core", f"core:closed:{rec.id}")
         data = contact_json(rec)
         data["contact"] = data.pop("id")
         settled = v.ContactSettled(**data, superseded=[r.ref for r in rec.superseded],
                                    rating_class=rec.rating.cls if rec.rating else None,
                                    revenue=round(sum(s.amount or 0.0 for s in rec.sales), 2))
-        return settled.event(rec.closed, rec.point, "core", f"core:contact:{rec.id}")
+        return settled.as_event(rec.closed, rec.point, "core", f"core:contact:{rec.id}")
     if isinstance(rec, Rating):
         return v.RatingSettled(rating=rec.ref, value=rec.value, cls=rec.cls, status=rec.status, owner=rec.owner,
-                               contact=rec.contact).event(rec.t, rec.point, "core", f"core:rating:{rec.ref}")
+                               contact=rec.contact).as_event(rec.t, rec.point, "core", f"core:rating:{rec.ref}")
     if isinstance(rec, Sale):
         return v.SaleSettled(sale=rec.ref, receipt=rec.receipt, contact=rec.contact, owner=rec.owner,
-                             amount=rec.amount).event(rec.t, rec.point, "core", f"core:sale:{rec.ref}")
+                             amount=rec.amount).as_event(rec.t, rec.point, "core", f"core:sale:{rec.ref}")
     if isinstance(rec, Call):
-        return v.CallSettled(owner=rec.owner, answered_s=rec.answered_s).event(
+        return v.CallSettled(owner=rec.owner, answered_s=rec.answered_s).as_event(
             rec.t, rec.point, "core", f"core:call:{rec.point}:{rec.t}")
     return None
 

@@ -235,8 +235,43 @@ class Journal:
     def last_seq(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
-    def count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    def count(self, type: str | None = None) -> int:
+        """Events in the journal (of one type)."""
+        if type is None:
+            return self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM events WHERE type = ?", (type,)).fetchone()[0]
+
+    def count_by_type(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY 2 DESC").fetchall())
+
+    def latest(self, type: str) -> Event | None:
+        """The last event of a type (by seq)."""
+        r = self.db.execute(f"SELECT {_COLS} FROM events WHERE type = ? ORDER BY seq DESC LIMIT 1",
+                            (type,)).fetchone()
+        return _row(r) if r else None
+
+    def max_ts(self, source: str | None = None) -> int | None:
+        """The latest event time (of events from one source: 'rf', 'audio', ...)."""
+        if source is None:
+            return self.db.execute("SELECT MAX(ts) FROM events").fetchone()[0]
+        return self.db.execute("SELECT MAX(ts) FROM events WHERE source = ?", (source,)).fetchone()[0]
+
+    def unsynced_clock_events(self) -> int:
+        """Events taken before the wall clock was synchronised, not yet corrected (§3)."""
+        return self.db.execute("SELECT COUNT(*) FROM events WHERE synced = 0").fetchone()[0]
+
+    def backlog(self, stage: str) -> "Backlog":
+        """What a stage has not committed yet: count, bytes and time of the oldest event."""
+        cursor = self.cursor(stage)
+        count, size, oldest = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0), MIN(ts) FROM events WHERE seq > ?",
+            (cursor,)).fetchone()
+        return Backlog(count, size, oldest, cursor, self.last_seq())
+
+    def size_bytes(self) -> int:
+        """The journal's files on disk (database, WAL, shared memory)."""
+        return sum(p.stat().st_size for p in (self.path, *self.path.parent.glob(f"{self.path.name}-*"))
+                   if p.exists())
 
     # --- stages ------------------------------------------------------------------------
 
@@ -282,6 +317,15 @@ class Journal:
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    count: int                  # events after the stage's cursor
+    bytes: int                  # their payload size
+    oldest_ts: int | None       # wall ms of the oldest of them
+    cursor: int
+    last_seq: int
 
 
 class StageTxn:

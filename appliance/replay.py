@@ -14,7 +14,6 @@ from .metrics import summary
 from .pipeline import InputEvent, run
 from .point import contact_json
 from .vocabulary import CORE_INPUT_TYPES
-from .timefmt import iso_ms
 
 
 def replay_file(cfg: Config, events_path: str) -> tuple[list, LineErrors, int]:

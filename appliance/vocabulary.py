@@ -2,7 +2,7 @@
 event a stage or a daemon derives, as a msgspec Struct (the wire format does the same for
 the cloud, ``appliance.cloud.wire``).
 
-Producers build a payload and turn it into a journal event with :meth:`Payload.event`;
+Producers build a payload and turn it into a journal event with :meth:`Payload.as_event`;
 consumers read one back with :func:`read`, which checks the payload's shape. String
 literals for event types and ``ev.data["…"]`` lookups stay out of the stages.
 
@@ -45,7 +45,8 @@ class Payload(msgspec.Struct, kw_only=True):
     """The data of one derived event type; ``TYPE`` names it."""
     TYPE: ClassVar[str]
 
-    def event(self, ts: int, point: str | None = None, source: str = "local", key: str | None = None) -> NewEvent:
+    def as_event(self, ts: int, point: str | None = None, source: str = "local",
+                 key: str | None = None) -> NewEvent:
         return NewEvent(self.TYPE, ts, msgspec.to_builtins(self), point, source, key)
 
 

@@ -11,12 +11,6 @@ from .level import LevelMeter, noise_floor_db
 from .sources.base import AudioError
 
 
-def _cfg(args):
-    from appliance.cli.main import _config_path
-    from appliance.config import load_config
-    return load_config(_config_path(args))
-
-
 def _bar(db: float | None, width: int = 40) -> str:
     if db is None:
         return " " * width
@@ -24,10 +18,11 @@ def _bar(db: float | None, width: int = 40) -> str:
     return "█" * filled + "·" * (width - filled)
 
 
-def cmd_level(args: argparse.Namespace) -> int:
+def cmd_level(args: argparse.Namespace, cfg) -> int:
     """A live meter: from the running daemon's level file, or the microphone itself."""
-    from .daemon import LEVEL_FILE, open_source
-    cfg = _cfg(args)
+    from appliance.health import LEVEL_FILE
+
+    from .sources import open_source
     deadline = time.monotonic() + args.timeout if args.timeout else None
     level_file = Path(cfg.audio.spool_dir) / LEVEL_FILE
     try:
@@ -58,10 +53,9 @@ def cmd_level(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_test(args: argparse.Namespace) -> int:
+def cmd_test(args: argparse.Namespace, cfg) -> int:
     """Record a few seconds; report the level, the noise floor and a verdict."""
-    from .daemon import open_source
-    cfg = _cfg(args)
+    from .sources import open_source
     try:
         src = open_source(cfg, args.wav)
     except AudioError as exc:

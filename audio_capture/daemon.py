@@ -6,42 +6,27 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import signal
 import threading
 import time
 from pathlib import Path
 
+from appliance import vocabulary as v
 from appliance.clock import clock_from_env
 from appliance.config.schema import Config
-from appliance.journal import Journal, NewEvent
+from appliance.daemon import Job, run_loop
 from appliance.files import write_atomic
-from appliance.sdnotify import Notifier
+from appliance.health import LEVEL_FILE
+from appliance.journal import Journal
 
 from .level import LevelMeter
 from .retention import ClipOnDisk, plan
-from .sources.base import AudioError, AudioSource
+from .sources import open_source
+from .sources.base import AudioError
 from .spool import SegmentSpool
 from .stage import AudioStage
 
 log = logging.getLogger(__name__)
-
-LEVEL_FILE = "level.json"
-
-
-def open_source(cfg: Config, wav: str | None = None) -> AudioSource:
-    a = cfg.audio
-    if wav or a.source == "file":
-        from .sources.file import FileSource
-        return FileSource(wav or a.device, realtime=True, loop=True)
-    if a.source == "alsa":
-        from .sources.alsa import AlsaSource
-        return AlsaSource(a.device, a.rate)
-    if a.source == "rtsp":
-        from .sources.rtsp import RtspSource
-        return RtspSource(a.url, a.rate)
-    raise AudioError('[audio] source = "none": no microphone configured')
 
 
 class Capture(threading.Thread):
@@ -98,8 +83,6 @@ class Capture(threading.Thread):
 
 def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None) -> int:
     stop = stop or threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     clock = clock_from_env()
     state_dir = Path(cfg.device.state_dir)
     spool_dir = Path(cfg.audio.spool_dir)
@@ -108,40 +91,31 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
     stage = AudioStage(cfg, journal, spool_dir, state_dir / "clips")
     capture = Capture(cfg, spool, lambda: open_source(cfg, wav), stop)
     capture.start()
-    notifier = Notifier()
-    notifier.ready("audio")
-    last_state, last_ping, last_level, last_retention = None, 0.0, 0.0, 0.0
-    try:
-        while not stop.is_set():
-            mono = time.monotonic()
-            try:
-                stage.step(clock.now_ms())
-            except Exception:  # noqa: BLE001 - one bad clip must not stop capture
-                log.exception("audio: clip stage failed; retrying")
-                stop.wait(1.0)
-            if capture.state != last_state and capture.state != "starting":
-                journal.append(NewEvent("mic_state", clock.now_ms(),
-                                        {"state": capture.state, "error": capture.error or None}, None, "audio"))
-                last_state = capture.state
-            if mono - last_level >= 1.0:
-                _write_level(spool_dir, capture)
-                last_level = mono
-            if mono - last_retention >= 60.0:
-                enforce_retention(cfg, journal, state_dir / "clips", clock.now_ms())
-                last_retention = mono
-            if mono - last_ping >= notifier.ping_interval_s:
-                notifier.watchdog()
-                notifier.status(f"audio: microphone {capture.state}")
-                last_ping = mono
-            stop.wait(0.1)
-    finally:
-        notifier.stopping()
+    last_state = None
+
+    def step() -> None:
+        nonlocal last_state
+        try:
+            stage.step(clock.now_ms())
+        except Exception:  # noqa: BLE001 - one bad clip must not stop capture
+            log.exception("audio: clip stage failed; retrying")
+            stop.wait(1.0)
+        if capture.state != last_state and capture.state != "starting":
+            journal.append(v.MicState(state=capture.state, error=capture.error or None).as_event(
+                clock.now_ms(), None, "audio"))
+            last_state = capture.state
+
+    def close() -> None:
         stop.set()
         capture.join(5)
         with capture.lock:
             spool.close()
         journal.close()
-    return 0
+    return run_loop("audio", step, tick_s=0.1, stop=stop, on_stop=close, healthy=capture.is_alive,
+                    jobs=[Job("level", 1.0, lambda: _write_level(spool_dir, capture)),
+                          Job("retention", 60.0,
+                              lambda: enforce_retention(cfg, journal, state_dir / "clips", clock.now_ms()))],
+                    status=lambda: f"audio: microphone {capture.state}")
 
 
 def _write_level(spool_dir: Path, capture: Capture) -> None:
@@ -154,13 +128,14 @@ def _write_level(spool_dir: Path, capture: Capture) -> None:
 def enforce_retention(cfg: Config, journal: Journal, clips_dir: Path, now_ms: int) -> int:
     """Apply ARCHITECTURE §6 retention; every deletion is journalled with its reason."""
     clips, acked, deleted = {}, set(), set()
-    for ev in journal.iter_all(["clip", "clip_acked", "clip_deleted"]):
-        if ev.type == "clip":
-            clips[ev.data["clip"]] = (ev.ts, ev.data["file"])
-        elif ev.type == "clip_acked":
-            acked.add(ev.data["clip"])
+    for ev in journal.iter_all(v.CLIP_LIFECYCLE):
+        if ev.type == v.CLIP:
+            c = v.read(ev, v.Clip)
+            clips[c.clip] = (ev.ts, c.file)
+        elif ev.type == v.CLIP_ACKED:
+            acked.add(v.read(ev, v.ClipAcked).clip)
         else:
-            deleted.add(ev.data["clip"])
+            deleted.add(v.read(ev, v.ClipDeleted).clip)
     on_disk = []
     for cid, (ts, name) in clips.items():
         p = clips_dir / name
@@ -174,8 +149,8 @@ def enforce_retention(cfg: Config, journal: Journal, clips_dir: Path, now_ms: in
     for c, reason in doomed:
         name = clips[c.id][1]
         (clips_dir / name).unlink(missing_ok=True)
-        journal.append(NewEvent("clip_deleted", now_ms, {"clip": c.id, "reason": reason, "acked": c.acked,
-                                                         "size": c.size}, None, "audio", f"audio:deleted:{c.id}"))
+        journal.append(v.ClipDeleted(clip=c.id, reason=reason, acked=c.acked, size=c.size).as_event(
+            now_ms, None, "audio", f"audio:deleted:{c.id}"))
         if not c.acked:
             log.warning("audio: deleted clip %s before the cloud acknowledged it (%s)", c.id, reason)
     return len(doomed)

@@ -11,7 +11,6 @@ a buffer: clips are cut from it (``slicer.py``) and the oldest segments are drop
 from __future__ import annotations
 
 import json
-import os
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path

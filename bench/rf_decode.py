@@ -36,7 +36,7 @@ from rf_receiver.cli import decode_train  # noqa: E402
 from rf_receiver.daemon import SWITCH_INTERVAL_S  # noqa: E402
 from rf_receiver.press import PressDetector  # noqa: E402
 from rf_receiver.receiver import Receiver  # noqa: E402
-from rf_receiver.signals import RC, frame, insert_noise, merge, noise  # noqa: E402
+from rf_receiver.synthetic import RC, frame, insert_noise, merge, noise  # noqa: E402
 
 
 def stress_set(n: int, seed: int = 1):

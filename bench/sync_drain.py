@@ -29,10 +29,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import machine  # noqa: E402
 
+from appliance import vocabulary as v  # noqa: E402
 from appliance.config import parse_config  # noqa: E402
 from appliance.journal import Journal, NewEvent  # noqa: E402
-from appliance.mqtt import BrokerSettings  # noqa: E402
-from appliance.sync import STAGE, SyncStage  # noqa: E402
+from appliance.cloud.mqtt import BrokerSettings  # noqa: E402
+from appliance.cloud.sync import STAGE, SyncStage  # noqa: E402
 from fleet.ingest import Ingest, IngestStore  # noqa: E402
 from tests.mqtt_broker import Mosquitto  # noqa: E402
 
@@ -50,8 +51,9 @@ def add_clips(j: Journal, d: Path, n: int, size: int) -> None:
     for i in range(n):
         data = os.urandom(size)
         (d / f"c{i}.ogg").write_bytes(data)
-        evs.append(NewEvent("clip", 1_795_165_300_000 + i, {"clip": f"c{i}", "file": f"c{i}.ogg",
-                                                            "sha256": hashlib.sha256(data).hexdigest()}, "till1", "audio"))
+        evs.append(v.Clip(clip=f"c{i}", kind="contact", file=f"c{i}.ogg", start="", end="", duration_s=0.0,
+                          format="opus", size=size, sha256=hashlib.sha256(data).hexdigest())
+                   .as_event(1_795_165_300_000 + i, "till1", "audio"))
     j.append_many(evs)
 
 
@@ -115,8 +117,8 @@ def main() -> int:
         try:
             (tmp / "r").mkdir()
             r = drain(tmp / "r", broker.url, args.records, 0, 0)
-            from appliance.sync import Batch, Record
-            from appliance.wire import encode
+            from appliance.cloud.wire import Batch, Record
+            from appliance.cloud.wire import encode
             payload = encode(Batch(device="box-1", prev=0, last=200, records=[Record(
                 seq=i, id="0" * 36, type="rating", ts=1_795_165_200_000, point="till1", source="rf",
                 data={"value": 1, "class": "negative", "remote": "a1b2c"}) for i in range(1, 201)]))

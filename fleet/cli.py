@@ -64,7 +64,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from appliance.mqtt import BrokerSettings
+    from appliance.cloud.mqtt import BrokerSettings
 
     from .ingest import Ingest, IngestStore
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from appliance.files import atomic_path, write_atomic
-from appliance.mqtt import BrokerSettings, make_client
-from appliance.mqtt import start as mqtt_start
-from appliance.wire import ACK, Ack, WireError, decode_batch, decode_manifest, decode_status, encode, topic
+from appliance.cloud.mqtt import BrokerSettings, make_client
+from appliance.cloud.mqtt import start as mqtt_start
+from appliance.cloud.wire import ACK, Ack, WireError, decode_batch, decode_manifest, decode_status, encode, topic
 
 log = logging.getLogger(__name__)
 

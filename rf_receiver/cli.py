@@ -30,7 +30,7 @@ def press_json(p, line: int | None = None) -> dict:
     return d
 
 
-def cmd_decode(args: argparse.Namespace) -> int:
+def cmd_decode(args: argparse.Namespace, cfg) -> int:
     src = sys.stdin.buffer if args.pulses == "-" else None
     try:
         f = src or open(args.pulses, "rb")
@@ -38,9 +38,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
         print(f"{args.pulses}: cannot read: {exc.strerror}", file=sys.stderr)
         return 3
     declared = []
-    if getattr(args, "config", None):       # remotes declared in a config take part too
+    if cfg is not None:                     # remotes declared in a config (-c) take part too
         from .decoders.declared import from_config
-        declared = from_config(_config(args).rf.decoders)
+        declared = from_config(cfg.rf.decoders)
     bad = 0
     with f:
         for n, pulses in read_pulse_file(f):
@@ -53,25 +53,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _config(args: argparse.Namespace):
-    from appliance.cli.main import _config_path
-    from appliance.config import load_config
-    return load_config(_config_path(args))
-
-
-def _loop(args: argparse.Namespace, on_press) -> int:
-    from .daemon import detector_for, open_source, receiver_for
+def _loop(args: argparse.Namespace, cfg, on_press) -> int:
     from .service import RfService
+    from .sources import open_source
     from .sources.base import SourceError
-    cfg = _config(args)
     try:
         source = open_source(cfg, args.pulses, realtime=not args.fast if args.pulses else True)
     except SourceError as exc:
         print(f"rf: {exc}", file=sys.stderr)
         return 3
     deadline = time.monotonic() + args.timeout if args.timeout else None
-    service = RfService(source, detector_for(cfg), lambda e, p, ref: on_press(cfg, e, p),
-                        receiver=receiver_for(cfg))
+    service = RfService.from_config(cfg, source, lambda e, p, ref: on_press(cfg, e, p))
     print(f"listening on {source.name}; Ctrl-C to stop", file=sys.stderr)
     try:
         with source:
@@ -82,7 +74,7 @@ def _loop(args: argparse.Namespace, on_press) -> int:
     return 0
 
 
-def cmd_listen(args: argparse.Namespace) -> int:
+def cmd_listen(args: argparse.Namespace, cfg) -> int:
     def on_press(cfg, event, p):
         if event != ENDED:
             return
@@ -94,10 +86,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
             d["point"] = r.point
             d["meaning"] = type(m).__name__.replace("Button", "").lower()
         print(json.dumps(d), flush=True)
-    return _loop(args, on_press)
+    return _loop(args, cfg, on_press)
 
 
-def cmd_learn(args: argparse.Namespace) -> int:
+def cmd_learn(args: argparse.Namespace, cfg) -> int:
     """Print each new remote/button; with --meaning, write the first new one into the config."""
     seen: set = set()
 
@@ -122,9 +114,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
     if args.meaning and not args.point:
         print("--meaning needs --point", file=sys.stderr)
         return 2
-    from appliance.cli.main import _config_path
-    args.config_file = _config_path(args)
-    return _loop(args, on_press)
+    args.config_file = args.config_path     # the file the command was started with (main sets it)
+    return _loop(args, cfg, on_press)
 
 
 def learn_into_config(path: Path, remote: str, button: int, point: str, meaning: str,
@@ -162,7 +153,7 @@ def register(sub, add) -> None:
     """Add `rf decode|listen|learn` to appliancectl's parser."""
     s = sub.add_parser("rf", help="433 MHz remotes: decode recordings, listen, learn")
     rsub = s.add_subparsers(dest="rf_command", required=True, metavar="SUBCOMMAND")
-    d = add(rsub, "decode", "decode pulse trains (JSON lines) into presses", cmd_decode)
+    d = add(rsub, "decode", "decode pulse trains (JSON lines) into presses", cmd_decode, config="optional")
     d.add_argument("--pulses", required=True, help='pulse file, one {"pulses": [[level, µs], ...]} per line; - = stdin')
     d.add_argument("--min-frames", type=int, default=2, help="matching frames for a press (default 2)")
     d.add_argument("--long-press-s", type=float, default=1.5, help="held this long: a long press (default 1.5)")

@@ -42,6 +42,11 @@ class PressDetector:
         self.release_us = release_us
         self.active: dict[tuple[str, int], Press] = {}
 
+    @classmethod
+    def from_config(cls, cfg) -> "PressDetector":
+        """``[rf] min_frames`` and ``long_press_s``."""
+        return cls(cfg.rf.min_frames, round(cfg.rf.long_press_s * 1e6))
+
     def frame(self, f: Frame) -> list[tuple[str, Press]]:
         out = self.advance(f.start_us)
         key = (f.protocol, f.code)

@@ -31,6 +31,12 @@ class Receiver:
         self.failures: Counter = Counter()     # (decoder, failure) -> count
         self.rows = 0
 
+    @classmethod
+    def from_config(cls, cfg) -> "Receiver":
+        """Every registered protocol plus the remotes declared in ``[rf.decoders]``."""
+        from .decoders.declared import from_config
+        return cls(declared=from_config(cfg.rf.decoders))
+
     def feed(self, level: int, duration: int) -> list[Frame]:
         """One run (level 0/1, µs). Returns the frames it completed."""
         frames: list[Frame] = []

@@ -26,6 +26,10 @@ class RfService:
         self.runs = 0
         self.frames = 0
 
+    @classmethod
+    def from_config(cls, cfg, source: RfSource, on_press: OnPress) -> "RfService":
+        return cls(source, PressDetector.from_config(cfg), on_press, receiver=Receiver.from_config(cfg))
+
     def step(self, timeout_s: float = 0.05) -> int:
         """Take what the source has; returns the number of frames decoded."""
         items = self.source.read(timeout_s)

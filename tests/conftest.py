@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,34 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120, input: st
 
 def config_text(text: str):
     return parse_config(text)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real Mosquitto on loopback, one per test."""
+    from tests.mqtt_broker import Mosquitto
+    b = Mosquitto(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+def run_until(pred, stage, limit: float = 60) -> bool:
+    """Drive a sync stage until a condition holds (bounded)."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        stage.step()
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def clip_event(clip: str, data: bytes, ts: int, point: str | None = "till1", kind: str = "contact"):
+    """The journal event the audio daemon writes for a clip file holding ``data``."""
+    import hashlib
+
+    from appliance import vocabulary as v
+    from appliance.timefmt import iso_ms
+    return v.Clip(clip=clip, kind=kind, file=f"{clip}.ogg", start=iso_ms(ts - 10_000), end=iso_ms(ts),
+                  duration_s=10.0, format="opus", size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                  contact=clip if kind == "contact" else None).as_event(ts, point, "audio", f"audio:clip:{clip}")

@@ -17,18 +17,16 @@ from .. import __version__
 from ..config import DEFAULT_PATH, load_config
 from ..config.schema import Config
 from ..errors import ConfigError, JournalError
+from ..logs import setup as setup_logging
 from .report import GROUPINGS
 from .ui import Style
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_IO = 0, 1, 2, 3
 
 
-def _config_path(args: argparse.Namespace) -> str:
+def config_path(args: argparse.Namespace) -> str:
+    """-c/--config, else $APPLIANCE_CONFIG, else the default path."""
     return getattr(args, "config", None) or os.environ.get("APPLIANCE_CONFIG") or DEFAULT_PATH
-
-
-def _load(args: argparse.Namespace) -> Config:
-    return load_config(_config_path(args))
 
 
 def _journal(cfg: Config, readonly: bool = False):
@@ -44,8 +42,8 @@ def _now(cfg: Config) -> int:
 
 # --- commands --------------------------------------------------------------------------
 
-def cmd_config_check(args: argparse.Namespace) -> int:
-    path = args.file or _config_path(args)
+def cmd_config_check(args: argparse.Namespace, cfg: Config | None) -> int:
+    path = args.file or args.config_path
     cfg = load_config(path)
     n_buttons = sum(len(r.buttons) for r in cfg.remotes.values())
     print(f"{path}: ok — {len(cfg.points)} point(s), {len(cfg.remotes)} remote(s) "
@@ -54,9 +52,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def cmd_replay(args: argparse.Namespace, cfg: Config | None) -> int:
     from ..replay import replay_file, write_outputs
-    cfg = load_config(_config_path(args))
     t0 = time.perf_counter()
     try:
         records, errors, n = replay_file(cfg, args.events)
@@ -94,9 +91,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if errors else EXIT_OK
 
 
-def cmd_journal_import(args: argparse.Namespace) -> int:
+def cmd_journal_import(args: argparse.Namespace, cfg: Config | None) -> int:
     from ..events import load_file
-    cfg = _load(args)
     try:
         events, errors = load_file(args.file, cfg, source="import")
     except OSError as exc:
@@ -110,13 +106,12 @@ def cmd_journal_import(args: argparse.Namespace) -> int:
         seqs = j.append_many(events)
     new = sum(1 for s in seqs if s is not None)
     dup = len(seqs) - new
-    print(f"imported {new} event(s) into {cfg.device.state_dir}/journal.db"
+    print(f"imported {new} event(s) into {j.path}"
           + (f" ({dup} already there, skipped)" if dup else ""))
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+def cmd_run(args: argparse.Namespace, cfg: Config | None) -> int:
     if args.daemon == "core":
         from ..core_daemon import run
         return run(cfg)
@@ -124,20 +119,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         from rf_receiver.daemon import run as run_rf   # the front door dispatches to rf_receiver
         return run_rf(cfg, pulses_file=args.pulses)
     if args.daemon == "sync":
-        from ..sync import run as run_sync
+        from ..cloud.sync import run as run_sync
         return run_sync(cfg)
     if args.daemon == "audio":
         from audio_capture.daemon import run as run_audio   # ... and to audio_capture
         return run_audio(cfg, wav=args.wav)
-    print(f"appliancectl run {args.daemon}: this daemon is not part of this build yet "
-          "(see the open issues); only 'core' runs", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    raise AssertionError(args.daemon)   # argparse allows only the four
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def cmd_report(args: argparse.Namespace, cfg: Config | None) -> int:
     from ..replay import replay_journal
     from .report import grouped, parse_bound, render
-    cfg = _load(args)
     try:
         lo = parse_bound(args.from_, cfg.time.timezone)
         hi = parse_bound(args.to, cfg.time.timezone)
@@ -150,13 +142,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_export_ratings(args: argparse.Namespace) -> int:
+def cmd_export_ratings(args: argparse.Namespace, cfg: Config | None) -> int:
     from ..replay import replay_journal
     from .report import rating_log_csv
     if not args.csv:
         print("choose a format: --csv", file=sys.stderr)
         return EXIT_BAD_INPUT
-    cfg = _load(args)
     with _journal(cfg, readonly=True) as j:
         text = rating_log_csv(replay_journal(cfg, j, _now(cfg)))
     if args.out:
@@ -169,24 +160,24 @@ def cmd_export_ratings(args: argparse.Namespace) -> int:
 
 
 def format_event(ev, style: Style) -> str:
+    from .. import vocabulary as v
     from ..timefmt import iso_ms
-    colours = {"rating": "yellow", "sale": "green", "presence": "cyan", "sensor": "cyan",
-               "staff": "magenta", "call": "red", "contact": "bold"}
+    colours = {v.RATING: "yellow", v.SALE: "green", v.PRESENCE: "cyan", v.SENSOR: "cyan",
+               v.STAFF: "magenta", v.CALL: "red", v.CONTACT: "bold"}
     d = dict(ev.data)
     detail = " ".join(f"{k}={v}" for k, v in d.items() if v is not None and k not in ("opened", "closed"))
-    if ev.type == "contact":
-        detail = (f"{d.get('duration_s')} s owner={d.get('owner')} rating={d.get('rating')} "
-                  f"sales={len(d.get('sales', []))} [{', '.join(d.get('tags', []))}]")
+    if ev.type == v.CONTACT:
+        c = v.read(ev, v.ContactSettled)
+        detail = f"{c.duration_s} s owner={c.owner} rating={c.rating} sales={len(c.sales)} [{', '.join(c.tags)}]"
     return (f"{style(ev.seq, 'grey'):>6} {iso_ms(ev.ts)[11:23]} {ev.point or '-':8} "
             f"{style(ev.type, colours.get(ev.type, 'dim')):14} {detail}")
 
 
-def cmd_tail(args: argparse.Namespace) -> int:
-    from ..journal import Journal
-    cfg = _load(args)
+def cmd_tail(args: argparse.Namespace, cfg: Config | None) -> int:
+    from ..journal import JOURNAL_NAME, Journal
     style = Style()
     deadline = time.monotonic() + args.timeout if args.timeout else None
-    path = Path(cfg.device.state_dir) / "journal.db"
+    path = Path(cfg.device.state_dir) / JOURNAL_NAME
     while not path.exists():
         if not args.follow or (deadline and time.monotonic() > deadline):
             print(f"no journal at {path}", file=sys.stderr)
@@ -208,12 +199,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
             time.sleep(0.2)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from ..journal import Journal
+def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
+    from .. import health
+    from ..journal import JOURNAL_NAME, Journal
     from ..timefmt import iso_ms
-    cfg = _load(args)
-    path = Path(cfg.device.state_dir) / "journal.db"
-    st: dict = {"version": __version__, "config": _config_path(args), "points": list(cfg.points),
+    path = Path(cfg.device.state_dir) / JOURNAL_NAME
+    st: dict = {"version": __version__, "config": args.config_path, "points": list(cfg.points),
                 "journal": str(path)}
     if not path.exists():
         st["state"] = "no journal yet (the core has not run)"
@@ -221,18 +212,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         with Journal(path, readonly=True) as j:
             last = j.last_seq()
             now = int(time.time() * 1000)
-            row = j.db.execute("SELECT MAX(ts), COUNT(*), SUM(synced = 0) FROM events").fetchone()
-            st["events"] = row[1]
-            st["last_event"] = iso_ms(row[0]) if row[0] is not None else None
-            st["unsynced_clock_events"] = row[2] or 0
-            st["size_bytes"] = path.stat().st_size + sum(
-                p.stat().st_size for p in path.parent.glob("journal.db-*") if p.exists())
+            latest = j.max_ts()
+            st["events"] = j.count()
+            st["last_event"] = iso_ms(latest) if latest is not None else None
+            st["size_bytes"] = j.size_bytes()
             st["stages"] = [{"name": s["name"], "behind": last - s["cursor"],
                              "last_commit_age_s": round((now - s["updated"]) / 1000, 1), **s["info"]}
                             for s in j.stages()]
-            by_type = j.db.execute("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY 2 DESC")
-            st["by_type"] = dict(by_type.fetchall())
-            st.update(_hardware_health(j))
+            st["by_type"] = j.count_by_type()
+            st.update(health.box(cfg, j))
     if args.json:
         print(json.dumps(st, indent=2))
         return EXIT_OK
@@ -248,12 +236,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(s(f"  {st['unsynced_clock_events']} events wait for the clock to synchronise", "yellow"))
     for stage in st["stages"]:
         age = stage["last_commit_age_s"]
-        health = s("ok", "green") if age < 90 else s(f"silent for {age:.0f} s", "red")
-        print(f"  stage {stage['name']}: {stage['behind']} events behind, {health}")
+        ok = s("ok", "green") if age < 90 else s(f"silent for {age:.0f} s", "red")
+        print(f"  stage {stage['name']}: {stage['behind']} events behind, {ok}")
     mic = st.get("microphone")
     if mic:
         colour = "green" if mic["state"] == "ok" else "red"
-        print(f"  microphone: {s(mic['state'], colour)} since {mic['since']}"
+        level = f", {mic['rms_db']:.0f} dBFS" if mic.get("rms_db") is not None else ""
+        print(f"  microphone: {s(mic['state'], colour)} since {mic['since']}{level}"
               + (f" ({mic['error']})" if mic.get("error") else ""))
     if st.get("rf_last_press"):
         print(f"  rf: last press {st['rf_last_press']}; {st['unknown_remote_presses']} unknown-remote presses")
@@ -266,38 +255,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _hardware_health(j) -> dict:
-    """Microphone state, RF activity and clip retention, from the journal."""
+def cmd_sync_status(args: argparse.Namespace, cfg: Config | None) -> int:
+    from .. import health
+    from ..cloud.sync import STATUS_FILE
+    from ..journal import JOURNAL_NAME, Journal
     from ..timefmt import iso_ms
-    out: dict = {}
-    row = j.db.execute("SELECT ts, data FROM events WHERE type = 'mic_state' ORDER BY seq DESC LIMIT 1").fetchone()
-    if row:
-        d = json.loads(row[1])
-        out["microphone"] = {"state": d["state"], "since": iso_ms(row[0]), "error": d.get("error")}
-    row = j.db.execute("SELECT MAX(ts) FROM events WHERE source = 'rf'").fetchone()
-    if row and row[0]:
-        out["rf_last_press"] = iso_ms(row[0])
-        out["unknown_remote_presses"] = j.db.execute(
-            "SELECT COUNT(*) FROM events WHERE type = 'unknown_remote'").fetchone()[0]
-    made = j.db.execute("SELECT COUNT(*) FROM events WHERE type = 'clip'").fetchone()[0]
-    if made:
-        deleted = [json.loads(r[0]) for r in j.db.execute("SELECT data FROM events WHERE type = 'clip_deleted'")]
-        out["clips"] = {"made": made, "deleted": len(deleted),
-                        "deleted_before_ack": sum(1 for d in deleted if not d.get("acked"))}
-    return out
-
-
-def cmd_sync_status(args: argparse.Namespace) -> int:
-    from ..journal import Journal
-    from ..sync import STATUS_FILE, backlog
-    from ..timefmt import iso_ms
-    cfg = _load(args)
-    path = Path(cfg.device.state_dir) / "journal.db"
+    path = Path(cfg.device.state_dir) / JOURNAL_NAME
     if not path.exists():
         print(f"no journal at {path}", file=sys.stderr)
         return EXIT_IO
     with Journal(path, readonly=True) as j:
-        b = backlog(j)
+        b = health.backlog(j)
     daemon = {}
     try:
         daemon = json.loads((Path(cfg.device.state_dir) / STATUS_FILE).read_text())
@@ -322,8 +290,8 @@ def cmd_sync_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+def cmd_demo(args: argparse.Namespace, cfg: Config | None) -> int:
+    from .demo import run_demo
     return run_demo(speed=args.speed, keep=args.keep, state_dir=args.state_dir)
 
 
@@ -338,14 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-c", "--config", default=argparse.SUPPRESS, help="config file")
 
-    def add(subs, name: str, help: str, func) -> argparse.ArgumentParser:
+    def add(subs, name: str, help: str, func, config: str = "required") -> argparse.ArgumentParser:
+        """A command ``func(args, cfg)``; ``config``: "required" (loaded before it runs),
+        "optional" (loaded when -c/--config is given) or "none" (the command reads no config
+        or reads a file of its own)."""
         leaf = subs.add_parser(name, help=help, parents=[common], description=help)
-        leaf.set_defaults(func=func)
+        leaf.set_defaults(func=func, needs_config=config)
         return leaf
 
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = add(sub, "demo", "run the appliance on simulated hardware: a day at two points", cmd_demo)
+    s = add(sub, "demo", "run the appliance on simulated hardware: a day at two points", cmd_demo, config="none")
     s.add_argument("--speed", type=float, default=1000.0,
                    help="simulated seconds per real second (default 1000: the day takes ~35 s)")
     s.add_argument("--state-dir", help="keep the demo's journal here (default: a temporary folder)")
@@ -386,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("config", help="configuration")
     csub = s.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
-    c = add(csub, "check", "validate a config file and list every error", cmd_config_check)
+    c = add(csub, "check", "validate a config file and list every error", cmd_config_check, config="none")
     c.add_argument("file", nargs="?")
 
     s = sub.add_parser("export", help="export data from the journal")
@@ -413,9 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * args.verbose
     if args.command == "run":
         level = min(level, logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(level, f"appliance-{args.daemon}" if args.command == "run" else "appliancectl")
+    args.config_path = config_path(args)
     try:
-        return args.func(args)
+        cfg = None
+        if args.needs_config == "required" or (args.needs_config == "optional" and getattr(args, "config", None)):
+            cfg = load_config(args.config_path)     # once, for every command
+        return args.func(args, cfg)
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -5,7 +5,7 @@ import csv
 import io
 import json
 
-from tests.conftest import run_cli, write_events
+from tests.conftest import clip_event, run_cli, write_events
 
 DAY = [
     {"ts": "2026-11-20T09:00:00.000Z", "type": "staff", "point": "till1", "staff": "anna", "action": "login"},
@@ -129,9 +129,9 @@ def test_status_shows_microphone_rf_and_clip_health(tmp_path, config_path):
     with Journal(tmp_path / "state" / "journal.db") as j:
         j.append(NewEvent("mic_state", 1_795_165_200_000, {"state": "lost", "error": "no device"}, None, "audio"))
         j.append(NewEvent("unknown_remote", 1_795_165_201_000, {"remote": "beef1", "button": 1}, None, "rf"))
-        j.append(NewEvent("clip", 1_795_165_202_000, {"clip": "c1", "file": "c1.ogg"}, "till1", "audio"))
-        j.append(NewEvent("clip_deleted", 1_795_165_203_000, {"clip": "c1", "reason": "quota", "acked": False},
-                          None, "audio"))
+        j.append(clip_event("c1", b"opus", 1_795_165_202_000))
+        j.append(NewEvent("clip_deleted", 1_795_165_203_000, {"clip": "c1", "reason": "quota", "acked": False,
+                                                              "size": 4}, None, "audio"))
     st = json.loads(run_cli("--config", str(config_path), "status", "--json").stdout)
     assert st["microphone"] == {"state": "lost", "since": "2026-11-20T09:00:00.000Z", "error": "no device"}
     assert st["unknown_remote_presses"] == 1 and st["clips"] == {"made": 1, "deleted": 1, "deleted_before_ack": 1}

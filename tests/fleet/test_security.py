@@ -11,8 +11,8 @@ import pytest
 
 from appliance.config import parse_config
 from appliance.journal import Journal, NewEvent
-from appliance.mqtt import BrokerSettings, make_client
-from appliance.sync import SyncStage
+from appliance.cloud.mqtt import BrokerSettings, make_client
+from appliance.cloud.sync import SyncStage
 from fleet.ingest import Ingest, IngestStore
 from tests.mqtt_broker import Mosquitto
 from tests.pki import CA

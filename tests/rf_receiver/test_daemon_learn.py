@@ -9,7 +9,7 @@ import time
 
 from appliance.config import load_config
 from appliance.journal import Journal
-from rf_receiver.signals import merge, press
+from rf_receiver.synthetic import merge, press
 from tests.conftest import ROOT, make_config, run_cli
 
 REMOTE = 0xC0FFE            # an EV1527 id: code = id << 4 | button

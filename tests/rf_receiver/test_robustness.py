@@ -8,7 +8,7 @@ import random
 import pytest
 
 from rf_receiver.cli import decode_train
-from rf_receiver.signals import RC, frame, insert_noise, merge, noise, press
+from rf_receiver.synthetic import RC, frame, insert_noise, merge, noise, press
 
 LONG_US = 1_500_000
 CODE = 0xA5C3E1

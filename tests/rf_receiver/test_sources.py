@@ -12,7 +12,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from rf_receiver.press import CONFIRMED, ENDED, PressDetector
 from rf_receiver.pulses import to_ook
 from rf_receiver.service import RfService
-from rf_receiver.signals import press
+from rf_receiver.synthetic import press
 from rf_receiver.sources.base import SourceError
 from rf_receiver.sources.gpio import GpioSource
 from rf_receiver.sources.nrf24 import frame_from_payload

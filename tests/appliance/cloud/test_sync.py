@@ -6,10 +6,10 @@ import time
 
 from appliance.config import parse_config
 from appliance.journal import Journal, NewEvent
-from appliance.mqtt import BrokerSettings
-from appliance.sync import SyncStage
+from appliance.cloud.mqtt import BrokerSettings
+from appliance.cloud.sync import SyncStage
 from fleet.ingest import Ingest, IngestStore
-from tests.fleet.conftest import run_until
+from tests.conftest import clip_event, run_until
 
 
 def device_config(tmp_path, url):
@@ -107,9 +107,7 @@ def test_clips_upload_in_chunks_byte_identical_after_the_events(tmp_path, broker
             data = os.urandom(size)
             (clips_dir / f"clip{i}.ogg").write_bytes(data)
             sums[f"clip{i}"] = hashlib.sha256(data).hexdigest()
-            j.append(NewEvent("clip", 1_795_165_300_000 + i, {"clip": f"clip{i}", "file": f"clip{i}.ogg",
-                                                               "sha256": sums[f"clip{i}"], "kind": "contact"},
-                              "till1", "audio"))
+            j.append(clip_event(f"clip{i}", data, 1_795_165_300_000 + i))
         stage = SyncStage(cfg, j)
         stage.start()
         try:
@@ -238,7 +236,7 @@ def test_mqtt_3_1_1_end_to_end(tmp_path, broker):
 
 
 def test_auto_falls_back_to_3_1_1_when_the_broker_refuses_5(tmp_path, broker):
-    from appliance.mqtt import refused_for_protocol
+    from appliance.cloud.mqtt import refused_for_protocol
     cfg = parse_config(f'[device]\nid = "box-4"\nstate_dir = "{tmp_path / "state"}"\n[points.till1]\n'
                        f'[sync]\nbroker = "{broker.url}"\n')
     assert refused_for_protocol(132) and refused_for_protocol(1) and not refused_for_protocol(135)

@@ -23,12 +23,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .clock import SimClock, boot_id
-from .config import load_config
-from .events import map_button
-from .journal import Journal, NewEvent
-from .timefmt import iso_ms, parse_ts
-from .cli.ui import Style, num, pct, table
+from .. import vocabulary as v
+from ..clock import SimClock, boot_id
+from ..config import load_config
+from ..events import map_button
+from ..journal import JOURNAL_NAME, Journal, NewEvent
+from ..timefmt import iso_ms, parse_ts
+from .ui import Style, num, pct, table
 
 DAY = "2026-11-20"
 OPEN_AT = parse_ts(f"{DAY}T09:00:00Z")
@@ -138,27 +139,33 @@ class Display:
         self.contacts = 0
 
     def event(self, ev) -> None:
-        s, d = self.s, ev.data
+        s = self.s
         clock = iso_ms(ev.ts)[11:19]
-        if ev.type == "contact":
+        if ev.type == v.CONTACT:
+            c = v.read(ev, v.ContactSettled)
             self.contacts += 1
-            tags = d["tags"]
-            colour = "red" if "negative" in tags else "green" if "positive" in tags else "grey"
+            colour = "red" if "negative" in c.tags else "green" if "positive" in c.tags else "grey"
             mark = s("●", colour)
-            rating = f"rating {d['rating']}" if d["rating"] is not None else s("no rating", "grey")
-            sales = f"{len(d['sales'])} receipt" + ("s" if len(d["sales"]) != 1 else "") if d["sales"] else s("no sale", "grey")
-            dur = f"{int(d['duration_s'] // 60)}m{int(d['duration_s'] % 60):02d}s"
-            print(f"  {s(iso_ms(parse_ts(d['opened']))[11:19], 'grey')} {ev.point:6} {mark} contact {dur:>7}  "
-                  f"{(d['owner'] or '-'):6} {rating:10} {sales:11} {s('[' + ', '.join(tags) + ']', 'dim')}")
-        elif ev.type == "rating_settled" and d["status"] in ("orphan", "misuse"):
-            colour = "yellow" if d["status"] == "orphan" else "magenta"
-            print(f"  {s(clock, 'grey')} {ev.point:6} {s('◆', colour)} {d['status']} rating {d['value']} "
-                  f"{s('(no contact within the grace window)' if d['status'] == 'orphan' else '(5 presses in 10 s: kept out of the indices)', 'dim')}")
-        elif ev.type == "call_settled":
-            ans = f"answered in {d['answered_s']:.0f} s" if d["answered_s"] is not None else "not answered"
+            rating = f"rating {c.rating}" if c.rating is not None else s("no rating", "grey")
+            n = len(c.sales)
+            sales = f"{n} receipt" + ("s" if n != 1 else "") if n else s("no sale", "grey")
+            dur = f"{int(c.duration_s // 60)}m{int(c.duration_s % 60):02d}s"
+            print(f"  {s(iso_ms(parse_ts(c.opened))[11:19], 'grey')} {ev.point:6} {mark} contact {dur:>7}  "
+                  f"{(c.owner or '-'):6} {rating:10} {sales:11} {s('[' + ', '.join(c.tags) + ']', 'dim')}")
+        elif ev.type == v.RATING_SETTLED:
+            r = v.read(ev, v.RatingSettled)
+            if r.status not in ("orphan", "misuse"):
+                return
+            colour = "yellow" if r.status == "orphan" else "magenta"
+            why = ("(no contact within the grace window)" if r.status == "orphan"
+                   else "(5 presses in 10 s: kept out of the indices)")
+            print(f"  {s(clock, 'grey')} {ev.point:6} {s('◆', colour)} {r.status} rating {r.value} {s(why, 'dim')}")
+        elif ev.type == v.CALL_SETTLED:
+            call = v.read(ev, v.CallSettled)
+            ans = f"answered in {call.answered_s:.0f} s" if call.answered_s is not None else "not answered"
             print(f"  {s(clock, 'grey')} {ev.point:6} {s('☎', 'cyan')} staff call, {ans}")
-        elif ev.type == "staff":
-            print(f"  {s(clock, 'grey')} {ev.point:6} {s('→', 'magenta')} {d['staff']} logged in (POS)")
+        elif ev.type == v.STAFF:
+            print(f"  {s(clock, 'grey')} {ev.point:6} {s('→', 'magenta')} {ev.data['staff']} logged in (POS)")
 
 
 def _post(port: int, token: str, path: str, body: dict) -> dict:
@@ -194,7 +201,7 @@ def run_demo(speed: float = 1000.0, keep: bool = False, state_dir: str | None = 
     s = Style()
     work = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="appliance-demo-"))
     work.mkdir(parents=True, exist_ok=True)
-    if (work / "journal.db").exists():
+    if (work / JOURNAL_NAME).exists():
         print(f"{work} already holds a journal; give an empty --state-dir", file=sys.stderr)
         return 2
     port, token = _free_port(), secrets.token_urlsafe(24)
@@ -211,7 +218,7 @@ def run_demo(speed: float = 1000.0, keep: bool = False, state_dir: str | None = 
     env = dict(os.environ, APPLIANCE_SIM_CLOCK=f"{iso_ms(start)}@{speed}", APPLIANCE_SIM_EPOCH=str(epoch),
                APPLIANCE_CONFIG=str(cfg_path), PYTHONUNBUFFERED="1")
     print(s("Contact Analyzer — demo", "bold"), s(f"(a day at two points, {speed:g}× real time)", "grey"))
-    print(s(f"  config {cfg_path} · journal {work / 'journal.db'} · POS API 127.0.0.1:{port}", "grey"))
+    print(s(f"  config {cfg_path} · journal {work / JOURNAL_NAME} · POS API 127.0.0.1:{port}", "grey"))
     print(s("  simulated: RF remotes, presence sensors, the clock · real: journal, core daemon, POS API, report", "grey"))
     print()
     log = open(work / "core.log", "w")
@@ -220,7 +227,7 @@ def run_demo(speed: float = 1000.0, keep: bool = False, state_dir: str | None = 
     display = Display(s)
     try:
         _wait_port(port, core)
-        journal = Journal(cfg_path.parent / "journal.db")
+        journal = Journal.in_dir(cfg_path.parent)
         after = 0
         i = 0
         last_t = steps[-1].t
@@ -278,7 +285,7 @@ def _inject(step: Step, cfg, journal: Journal, port: int, token: str) -> None:
         ev.mono, ev.boot = time.monotonic_ns(), BOOT
         journal.append(ev)
     elif step.kind == "sensor":
-        journal.append(NewEvent("sensor", step.t, {"present": w["present"]}, w["point"], "sim-gpio",
+        journal.append(NewEvent(v.SENSOR, step.t, {"present": w["present"]}, w["point"], "sim-gpio",
                                 mono=time.monotonic_ns(), boot=BOOT))
 
 
@@ -288,9 +295,9 @@ def _core_caught_up(journal: Journal) -> bool:
 
 
 def _final_report(cfg, work: Path, s: Style, until: int) -> None:
-    from .cli.report import TABLE_COLUMNS, grouped
-    from .replay import replay_journal
-    with Journal(work / "journal.db", readonly=True) as j:
+    from ..replay import replay_journal
+    from .report import TABLE_COLUMNS, grouped
+    with Journal.in_dir(work, readonly=True) as j:
         records = replay_journal(cfg, j, until)
     print()
     print(s("The day's report", "bold"), s("(appliancectl report --by point / --by owner)", "grey"))

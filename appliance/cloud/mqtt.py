@@ -14,8 +14,10 @@ import paho.mqtt.client as mqtt
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BrokerSettings:
+    """Where and how to connect. Frozen: paho's network thread reads it while it runs; a
+    change (the fallback to 3.1.1) makes a new one for a new client."""
     url: str
     ca_file: str = ""
     cert_file: str = ""
@@ -25,8 +27,19 @@ class BrokerSettings:
     protocol: str = "5"             # "5" or "3.1.1"
     keepalive_s: int = 30
 
+    @classmethod
+    def from_config(cls, s) -> "BrokerSettings":
+        """From the ``[sync]`` section; ``auto`` starts with MQTT 5."""
+        return cls(url=s.broker, ca_file=s.ca_file, cert_file=s.cert_file, key_file=s.key_file,
+                   username=s.username, password=s.password, protocol="3.1.1" if s.protocol == "3.1.1" else "5")
 
-def make_client(s: BrokerSettings, client_id: str, will: tuple[str, bytes] | None = None) -> tuple[mqtt.Client, str, int]:
+    def __repr__(self) -> str:      # never a password in a log line
+        return (f"BrokerSettings(url={self.url!r}, protocol={self.protocol!r}, username={self.username!r}, "
+                f"password={'***' if self.password else ''!r})")
+
+
+def make_client(s: BrokerSettings, client_id: str,
+                will: tuple[str, bytes] | None = None) -> tuple[mqtt.Client, str, int]:
     """A configured, not yet connected client, and the host and port to connect to."""
     u = urlparse(s.url)
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:

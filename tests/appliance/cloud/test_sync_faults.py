@@ -16,11 +16,11 @@ import pytest
 
 from appliance.config import parse_config
 from appliance.journal import Journal, NewEvent
-from appliance.mqtt import BrokerSettings
-from appliance.sync import STAGE, SyncStage
+from appliance.cloud.mqtt import BrokerSettings
+from appliance.cloud.sync import STAGE, SyncStage
 from fleet.ingest import Ingest, IngestStore
 from tests.conftest import ROOT
-from tests.fleet.conftest import run_until
+from tests.conftest import clip_event, run_until
 from tests.mqtt_broker import Mosquitto
 from tests.tcp_proxy import Proxy
 
@@ -46,8 +46,7 @@ def add_clips(j: Journal, clips_dir, n: int, size: int, start: int = 0) -> dict:
         data = os.urandom(size)
         (clips_dir / f"k{i}.ogg").write_bytes(data)
         sums[f"k{i}"] = hashlib.sha256(data).hexdigest()
-        j.append(NewEvent("clip", 1_795_165_300_000 + i, {"clip": f"k{i}", "file": f"k{i}.ogg",
-                                                           "sha256": sums[f"k{i}"]}, "p", "audio"))
+        j.append(clip_event(f"k{i}", data, 1_795_165_300_000 + i, "p"))
     return sums
 
 

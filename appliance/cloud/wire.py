@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from . import __version__
+from .. import __version__
 
 
 def topic(prefix: str, device: str, name: str) -> str:

@@ -1,0 +1,388 @@
+"""The sync stage (``appliance-sync``): store-and-forward of the journal to the cloud.
+
+Records go out in sequence order, in batches bounded by count and bytes, QoS 1, with a
+window of batches in flight (:class:`AckWindow`). They count as delivered only when the
+ingest's ``ack`` says it has stored them (end to end, not the broker's PUBACK); then, and
+only then, the stage cursor ``sync`` moves, in a journal transaction. After a reconnect
+everything after the cursor is sent again; the ingest keeps records by id, so a duplicate
+is harmless. Clips follow once every record is out (:mod:`.clip_upload`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+
+from .. import __version__
+from .. import health as box_health
+from .. import vocabulary as v
+from ..config.schema import Config, schema_json
+from ..files import write_atomic
+from ..journal import Journal
+from ..logs import fields
+from .clip_upload import PROBE, SEND, ClipUpload, TokenBucket
+from .mqtt import BrokerSettings, make_client, refused_for_protocol
+from .mqtt import start as mqtt_start
+from .wire import (ACK, HEALTH, INFO, JOURNAL, STATUS, Batch, Record, Status, WireError, clip_topic, decode_ack,
+                   encode, topic)
+
+log = logging.getLogger(__name__)
+
+STAGE = box_health.SYNC_STAGE
+STATUS_FILE = "sync-status.json"
+MAX_BATCH_BYTES = 256 * 1024
+WINDOW = 4                      # batches in flight before an ack must come
+CLIP_WINDOW = 8                 # clips uploading at once
+
+
+def device_id(cfg: Config) -> str:
+    if cfg.device.id:
+        return cfg.device.id
+    try:
+        return "ca-" + open("/etc/machine-id").read().strip()[:12]
+    except OSError:
+        return "ca-" + os.uname().nodename
+
+
+class AckWindow:
+    """Batches in flight and what the ingest acknowledged. Acks come on paho's thread, the
+    cursor moves on the stage's: everything here is under one lock. An ack never moves
+    the box past what it has sent (ARCHITECTURE §11)."""
+
+    def __init__(self, acked: int):
+        self.lock = threading.Lock()
+        self.acked = acked              # committed: the stage cursor
+        self.sent = acked               # the last seq sent on this connection
+        self.highest_sent = acked       # the last seq ever sent by this process
+        self.in_flight: list[int] = []  # last seq of each batch sent and not yet acked
+        self.pending: int | None = None  # acked by the ingest, not yet committed
+        self.progress_at = time.monotonic()
+
+    def on_ack(self, upto: int) -> None:
+        with self.lock:
+            if upto > self.highest_sent:
+                log.warning("sync: ignored an ack up to seq %d: only %d was sent", upto, self.highest_sent)
+                return
+            if upto > (self.pending or self.acked):
+                self.pending = upto
+
+    def take_pending(self) -> int | None:
+        with self.lock:
+            upto, self.pending = self.pending, None
+        return upto if upto is not None and upto > self.acked else None
+
+    def committed(self, upto: int, now: float) -> None:
+        with self.lock:
+            self.acked = upto
+            self.in_flight = [s for s in self.in_flight if s > upto]
+            self.progress_at = now
+
+    def full(self) -> bool:
+        with self.lock:
+            return len(self.in_flight) >= WINDOW
+
+    def sent_batch(self, last: int, now: float) -> None:
+        with self.lock:
+            if not self.in_flight:
+                self.progress_at = now
+            self.sent = last
+            self.highest_sent = max(self.highest_sent, last)
+            self.in_flight.append(last)
+
+    def rewind(self, now: float | None = None) -> None:
+        """Send everything after the cursor again (a reconnect, or no ack in time)."""
+        with self.lock:
+            self.sent, self.in_flight = self.acked, []
+            if now is not None:
+                self.progress_at = now
+
+    def stalled(self, now: float, timeout_s: float) -> bool:
+        with self.lock:
+            return bool(self.in_flight) and now - self.progress_at > timeout_s
+
+
+class SyncStage:
+    def __init__(self, cfg: Config, journal: Journal, device: str | None = None):
+        self.cfg = cfg
+        self.journal = journal
+        self.device = device or device_id(cfg)
+        self.prefix = cfg.sync.prefix
+        self.settings = BrokerSettings.from_config(cfg.sync)
+        self.fallback_allowed = cfg.sync.protocol == "auto"
+        self.wants_fallback = False
+        self.lock = threading.Lock()            # clip state shared with paho's thread
+        self.connected = threading.Event()
+        self.window = AckWindow(journal.cursor(STAGE))
+        self.last_ack_time: float | None = None
+        self.batches = 0
+        self.clips_dir = Path(cfg.device.state_dir) / "clips"
+        self.uploading: dict[str, ClipUpload] = {}  # clips being uploaded (a window of them)
+        self.clip_queue: list = []              # clip events not yet uploaded, in upload order
+        self.clip_done: set[str] = set()        # acknowledged or deleted
+        self.clip_scan = 0                      # the last clip-related seq the queue has taken
+        self.clip_progress: dict[str, int] = {}  # from the ingest: leading chunks it holds
+        self.clips_acked: set[str] = set()       # acked by the ingest, not yet journalled
+        self.chunk_bytes = cfg.sync.chunk_kib * 1024
+        self.bucket = TokenBucket(cfg.sync.rate_limit_kbps * 1000 / 8)
+        self.uploaded_bytes = 0
+        self._new_client()
+
+    @property
+    def acked(self) -> int:
+        return self.window.acked
+
+    @property
+    def sent(self) -> int:
+        return self.window.sent
+
+    def _new_client(self) -> None:
+        self.client, self.host, self.port = make_client(
+            self.settings, f"{self.device}", (self._t(STATUS), encode(Status(state="offline"))))
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    def _t(self, name: str) -> str:
+        return topic(self.prefix, self.device, name)
+
+    # --- paho callbacks (its network thread) ---------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("sync: broker refused the connection: %s", reason_code)
+            if self.fallback_allowed and self.settings.protocol == "5" and refused_for_protocol(reason_code):
+                self.wants_fallback = True
+            return
+        client.subscribe(self._t(ACK), qos=1)
+        client.publish(self._t(STATUS), encode(Status(state="online")), qos=1, retain=True)
+        client.publish(self._t(INFO), json.dumps(info_payload(self.cfg, self.device)).encode(), qos=1, retain=True)
+        self.window.rewind()                    # resend what the ingest has not acknowledged
+        with self.lock:
+            for c in self.uploading.values():   # resume each clip where the ingest's ack says
+                c.reconnected(self.clip_progress.get(c.clip))
+        self.connected.set()
+        log.info("sync: connected to %s:%d as %s", self.host, self.port, self.device)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        log.warning("sync: disconnected (%s); will reconnect", reason_code)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            ack = decode_ack(msg.payload)
+        except WireError as exc:
+            log.warning("sync: ignored a bad ack: %s", exc)
+            return
+        self.window.on_ack(ack.upto)
+        with self.lock:
+            self.clip_progress.update(ack.chunks)
+            self.clips_acked.update(ack.clips)
+
+    # --- the loop (main thread) ------------------------------------------------------------
+
+    def start(self) -> None:
+        mqtt_start(self.client, self.host, self.port, self.settings)
+
+    def stop(self) -> None:
+        if self.connected.is_set():
+            info = self.client.publish(self._t(STATUS), encode(Status(state="offline")), qos=1, retain=True)
+            try:
+                info.wait_for_publish(2)
+            except (RuntimeError, ValueError):   # the link went in the meantime: the will says it
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _fall_back(self) -> None:
+        """The broker speaks MQTT 3.1.1 only: a new client with new settings (paho's thread
+        of the old one is stopped first; nothing is changed under a running thread)."""
+        log.warning("sync: the broker refused MQTT 5; falling back to 3.1.1")
+        self.wants_fallback = False
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+        self.settings = dataclasses.replace(self.settings, protocol="3.1.1")
+        self._new_client()
+        self.start()
+
+    def step(self) -> int:
+        """Commit acks, send what the window allows. Returns records sent."""
+        if self.wants_fallback:
+            self._fall_back()
+        upto = self.window.take_pending()
+        if upto is not None:
+            upto = min(upto, self.journal.last_seq())
+            with self.journal.stage(STAGE) as txn:
+                txn.advance(max(txn.cursor, upto))
+            self.window.committed(upto, time.monotonic())
+            self.last_ack_time = time.time()
+        if self.window.stalled(time.monotonic(), self.cfg.sync.ack_timeout_s):
+            log.warning("sync: no acknowledgement for %.0f s; sending from seq %d again",
+                        self.cfg.sync.ack_timeout_s, self.acked + 1)
+            self.window.rewind(time.monotonic())
+        self._journal_clip_acks()
+        if not self.connected.is_set():
+            return 0
+        sent = 0
+        while not self.window.full():
+            prev = self.window.sent
+            rows = self.journal.read(prev, self.cfg.sync.batch_max)
+            if not rows:                        # every record is out: now audio
+                self._upload_clips()
+                return sent
+            batch = self._batch(prev, rows)
+            if self.client.publish(self._t(JOURNAL), encode(batch), qos=1).rc != 0:
+                return sent
+            self.window.sent_batch(batch.last, time.monotonic())
+            self.batches += 1
+            sent += len(batch.records)
+        return sent
+
+    def _batch(self, prev: int, rows: list) -> Batch:
+        records, size = [], 0
+        for e in rows:
+            r = Record(seq=e.seq, id=e.id, type=e.type, ts=e.ts, point=e.point, source=e.source, data=e.data)
+            size += len(encode(r))
+            if records and size > MAX_BATCH_BYTES:
+                break
+            records.append(r)
+        return Batch(device=self.device, prev=prev, last=records[-1].seq, records=records)
+
+    # --- clips ------------------------------------------------------------------------------
+
+    def _journal_clip_acks(self) -> None:
+        with self.lock:
+            done, self.clips_acked = self.clips_acked, set()
+        done -= self.clip_done
+        if not done:
+            return
+        now = int(time.time() * 1000)
+        self.journal.append_many([v.ClipAcked(clip=c).as_event(now, None, "sync", f"sync:clip_acked:{c}")
+                                  for c in sorted(done)])
+        self.clip_done |= done
+        for c in done:
+            self.uploading.pop(c, None)
+            log.info("sync: clip %s acknowledged", c, extra=fields(clip=c))
+
+    def _refresh_clip_queue(self) -> None:
+        """Add clips journalled since the last look; drop acknowledged or deleted ones."""
+        new = False
+        for ev in self.journal.iter_all(v.CLIP_LIFECYCLE, after=self.clip_scan):
+            self.clip_scan = ev.seq
+            if ev.type == v.CLIP:
+                self.clip_queue.append((ev, v.read(ev, v.Clip)))
+                new = True
+            else:
+                done = v.read(ev, v.ClipAcked) if ev.type == v.CLIP_ACKED else v.read(ev, v.ClipDeleted)
+                self.clip_done.add(done.clip)
+        if new and self.cfg.sync.audio_order == "newest":
+            self.clip_queue.sort(key=lambda e: e[0].seq, reverse=True)
+        self.clip_queue = [e for e in self.clip_queue if e[1].clip not in self.clip_done]
+
+    def _start_clip(self, ev, clip: v.Clip) -> ClipUpload | None:
+        path = self.clips_dir / clip.file
+        if not path.exists():
+            return None
+        with self.lock:
+            known = self.clip_progress.get(clip.clip)
+        meta = {"kind": clip.kind, "start": clip.start, "end": clip.end, "format": clip.format,
+                "contact": clip.contact, "point": ev.point}
+        return ClipUpload.start(clip.clip, path, clip.file, clip.sha256, self.chunk_bytes, known, clip.tags, meta)
+
+    def _upload_clips(self) -> None:
+        self._refresh_clip_queue()
+        while len(self.uploading) < CLIP_WINDOW and self.clip_queue:
+            ev, clip = self.clip_queue.pop(0)
+            if clip.clip in self.uploading:
+                continue
+            c = self._start_clip(ev, clip)
+            if c is not None:
+                self.uploading[c.clip] = c
+        for c in list(self.uploading.values()):
+            if not self._send_clip(c):
+                return
+
+    def _send_clip(self, c: ClipUpload) -> bool:
+        """Do what the clip's plan says; False when the link or the upload cap says stop."""
+        with self.lock:
+            known = self.clip_progress.get(c.clip)
+        action = c.plan(known, time.monotonic(), self.cfg.sync.ack_timeout_s)
+        if action == PROBE:
+            if not self._publish_manifest(c):
+                return False
+            c.probe_sent = time.monotonic()
+            return True
+        if action != SEND:
+            return True
+        with open(c.path, "rb") as f:
+            while c.next < c.chunks:
+                if not self.bucket.take(min(self.chunk_bytes, c.size)):
+                    return False                # over the upload cap: later
+                f.seek(c.next * self.chunk_bytes)
+                data = f.read(self.chunk_bytes)
+                if self.client.publish(clip_topic(self.prefix, self.device, c.clip, c.next), data, qos=1).rc != 0:
+                    return False
+                self.uploaded_bytes += len(data)
+                c.next += 1
+        if not self._publish_manifest(c):
+            return False
+        c.manifest_sent = time.monotonic()
+        return True
+
+    def _publish_manifest(self, c: ClipUpload) -> bool:
+        return self.client.publish(clip_topic(self.prefix, self.device, c.clip, "manifest"),
+                                   encode(c.manifest()), qos=1).rc == 0
+
+    # --- reports ----------------------------------------------------------------------------
+
+    def backlog(self) -> dict:
+        return box_health.backlog(self.journal)
+
+    def publish_health(self) -> None:
+        if self.connected.is_set():
+            doc = box_health.report(self.cfg, self.journal, self.device)
+            self.client.publish(self._t(HEALTH), json.dumps(doc).encode(), qos=0)
+
+    def status_doc(self) -> dict:
+        return {"device": self.device, "connected": self.connected.is_set(), "broker": f"{self.host}:{self.port}",
+                "acked_upto": self.acked, "sent_upto": self.sent, "batches": self.batches,
+                "last_ack": self.last_ack_time, "uploaded_clip_bytes": self.uploaded_bytes,
+                "clips_uploading": sorted(self.uploading), "time": time.time()}
+
+    def write_status(self) -> None:
+        write_atomic(Path(self.cfg.device.state_dir) / STATUS_FILE, json.dumps(self.status_doc()))
+
+
+def info_payload(cfg: Config, device: str) -> dict:
+    """Retained on ``info``: who the box is, what it runs, which config (never secrets)."""
+    return {"device": device, "versions": {"appliance": __version__, "python": platform.python_version()},
+            "config_hash": hashlib.sha256(msgspec.json.encode(cfg)).hexdigest()[:16],
+            "points": list(cfg.points), "schema": schema_json()}
+
+
+def run(cfg: Config, stop: threading.Event | None = None) -> int:
+    """``appliancectl run sync``."""
+    from ..daemon import Job, run_loop
+    if not cfg.sync.broker:
+        log.error('sync: [sync] broker is empty: nothing to sync to')
+        return 3
+    journal = Journal.in_dir(cfg.device.state_dir)
+    stage = SyncStage(cfg, journal)
+    stage.start()
+
+    def close() -> None:
+        stage.stop()
+        journal.close()
+    return run_loop("sync", stage.step, tick_s=0.05, stop=stop, on_stop=close,
+                    jobs=[Job("health", cfg.sync.health_interval_s, stage.publish_health),
+                          Job("status file", 1.0, stage.write_status)],
+                    status=lambda: f"sync: {'connected' if stage.connected.is_set() else 'offline'}, "
+                                   f"acked up to {stage.acked}")

@@ -1,0 +1,110 @@
+"""The box's health, one definition for ``appliancectl status`` and the ``health`` topic
+(ARCHITECTURE §7): the journal says what happened (microphone state changes, RF presses,
+clips made and deleted, what the cloud has not acknowledged); the system says how the
+machine is (uptime, load, temperature, disk, clock); the audio daemon's level file adds
+the live level when it is fresh."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+from . import __version__
+from . import vocabulary as v
+from .clock import kernel_synced
+from .config.schema import Config
+from .journal import Journal
+from .timefmt import iso_ms
+
+LEVEL_FILE = "level.json"
+"""Written by the audio daemon in its (RAM-backed) spool every second."""
+LEVEL_FRESH_S = 5.0
+SYNC_STAGE = "sync"
+
+
+def microphone(cfg: Config, journal: Journal, now_s: float | None = None) -> dict | None:
+    """The microphone's state from its last journalled change, with the live level when
+    the audio daemon is running."""
+    ev = journal.latest(v.MIC_STATE)
+    if ev is None:
+        return None
+    st = v.read(ev, v.MicState)
+    out = {"state": st.state, "since": iso_ms(ev.ts), "error": st.error}
+    level = read_level(cfg)
+    now_s = time.time() if now_s is None else now_s
+    if level and now_s - level.get("time", 0) < LEVEL_FRESH_S:
+        out["rms_db"], out["peak_db"] = level.get("rms_db"), level.get("peak_db")
+    return out
+
+
+def read_level(cfg: Config) -> dict | None:
+    try:
+        doc = json.loads((Path(cfg.audio.spool_dir) / LEVEL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def rf(journal: Journal) -> dict:
+    """When the radio last heard a press, and how many presses came from unknown remotes."""
+    last = journal.max_ts("rf")
+    if last is None:
+        return {}
+    return {"rf_last_seen": last, "rf_last_press": iso_ms(last),
+            "unknown_remote_presses": journal.count(v.UNKNOWN_REMOTE)}
+
+
+def clips(journal: Journal) -> dict | None:
+    made = journal.count(v.CLIP)
+    if not made:
+        return None
+    deleted = [v.read(ev, v.ClipDeleted) for ev in journal.iter_all([v.CLIP_DELETED])]
+    return {"made": made, "deleted": len(deleted), "deleted_before_ack": sum(1 for d in deleted if not d.acked)}
+
+
+def backlog(journal: Journal, now_ms: int | None = None) -> dict:
+    """Journal records the cloud ingest has not acknowledged (the sync stage's cursor)."""
+    b = journal.backlog(SYNC_STAGE)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    age = round((now_ms - b.oldest_ts) / 1000, 1) if b.oldest_ts is not None else None
+    return {"count": b.count, "bytes": b.bytes, "oldest_age_s": age, "acked_upto": b.cursor, "last_seq": b.last_seq}
+
+
+def box(cfg: Config, journal: Journal) -> dict:
+    """What the journal tells about the hardware and the cloud link."""
+    out: dict = {"backlog": backlog(journal), "unsynced_clock_events": journal.unsynced_clock_events(),
+                 "microphone": microphone(cfg, journal), "rf_last_seen": None, **rf(journal)}
+    made = clips(journal)
+    if made is not None:
+        out["clips"] = made
+    return out
+
+
+def system(cfg: Config) -> dict:
+    """The machine: uptime, load, temperature, disk of the state directory, clock, versions."""
+    doc: dict = {}
+    try:
+        doc["uptime_s"] = float(open("/proc/uptime").read().split()[0])
+    except (OSError, ValueError):
+        doc["uptime_s"] = None
+    doc["load"] = list(os.getloadavg())
+    try:
+        doc["temperature_c"] = int(open("/sys/class/thermal/thermal_zone0/temp").read()) / 1000
+    except (OSError, ValueError):
+        doc["temperature_c"] = None
+    try:
+        du = shutil.disk_usage(cfg.device.state_dir)
+        doc["disk"] = {"free_bytes": du.free, "total_bytes": du.total}
+    except OSError:
+        doc["disk"] = None
+    doc["time_synced"] = kernel_synced()
+    doc["versions"] = {"appliance": __version__, "python": platform.python_version()}
+    return doc
+
+
+def report(cfg: Config, journal: Journal, device: str) -> dict:
+    """The ``health`` topic's payload."""
+    return {"device": device, "time": int(time.time() * 1000), **system(cfg), **box(cfg, journal)}
