@@ -1,4 +1,16 @@
-"""One exception hierarchy; each error also inherits the builtin it resembles."""
+"""One exception hierarchy for every package of the product (gpiozero's ``exc.py`` is the
+model): each error is an :class:`ApplianceError` and also inherits the builtin it
+resembles, so ``except ValueError`` keeps working where it did.
+
+    ApplianceError
+    ├── ConfigError (ValueError)        a config file or document, every problem with its key path
+    ├── EventError (ValueError)         an input event (a line, a POS request)
+    ├── WireError (ValueError)          a cloud message (appliance.cloud.wire)
+    ├── VocabularyError (ValueError)    a journal row of the wrong shape (appliance.vocabulary)
+    ├── PulseError (ValueError)         a line of a pulse file (rf_receiver.pulses)
+    ├── JournalError (RuntimeError)     the journal cannot be used
+    └── HardwareError (RuntimeError)    a device: SourceError (rf), AudioError (microphone)
+"""
 from __future__ import annotations
 
 
@@ -31,3 +43,7 @@ class EventError(ApplianceError, ValueError):
 
 class JournalError(ApplianceError, RuntimeError):
     """The journal cannot be opened or is of an unknown schema version."""
+
+
+class HardwareError(ApplianceError, RuntimeError):
+    """A device cannot be opened or read (a radio, a microphone, a sensor)."""

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
 
+from . import vocabulary as v
 from .point import Call, Contact, Rating, Sale
 
 METRIC_KEYS = ("contacts", "mean_duration_s", "median_duration_s", "ratings", "top", "negative",
@@ -38,34 +39,65 @@ class Tally:
     tags: Counter = field(default_factory=Counter)
 
     def add_contact(self, c: Contact) -> None:
-        self.durations.append(c.duration_ms / 1000)
-        self.tags.update(c.tags)
-        if c.rating is not None:
-            self.rated += 1
-            self._rating(c.rating)
-        self.superseded += len(c.superseded)
+        r = c.rating
+        self.contact(c.duration_ms / 1000, c.tags, r.value if r else None, r.cls if r else None, len(c.superseded))
 
-    def _rating(self, r: Rating) -> None:
+    def contact(self, duration_s: float, tags: list[str], value: int | None, cls: str | None,
+                superseded: int = 0) -> None:
+        """A counted contact: its length, tags and the rating that counts (if any)."""
+        self.durations.append(duration_s)
+        self.tags.update(tags)
+        if value is not None:
+            self.rated += 1
+            self._rating(value, cls)
+        self.superseded += superseded
+
+    def _rating(self, value: int, cls: str | None) -> None:
         self.ratings += 1
-        self.distribution[r.value] += 1
-        if r.cls == "top":
+        self.distribution[value] += 1
+        if cls == "top":
             self.top += 1
-        elif r.cls == "negative":
+        elif cls == "negative":
             self.negative += 1
 
     def add_orphan(self, r: Rating) -> None:
+        self.orphan(r.value, r.cls)
+
+    def orphan(self, value: int, cls: str) -> None:
         self.orphans += 1
-        self.orphan_distribution[r.value] += 1
-        self._rating(r)
+        self.orphan_distribution[value] += 1
+        self._rating(value, cls)
 
     def add_sale(self, s: Sale) -> None:
+        self.sale(s.amount)
+
+    def sale(self, amount: float | None) -> None:
         self.receipts += 1
-        self.amount += s.amount or 0.0
+        self.amount += amount or 0.0
 
     def add_call(self, c: Call) -> None:
+        self.call(c.answered_s)
+
+    def call(self, answered_s: float | None) -> None:
         self.calls += 1
-        if c.answered_s is not None:
-            self.answered.append(c.answered_s)
+        if answered_s is not None:
+            self.answered.append(answered_s)
+
+    def add_settled(self, rec: object) -> None:
+        """A record as the core journalled it (``contact``, ``*_settled``): the cloud and
+        the box then count with the same formula."""
+        if isinstance(rec, v.ContactSettled):
+            self.contact(rec.duration_s, rec.tags, rec.rating, rec.rating_class or class_from_tags(rec.tags),
+                         len(rec.superseded))
+        elif isinstance(rec, v.RatingSettled):
+            if rec.status == "orphan":
+                self.orphan(rec.value, rec.cls)
+            elif rec.status == "misuse":
+                self.misuse += 1
+        elif isinstance(rec, v.SaleSettled):
+            self.sale(rec.amount)
+        elif isinstance(rec, v.CallSettled):
+            self.call(rec.answered_s)
 
     def result(self) -> dict:
         n = len(self.durations)
@@ -98,6 +130,16 @@ class Tally:
             "calls_answered": len(self.answered),
             "call_answer_mean_s": statistics.fmean(self.answered) if self.answered else None,
         }
+
+
+def class_from_tags(tags: list[str]) -> str:
+    """A rated contact's class from its tags (journals written before ``rating_class``)."""
+    return "top" if "positive" in tags else "negative" if "negative" in tags else "neutral"
+
+
+SETTLED = {v.CONTACT: v.ContactSettled, v.RATING_SETTLED: v.RatingSettled, v.SALE_SETTLED: v.SaleSettled,
+           v.CALL_SETTLED: v.CallSettled}
+"""The derived record types that metrics are computed from, and their payloads."""
 
 
 class Period:

@@ -16,14 +16,18 @@ from .point import contact_json
 from .vocabulary import CORE_INPUT_TYPES
 
 
-def replay_file(cfg: Config, events_path: str) -> tuple[list, LineErrors, int]:
-    """Decode, sort and run. Returns (records, bad lines, events taken)."""
+def replay_file(cfg: Config, events_path: str, inputs: list | None = None) -> tuple[list, LineErrors, int]:
+    """Decode, sort and run. Returns (records, bad lines, events taken); the input events,
+    in the order they were taken, are added to ``inputs`` when given."""
     with open(events_path, "rb") as f:
         numbered, errors = read_lines(f, cfg)
     taken = sorted((InputEvent(ev.ts, n, ev.type, ev.point, ev.data, f"line{n}") for n, ev in numbered),
                    key=InputEvent.sort_key)
     refused: list[tuple[str, str]] = []
     records = run(cfg, taken, rejected=refused)
+    if inputs is not None:
+        no = {ref for ref, _ in refused}
+        inputs.extend(ev for ev in taken if ev.ref not in no)
     for ref, why in refused:
         errors.append((int(ref[4:]), why))
     errors.sort()

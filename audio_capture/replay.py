@@ -8,41 +8,35 @@ import tempfile
 from pathlib import Path
 
 from appliance.config.schema import Config
-from appliance.ids import derived_id
-from appliance.point import Call, Contact, Rating
+from appliance.point import Contact, Rating
 from appliance.timefmt import iso_ms
 
 from .encoder import encode, extension
 from .slicer import cut
 from .sources.file import FileSource
 from .spool import SegmentSpool, read_segments
+from .tracks import PRESS_TYPES, Track, contact_track, press_track
 
 
-def clip_id(kind: str, ref: str, start_ms: int) -> str:
-    return derived_id(start_ms, "clip", kind, ref)
-
-
-def tracks(cfg: Config, records: list) -> list[dict]:
-    """The clips a day's records ask for: one per contact, one around each press."""
-    a = cfg.audio
+def tracks(cfg: Config, records: list, inputs: list) -> list[tuple[Track, dict]]:
+    """The clips a day asks for, exactly as the live audio stage cuts them: one per
+    contact, one around each rating or call press. Each with what its index line adds."""
+    ratings = {rec.ref: rec for kind, rec in records if kind == "rating" and isinstance(rec, Rating)}
     out = []
     for kind, rec in records:
         if kind == "contact" and isinstance(rec, Contact):
-            start, end = rec.opened - round(a.pre_s * 1000), rec.closed + round(a.post_s * 1000)
-            out.append({"kind": "contact", "contact": rec.id, "point": rec.point, "start_ms": start,
-                        "end_ms": end, "id": clip_id("contact", rec.id, start), "tags": rec.tags})
-        elif kind in ("rating", "call") and isinstance(rec, (Rating, Call)):
-            start, end = rec.t - round(a.before_s * 1000), rec.t + round(a.after_s * 1000)
-            ref = rec.ref if isinstance(rec, Rating) else f"{rec.point}:{rec.t}"
-            item = {"kind": "press", "press": kind, "point": rec.point, "start_ms": start, "end_ms": end,
-                    "id": clip_id("press", ref, start), "at": iso_ms(rec.t)}
-            if isinstance(rec, Rating):
-                item.update(value=rec.value, status=rec.status, contact=rec.contact)
-            out.append(item)
-    return sorted(out, key=lambda c: (c["start_ms"], c["id"]))
+            out.append((contact_track(cfg, rec.id, rec.point, rec.opened, rec.closed), {}))
+    for ev in inputs:
+        if ev.type in PRESS_TYPES:
+            extra: dict = {"at": iso_ms(ev.ts)}
+            r = ratings.get(ev.ref)
+            if r is not None:
+                extra.update(value=r.value, status=r.status, contact=r.contact)
+            out.append((press_track(cfg, ev.type, ev.ref, ev.point, ev.ts), extra))
+    return sorted(out, key=lambda t: (t[0].start_ms, t[0].id))
 
 
-def write_clips(cfg: Config, records: list, wav: str, start_ms: int, out_dir: Path,
+def write_clips(cfg: Config, records: list, inputs: list, wav: str, start_ms: int, out_dir: Path,
                 fmt: str | None = None) -> tuple[dict[str, str], list[dict]]:
     """Cut and encode every track. Returns (contact id -> clip file, press track lines)."""
     fmt = fmt or cfg.audio.format
@@ -57,18 +51,15 @@ def write_clips(cfg: Config, records: list, wav: str, start_ms: int, out_dir: Pa
             spool.write(chunk)
         spool.close()
         segments = read_segments(spool_dir)
-        for t in tracks(cfg, records):
-            name = t["id"] + extension(fmt)
-            info, chunks = cut(spool_dir, segments, t["start_ms"] * 1000, t["end_ms"] * 1000, src.rate)
+        for t, extra in tracks(cfg, records, inputs):
+            name = t.id + extension(fmt)
+            info, chunks = cut(spool_dir, segments, t.start_ms * 1000, t.end_ms * 1000, src.rate)
             encode(chunks, clips_dir / name, fmt, src.rate, cfg.audio.bitrate_kbps)
-            if t["kind"] == "contact":
-                by_contact[t["contact"]] = name
+            if t.kind == "contact":
+                by_contact[t.ref] = name
             else:
-                line = {"kind": "press", "start": iso_ms(t["start_ms"]), "end": iso_ms(t["end_ms"]),
-                        "file": name, "press": t["press"], "point": t["point"], "at": t["at"]}
-                for k in ("value", "status", "contact"):
-                    if k in t:
-                        line[k] = t[k]
+                line = {"kind": "press", "start": iso_ms(t.start_ms), "end": iso_ms(t.end_ms),
+                        "file": name, "press": t.press, "point": t.point, **extra}
                 if info.missing_ms:
                     line["missing_ms"] = info.missing_ms
                 presses.append(line)

@@ -52,7 +52,7 @@ def stress_set(n: int, seed: int = 1):
         for lv, d in seg:
             runs.append((lv, d))
             t += d
-    for i in range(n):
+    for _ in range(n):
         add(noise(rnd.randint(300_000, 900_000), seed=rnd.randrange(1 << 30)))
         add([(0, 15_000)])
         code = rnd.randrange(1 << 24) | 0x100000
@@ -104,7 +104,7 @@ def run_rpi_rf(mod, train):
     last = None
     t_us = 0
     t0 = time.process_time()
-    for level, dur in train:
+    for _level, dur in train:
         t_us += dur
         clock["t"] = t_us / 1e6
         dev.rx_callback(17)
@@ -176,7 +176,7 @@ def latency(n: int) -> list[float]:
         def drive():
             t = time.perf_counter()
             offset = time.monotonic() - t
-            for k in range(n):
+            for _ in range(n):
                 unit = rnd.uniform(250, 450)
                 runs = [(0, 200_000), (1, round(unit)), (0, round(31 * unit))]
                 complete_at = None
@@ -203,7 +203,7 @@ def latency(n: int) -> list[float]:
         th.join()
         journal.close()
     commits = writer.commits
-    return [(c - m) * 1000 for m, c in zip(marks, commits)]
+    return [(c - m) * 1000 for m, c in zip(marks, commits, strict=False)]
 
 
 def main() -> int:

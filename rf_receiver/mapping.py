@@ -8,6 +8,7 @@ technician (``appliancectl tail``), never counted.
 """
 from __future__ import annotations
 
+from appliance import vocabulary as v
 from appliance.config.schema import CallButton, Config
 from appliance.errors import EventError
 from appliance.events import map_button
@@ -16,9 +17,10 @@ from appliance.journal import NewEvent
 from .press import CONFIRMED, ENDED, LONG, Press
 
 
-def press_info(p: Press) -> dict:
-    return {"protocol": p.protocol, "code": p.code, "bits": p.bits, "frames": p.frames,
-            "unit_us": round(p.unit_us, 1)}
+def unknown(p: Press, ts: int, error: str | None = None) -> NewEvent:
+    """A press of a remote or button the config does not know."""
+    return v.UnknownRemote(remote=p.remote, button=p.button, protocol=p.protocol, code=p.code, bits=p.bits,
+                           frames=p.frames, unit_us=round(p.unit_us, 1), error=error).as_event(ts, None, "rf")
 
 
 def events_for(cfg: Config, event: str, p: Press, ts: int) -> list[NewEvent]:
@@ -28,8 +30,7 @@ def events_for(cfg: Config, event: str, p: Press, ts: int) -> list[NewEvent]:
     if meaning is None:
         if event != CONFIRMED:
             return []
-        return [NewEvent("unknown_remote", ts, {"remote": p.remote, "button": p.button, **press_info(p)},
-                         None, "rf")]
+        return [unknown(p, ts)]
     if isinstance(meaning, CallButton):
         if event == LONG or (event == ENDED and not p.long):
             kind = "long" if event == LONG else "short"
@@ -42,8 +43,7 @@ def events_for(cfg: Config, event: str, p: Press, ts: int) -> list[NewEvent]:
     try:
         ev = map_button(p.remote, p.button, kind, ts, cfg)
     except EventError as exc:       # e.g. a presence button at a sensor point
-        return [NewEvent("unknown_remote", ts, {"remote": p.remote, "button": p.button,
-                                                 "error": exc.message, **press_info(p)}, None, "rf")]
+        return [unknown(p, ts, exc.message)]
     ev.source = "rf"
     ev.data.update(frames=p.frames, protocol=p.protocol)
     return [ev]

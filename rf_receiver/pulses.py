@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from appliance.errors import ApplianceError
+
 
 @dataclass(slots=True)
 class Pair:
@@ -18,7 +20,7 @@ class Pair:
     start: int     # µs since the start of the train
 
 
-class PulseError(ValueError):
+class PulseError(ApplianceError, ValueError):
     pass
 
 

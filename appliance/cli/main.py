@@ -56,7 +56,8 @@ def cmd_replay(args: argparse.Namespace, cfg: Config | None) -> int:
     from ..replay import replay_file, write_outputs
     t0 = time.perf_counter()
     try:
-        records, errors, n = replay_file(cfg, args.events)
+        inputs: list = []
+        records, errors, n = replay_file(cfg, args.events, inputs)
     except OSError as exc:
         print(f"{args.events}: cannot read: {exc.strerror}", file=sys.stderr)
         return EXIT_IO
@@ -74,7 +75,7 @@ def cmd_replay(args: argparse.Namespace, cfg: Config | None) -> int:
             print(f"--audio-start: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         try:
-            clips, presses = write_clips(cfg, records, args.audio, start, Path(args.out), args.audio_format)
+            clips, presses = write_clips(cfg, records, inputs, args.audio, start, Path(args.out), args.audio_format)
         except AudioError as exc:
             print(f"--audio: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from .. import __version__
+from ..errors import ApplianceError
 
 
 def topic(prefix: str, device: str, name: str) -> str:
@@ -78,7 +79,7 @@ def encode(obj: msgspec.Struct) -> bytes:
     return _enc.encode(obj)
 
 
-class WireError(ValueError):
+class WireError(ApplianceError, ValueError):
     """A payload that does not follow the wire format (rejected, never half-applied)."""
 
 

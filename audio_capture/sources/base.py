@@ -5,6 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from appliance.errors import HardwareError
+
 
 @dataclass(slots=True)
 class Chunk:
@@ -14,7 +16,7 @@ class Chunk:
     gap_before: bool = False    # samples were lost before this chunk (overrun, reconnect)
 
 
-class AudioError(RuntimeError):
+class AudioError(HardwareError):
     """The microphone cannot be used (absent, unplugged, unreachable): retry later."""
 
 
@@ -27,7 +29,7 @@ class AudioSource(ABC):
         """The next chunk (blocking about a period), None at the end of a finite source.
         Raises AudioError when the device is lost."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a backend may override it; the default holds nothing
         pass
 
     def __enter__(self) -> "AudioSource":

@@ -10,6 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from appliance.errors import HardwareError
+
 from ..decoders.base import Frame
 
 
@@ -19,7 +21,7 @@ class Run:
     duration_us: int
 
 
-class SourceError(RuntimeError):
+class SourceError(HardwareError):
     """The source cannot run (no such device, no permission, missing program)."""
 
 
@@ -38,7 +40,7 @@ class RfSource(ABC):
         """True when no more input can come (a replay at its end)."""
         return False
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a backend may override it; the default holds nothing
         pass
 
     def __enter__(self) -> "RfSource":

@@ -99,7 +99,7 @@ def test_contacts_ratings_metrics_properties(tmp_path_factory, steps):
     # 1. contacts never overlap at a point, and each lies within its limits
     for point, max_s in (("a", 60), ("b", 45)):
         mine = sorted((c for c in contacts if c["point"] == point), key=lambda c: c["opened"])
-        for prev, nxt in zip(mine, mine[1:]):
+        for prev, nxt in zip(mine, mine[1:], strict=False):
             assert parse_ts(prev["closed"]) <= parse_ts(nxt["opened"])
         for c in mine:
             assert 3 <= c["duration_s"] <= max_s

@@ -27,7 +27,7 @@ def random_day(seed: int, n_contacts: int = 60) -> list[dict]:
     receipt = 0
     for point, values in (("till1", [1, 2, 3, 4, 5]), ("till2", [1, 2])):
         t = T0
-        for i in range(n_contacts):
+        for _ in range(n_contacts):
             if rnd.random() < 0.1:
                 out.append({"ts": iso_ms(t), "type": "staff", "point": point,
                             "staff": rnd.choice(["anna", "boris"]), "action": "login"})

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import parse_config
+from appliance import vocabulary as v
 from appliance.journal import Journal, NewEvent
 from audio_capture.encoder import decode_pcm, encode
 from audio_capture.slicer import cut
@@ -141,8 +142,9 @@ def test_stage_cuts_each_clip_once_across_a_restart_mid_contact(tmp_path):
         stage = AudioStage(cfg, j, tmp_path / "spool", tmp_path / "clips")
         assert stage.step(T0_MS + 40_000) == 1
         assert AudioStage(cfg, j, tmp_path / "spool", tmp_path / "clips").step(T0_MS + 41_000) == 0
-        j.append(NewEvent("contact", T0_MS + 60_000, {"contact": "c1", "tags": ["unrated", "not_positive"]},
-                          "till1", "core"))
+        j.append(v.ContactSettled(contact="c1", point="till1", opened=at(10), closed=at(30), duration_s=20.0,
+                                  owner=None, rating=None, sales=[], tags=["unrated", "not_positive"])
+                 .as_event(T0_MS + 60_000, "till1", "core"))
         stage.step(T0_MS + 61_000)
         clips = [e.data for e in j.iter_all(["clip"])]
         tags = [e.data for e in j.iter_all(["clip_tags"])]

@@ -85,7 +85,7 @@ def test_two_remotes_interleaved():
     t = RC["rc-switch-1"]
     a, b = 0x12345A, 0xABCDE3
     train = [(0, 20_000), (1, 300), (0, 300 * 31)]
-    for i in range(8):
+    for _ in range(8):
         train += frame(a, 24, t, 300, rnd, 0.05)
         train += frame(b, 24, t, 410, rnd, 0.05)
     train += [(0, 60_000)]

@@ -199,7 +199,7 @@ def test_fleet_report_counts_what_the_boxes_counted(tmp_path, broker):
                 expected[k] += mine[k]
             stage = SyncStage(cfg, j)
             stage.start()
-            assert run_until(lambda: stage.acked == j.last_seq(), stage)
+            assert run_until(lambda s=stage: s.acked == j.last_seq(), stage)
             stage.stop()
     ingest.stop()
     store.close()

@@ -1,0 +1,1 @@
+"""``appliancectl``: the one front door (argparse), its report rendering and the demo."""
