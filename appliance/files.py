@@ -10,15 +10,8 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
-def fsync_dir(directory: str | Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: str | Path) -> None:
+def fsync_path(path: str | Path) -> None:
+    """fsync a file or a directory (a rename is durable once its directory is)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -38,13 +31,13 @@ def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         if durable:
-            fsync_file(tmp)
+            fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     if durable:
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
 
 
 @contextmanager

@@ -71,6 +71,13 @@ def broker(tmp_path):
     b.stop()
 
 
+def spin(stage, steps: int, pause_s: float = 0.01) -> None:
+    """Drive a sync stage for a while whatever happens (the link may be down)."""
+    for _ in range(steps):
+        stage.step()
+        time.sleep(pause_s)
+
+
 def run_until(pred, stage, limit: float = 60) -> bool:
     """Drive a sync stage until a condition holds (bounded)."""
     end = time.monotonic() + limit

@@ -19,11 +19,14 @@ def lint_imports(tree) -> subprocess.CompletedProcess:
     return subprocess.run(LINT_IMPORTS, cwd=tree, env=env, capture_output=True, text=True, timeout=120)
 
 
-def copy_tree(dst):
+def with_import(dst, module: str, line: str) -> subprocess.CompletedProcess:
+    """Copy the tree, add one import line to a module, run the contracts on the copy."""
     for pkg in PACKAGES:
         shutil.copytree(ROOT / pkg, dst / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", dst / "pyproject.toml")
-    return dst
+    path = dst / module
+    path.write_text(path.read_text() + f"\n{line}  # noqa\n")
+    return lint_imports(dst)
 
 
 def test_the_tree_keeps_every_contract():
@@ -33,26 +36,17 @@ def test_the_tree_keeps_every_contract():
 
 
 def test_a_core_module_importing_the_radio_breaks_the_rule(tmp_path):
-    tree = copy_tree(tmp_path)
-    journal = tree / "appliance" / "journal.py"
-    journal.write_text(journal.read_text() + "\nfrom rf_receiver.press import PressDetector  # noqa\n")
-    r = lint_imports(tree)
+    r = with_import(tmp_path, "appliance/journal.py", "from rf_receiver.press import PressDetector")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "appliance is not allowed to import rf_receiver" in r.stdout
     assert "appliance.journal -> rf_receiver.press" in r.stdout
 
 
 def test_the_radio_importing_the_microphone_breaks_independence(tmp_path):
-    tree = copy_tree(tmp_path)
-    mapping = tree / "rf_receiver" / "mapping.py"
-    mapping.write_text(mapping.read_text() + "\nimport audio_capture.level  # noqa\n")
-    r = lint_imports(tree)
+    r = with_import(tmp_path, "rf_receiver/mapping.py", "import audio_capture.level")
     assert r.returncode == 1 and "rf_receiver and audio_capture never import each other BROKEN" in r.stdout
 
 
 def test_the_fleet_importing_a_hardware_library_breaks_the_rule(tmp_path):
-    tree = copy_tree(tmp_path)
-    report = tree / "fleet" / "report.py"
-    report.write_text(report.read_text() + "\nimport gpiozero  # noqa\n")
-    r = lint_imports(tree)
+    r = with_import(tmp_path, "fleet/report.py", "import gpiozero")
     assert r.returncode == 1 and "fleet is not allowed to import gpiozero" in r.stdout

@@ -73,6 +73,7 @@ _enc = msgspec.json.Encoder()
 _batch = msgspec.json.Decoder(Batch)
 _ack = msgspec.json.Decoder(Ack)
 _status = msgspec.json.Decoder(Status)
+_manifest = msgspec.json.Decoder(ClipManifest)
 
 
 def encode(obj: msgspec.Struct) -> bytes:
@@ -83,38 +84,30 @@ class WireError(ApplianceError, ValueError):
     """A payload that does not follow the wire format (rejected, never half-applied)."""
 
 
-def decode_batch(payload: bytes) -> Batch:
+def _decode(decoder: msgspec.json.Decoder, what: str, payload: bytes):
     try:
-        b = _batch.decode(payload)
+        return decoder.decode(payload)
     except msgspec.MsgspecError as exc:
-        raise WireError(f"journal batch: {exc}") from None
+        raise WireError(f"{what}: {exc}") from None
+
+
+def decode_batch(payload: bytes) -> Batch:
+    b = _decode(_batch, "journal batch", payload)
     if any(r.seq <= b.prev or r.seq > b.last for r in b.records):
         raise WireError("journal batch: record seq outside (prev, last]")
     return b
 
 
 def decode_ack(payload: bytes) -> Ack:
-    try:
-        return _ack.decode(payload)
-    except msgspec.MsgspecError as exc:
-        raise WireError(f"ack: {exc}") from None
-
-
-_manifest = msgspec.json.Decoder(ClipManifest)
+    return _decode(_ack, "ack", payload)
 
 
 def decode_manifest(payload: bytes) -> ClipManifest:
-    try:
-        m = _manifest.decode(payload)
-    except msgspec.MsgspecError as exc:
-        raise WireError(f"clip manifest: {exc}") from None
+    m = _decode(_manifest, "clip manifest", payload)
     if m.size < 0 or m.chunks < 0 or m.chunk_size <= 0 or len(m.sha256) != 64:
         raise WireError("clip manifest: bad size, chunk count or sha256")
     return m
 
 
 def decode_status(payload: bytes) -> Status:
-    try:
-        return _status.decode(payload)
-    except msgspec.MsgspecError as exc:
-        raise WireError(f"status: {exc}") from None
+    return _decode(_status, "status", payload)

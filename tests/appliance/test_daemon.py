@@ -208,23 +208,27 @@ def hold_journal(state_dir):
     return j
 
 
-def test_core_daemon_lifecycle_and_stall(tmp_path):
-    cfg = make_config(tmp_path)
-    sock = NotifySocket(tmp_path / "n.sock")
-    proc = start(cfg, "core", sock)
+def stall_and_recover(proc: subprocess.Popen, sock: NotifySocket, state_dir, name: str) -> None:
+    """Pings while the loop turns; none while a stuck writer holds the journal (the daemon's
+    stage commits every tick and waits); pings again once it lets go; then the lifecycle."""
     try:
         sock.until(lambda m: m.startswith("READY=1"), 30)
         assert pings(sock.collect(0.8)) >= 2
-        held = hold_journal(tmp_path / "state")        # the core stage's commit blocks
+        held = hold_journal(state_dir)
         sock.collect(0.3)
         assert pings(sock.collect(1.5)) == 0
         held.db.execute("ROLLBACK")
         held.close()
         assert pings(sock.collect(1.0)) >= 2
-        lifecycle(proc, sock, "core", ready_seen=True)
+        lifecycle(proc, sock, name, ready_seen=True)
     finally:
         proc.kill()
         sock.close()
+
+
+def test_core_daemon_lifecycle_and_stall(tmp_path):
+    sock = NotifySocket(tmp_path / "n.sock")
+    stall_and_recover(start(make_config(tmp_path), "core", sock), sock, tmp_path / "state", "core")
 
 
 def test_rf_daemon_lifecycle(tmp_path):
@@ -248,20 +252,7 @@ def test_audio_daemon_lifecycle_and_stall(tmp_path):
     cfg = make_config(tmp_path, f'\n[audio]\nsource = "file"\nsegment_s = 1\nspool_dir = "{tmp_path / "spool"}"\n')
     wav = burst_wav(tmp_path / "mic.wav", 30, [1.0])
     sock = NotifySocket(tmp_path / "n.sock")
-    proc = start(cfg, "audio", sock, "--wav", str(wav))
-    try:
-        sock.until(lambda m: m.startswith("READY=1"), 30)
-        assert pings(sock.collect(0.8)) >= 2
-        held = hold_journal(tmp_path / "state")        # the clip stage's commit blocks
-        sock.collect(0.3)
-        assert pings(sock.collect(1.5)) == 0
-        held.db.execute("ROLLBACK")
-        held.close()
-        assert pings(sock.collect(1.0)) >= 2
-        lifecycle(proc, sock, "audio", ready_seen=True)
-    finally:
-        proc.kill()
-        sock.close()
+    stall_and_recover(start(cfg, "audio", sock, "--wav", str(wav)), sock, tmp_path / "state", "audio")
 
 
 def test_sync_daemon_lifecycle(tmp_path, broker):

@@ -13,6 +13,7 @@ from appliance.config import parse_config
 from appliance.journal import Journal, NewEvent
 from appliance.cloud.mqtt import BrokerSettings, make_client
 from appliance.cloud.sync import SyncStage
+from tests.conftest import spin
 from fleet.ingest import Ingest, IngestStore
 from tests.mqtt_broker import Mosquitto
 from tests.pki import CA
@@ -124,9 +125,7 @@ def test_no_secret_in_logs(tmp_path, caplog):
         with Journal.in_dir(cfg.device.state_dir) as j:
             stage = SyncStage(cfg, j)
             stage.start()
-            for _ in range(50):
-                stage.step()
-                time.sleep(0.02)
+            spin(stage, 50, 0.02)
             stage.stop()
     finally:
         broker.stop()

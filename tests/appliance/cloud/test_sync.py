@@ -9,7 +9,7 @@ from appliance.journal import Journal, NewEvent
 from appliance.cloud.mqtt import BrokerSettings
 from appliance.cloud.sync import SyncStage
 from fleet.ingest import Ingest, IngestStore
-from tests.conftest import clip_event, run_until
+from tests.conftest import clip_event, run_until, spin
 
 
 def device_config(tmp_path, url):
@@ -22,11 +22,16 @@ def fill(journal: Journal, n: int, start: int = 0) -> None:
                                   "test") for i in range(start, start + n)])
 
 
-def test_every_record_once_acknowledged_end_to_end(tmp_path, broker):
-    cfg = device_config(tmp_path, broker.url)
+def start_cloud(tmp_path, url: str):
+    """A box's config, and an ingest on SQLite listening on the broker."""
     store = IngestStore(tmp_path / "ingest.db")
-    ingest = Ingest(BrokerSettings(broker.url), store)
+    ingest = Ingest(BrokerSettings(url), store)
     ingest.start()
+    return device_config(tmp_path, url), store, ingest
+
+
+def test_every_record_once_acknowledged_end_to_end(tmp_path, broker):
+    cfg, store, ingest = start_cloud(tmp_path, broker.url)
     with Journal.in_dir(cfg.device.state_dir) as j:
         fill(j, 1000)
         stage = SyncStage(cfg, j)
@@ -45,10 +50,7 @@ def test_every_record_once_acknowledged_end_to_end(tmp_path, broker):
 
 
 def test_broker_restart_mid_stream_loses_and_doubles_nothing(tmp_path, broker):
-    cfg = device_config(tmp_path, broker.url)
-    store = IngestStore(tmp_path / "ingest.db")
-    ingest = Ingest(BrokerSettings(broker.url), store)
-    ingest.start()
+    cfg, store, ingest = start_cloud(tmp_path, broker.url)
     with Journal.in_dir(cfg.device.state_dir) as j:
         fill(j, 600)
         stage = SyncStage(cfg, j)
@@ -57,9 +59,7 @@ def test_broker_restart_mid_stream_loses_and_doubles_nothing(tmp_path, broker):
             assert run_until(lambda: stage.acked >= 100, stage)
             broker.stop()                                  # the broker goes down mid-stream
             fill(j, 400, start=600)                        # the box keeps journalling
-            for _ in range(50):
-                stage.step()
-                time.sleep(0.02)
+            spin(stage, 50, 0.02)
             broker.start()
             assert run_until(lambda: stage.acked == j.last_seq(), stage, limit=90)
         finally:

@@ -19,8 +19,7 @@ from appliance.journal import Journal, NewEvent
 from appliance.cloud.mqtt import BrokerSettings
 from appliance.cloud.sync import STAGE, SyncStage
 from fleet.ingest import Ingest, IngestStore
-from tests.conftest import ROOT
-from tests.conftest import clip_event, run_until
+from tests.conftest import ROOT, clip_event, run_until, spin
 from tests.mqtt_broker import Mosquitto
 from tests.tcp_proxy import Proxy
 
@@ -120,9 +119,7 @@ def test_broker_restarted_with_and_without_persistence(tmp_path, persistence):
             sums = add_clips(j, tmp_path / "state" / "clips", 3, 30_000)
             stage = SyncStage(cfg, j)
             stage.start()
-            for _ in range(20):
-                stage.step()
-                time.sleep(0.01)
+            spin(stage, 20, 0.01)
             broker.stop()
             add_records(j, 200)
             time.sleep(1.0)
@@ -145,9 +142,7 @@ def test_ingest_down_while_the_box_publishes(tmp_path, broker):
         sums = add_clips(j, tmp_path / "state" / "clips", 2, 20_000)
         stage = SyncStage(cfg, j)
         stage.start()
-        for _ in range(150):
-            stage.step()
-            time.sleep(0.01)
+        spin(stage, 150, 0.01)
         assert j.cursor(STAGE) == 0                           # nothing is acknowledged: nothing forgotten
         ingest, store = start_ingest(tmp_path, broker.url)    # ... and comes back
         assert pump(stage, j, 2), stage.backlog()
