@@ -11,9 +11,10 @@ Input events (what a till, a remote or a sensor says) are validated on the way i
 """
 from __future__ import annotations
 
-from typing import ClassVar, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 
 import msgspec
+from msgspec import Meta
 
 from .errors import ApplianceError
 from .journal import Event, NewEvent
@@ -61,6 +62,50 @@ def read(ev: Event, cls: type[P]) -> P:
         return msgspec.convert(ev.data, cls)
     except msgspec.ValidationError as exc:
         raise VocabularyError(f"event {ev.seq} ({ev.type}): {exc}") from None
+
+
+# --- input events (as journalled: extra fields such as remote, frames, protocol are allowed) ---
+
+Name = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class PresenceChange(Payload):
+    TYPE: ClassVar[str] = PRESENCE
+    state: Literal["arrived", "left", "dwell"]
+
+
+class SensorReading(Payload):
+    TYPE: ClassVar[str] = SENSOR
+    present: bool
+
+
+class RatingPress(Payload):
+    TYPE: ClassVar[str] = RATING
+    value: Annotated[int, Meta(ge=-1000, le=1000)]
+    cls: Literal["top", "neutral", "negative"] = msgspec.field(default="neutral", name="class")
+    remote: Name | None = None
+    button: int | None = None
+
+
+class Receipt(Payload):
+    TYPE: ClassVar[str] = SALE
+    receipt: Name
+    amount: Annotated[float, Meta(ge=-1e12, le=1e12)] | None = None
+    items: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
+    currency: Annotated[str, Meta(max_length=8)] | None = None
+
+
+class StaffChange(Payload):
+    TYPE: ClassVar[str] = STAFF
+    staff: Name
+    action: Literal["login", "logout"] = "login"
+
+
+class CallPress(Payload):
+    TYPE: ClassVar[str] = CALL
+    press: Literal["short", "long"] = "short"
+    remote: Name | None = None
+    button: int | None = None
 
 
 # --- the core's derived records ----------------------------------------------------------------
@@ -181,3 +226,22 @@ class UnknownRemote(Payload):
     frames: int
     unit_us: float
     error: str | None = None
+
+
+PAYLOADS: dict[str, type[Payload]] = {cls.TYPE: cls for cls in (
+    PresenceChange, SensorReading, RatingPress, Receipt, StaffChange, CallPress, ContactOpened, ContactClosed,
+    ContactSettled, RatingSettled, SaleSettled, CallSettled, Clip, ClipTags, ClipDeleted, ClipAcked, MicState,
+    UnknownRemote)}
+"""Every event type the journal holds, and its payload."""
+
+
+def check(type: str, data: object) -> Payload:
+    """Validate an event's data against its type (as the cloud ingest does before storing
+    a box's record): a known type and a payload of its shape, or a VocabularyError."""
+    cls = PAYLOADS.get(type)
+    if cls is None:
+        raise VocabularyError(f"unknown event type {type!r}")
+    try:
+        return msgspec.convert(data, cls)
+    except msgspec.ValidationError as exc:
+        raise VocabularyError(f"{type}: {exc}") from None

@@ -1,13 +1,11 @@
-"""``fleetctl``: the fleet operator's CLI.
-
-This build has ``report``: the ARCHITECTURE §5 metrics across several boxes' replay or
-export outputs (``contacts.jsonl`` folders). The MQTT ingest and ``devices`` come with
-the cloud-sync work (issue 5).
-"""
+"""``fleetctl``: the fleet operator's CLI: ``ingest`` (the reference cloud ingest over
+MQTT), ``devices`` (the fleet's online state), ``report`` (the §5 metrics across boxes, from
+the ingest's database or from replay output folders)."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,29 +57,53 @@ def report_dirs(args: argparse.Namespace) -> int:
     return 0
 
 
+PASSWORD_ENV = "FLEETCTL_MQTT_PASSWORD"
+
+
+def broker_password(args: argparse.Namespace) -> str:
+    """From --password-file or $FLEETCTL_MQTT_PASSWORD: never from the command line, where
+    every user of the machine sees it in ``ps``."""
+    if args.password_file:
+        try:
+            return Path(args.password_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SystemExit(f"fleetctl: --password-file {args.password_file}: cannot read: {exc}") from None
+    return os.environ.get(PASSWORD_ENV, "")
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     import logging
-    import signal
-    import threading
 
     from appliance.cloud.mqtt import BrokerSettings
+    from appliance.daemon import run_loop
 
-    from .ingest import Ingest, IngestStore
+    from .ingest import Ingest, IngestStore, Quotas
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    if args.password is not None:
+        print(f"fleetctl: --password is not taken (a password on the command line shows in ps): "
+              f"set {PASSWORD_ENV} or use --password-file FILE", file=sys.stderr)
+        return 2
     store = IngestStore(args.db)
     settings = BrokerSettings(args.broker, args.ca_file or "", args.cert_file or "", args.key_file or "",
-                              args.username or "", args.password or "")
-    ingest = Ingest(settings, store, args.prefix, args.client_id, clips_dir=args.clips)
+                              args.username or "", broker_password(args))
+    quotas = Quotas(args.quota_records_per_min, int(args.quota_mb_per_min * 1024 * 1024),
+                    args.quota_clips_per_hour, int(args.quota_clip_mb * 1024 * 1024))
+    ingest = Ingest(settings, store, args.prefix, args.client_id, clips_dir=args.clips, quotas=quotas)
     ingest.start()
-    try:
-        stop.wait()
-    finally:
+
+    def step() -> None:
+        if not ingest.alive():          # a dead network loop stores nothing: exit, be restarted
+            raise RuntimeError("the MQTT network loop has stopped")
+
+    def close() -> None:
         ingest.stop()
         store.close()
-    return 0
+    try:
+        return run_loop("ingest", step, tick_s=0.5, on_stop=close,
+                        status=lambda: f"ingest: {ingest.stored} records stored, {ingest.rejected} rejected")
+    except RuntimeError as exc:
+        print(f"fleetctl ingest: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -112,8 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--clips", help="folder for reassembled clips")
     s.add_argument("--prefix", default="ca/v1")
     s.add_argument("--client-id", default="ingest-1")
-    for opt in ("ca-file", "cert-file", "key-file", "username", "password"):
+    for opt in ("ca-file", "cert-file", "key-file", "username"):
         s.add_argument(f"--{opt}")
+    s.add_argument("--password-file", help=f"file holding the broker password (or set {PASSWORD_ENV})")
+    s.add_argument("--password", help=argparse.SUPPRESS)      # refused: it would show in ps
+    s.add_argument("--quota-records-per-min", type=int, default=60_000, help="per box (default 60000)")
+    s.add_argument("--quota-mb-per-min", type=float, default=64.0, help="per box, records and clips (default 64)")
+    s.add_argument("--quota-clips-per-hour", type=int, default=3600, help="per box (default 3600)")
+    s.add_argument("--quota-clip-mb", type=float, default=64.0, help="largest clip accepted (default 64)")
     s.set_defaults(func=cmd_ingest)
     s = sub.add_parser("devices", help="the fleet: online state and records per device")
     s.add_argument("--db", required=True)

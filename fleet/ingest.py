@@ -13,12 +13,15 @@ import shutil
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.files import atomic_path, write_atomic
 from appliance.cloud.mqtt import BrokerSettings, make_client
 from appliance.cloud.mqtt import start as mqtt_start
-from appliance.cloud.wire import ACK, Ack, WireError, decode_batch, decode_manifest, decode_status, encode, topic
+from appliance.cloud.wire import (ACK, JOURNAL, MANIFEST, MAX_CHUNK_BYTES, STATUS, Ack, Topic, WireError, decode_batch,
+                                  decode_manifest, decode_status, encode, parse_topic, safe_name, topic)
+from appliance.vocabulary import VocabularyError, check
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +125,6 @@ class IngestStore:
         self.db.close()
 
 
-def _safe_name(name: str) -> bool:
-    return bool(name) and len(name) <= 80 and all(ch.isalnum() or ch in "-_." for ch in name) and name[0] != "."
-
-
 class _Mismatch(Exception):
     """A reassembled clip whose size or sha256 is not the manifest's."""
 
@@ -175,9 +174,74 @@ class ClipAssembler:
         return out
 
 
+@dataclass(frozen=True)
+class Quotas:
+    """What one box may send (ARCHITECTURE §11): a box over its quota is refused (no ack:
+    it sends again later) and cannot fill the store or starve the others."""
+    records_per_min: int = 60_000
+    bytes_per_min: int = 64 * 1024 * 1024
+    clips_per_hour: int = 3_600
+    clip_bytes: int = 64 * 1024 * 1024
+
+
+class DeviceQuota:
+    """Token buckets of one device (refilled continuously)."""
+
+    def __init__(self, q: Quotas, now: float):
+        self.q = q
+        self.t = now
+        self.records, self.bytes, self.clips = float(q.records_per_min), float(q.bytes_per_min), float(q.clips_per_hour)
+
+    def take(self, now: float, records: int = 0, size: int = 0, clips: int = 0) -> str | None:
+        """Spend; or the name of the quota that is exhausted (nothing spent)."""
+        dt, self.t = max(0.0, now - self.t), now
+        q = self.q
+        self.records = min(q.records_per_min, self.records + dt * q.records_per_min / 60)
+        self.bytes = min(q.bytes_per_min, self.bytes + dt * q.bytes_per_min / 60)
+        self.clips = min(q.clips_per_hour, self.clips + dt * q.clips_per_hour / 3600)
+        if records > self.records:
+            return "records per minute"
+        if size > self.bytes:
+            return "bytes per minute"
+        if clips > self.clips:
+            return "clips per hour"
+        self.records -= records
+        self.bytes -= size
+        self.clips -= clips
+        return None
+
+
+class Rejections:
+    """Rejected messages counted per device and reason; logged at most once per device
+    every ``every_s`` (a flood must not flood the log)."""
+
+    def __init__(self, every_s: float = 10.0):
+        self.every_s = every_s
+        self.counts: dict[tuple[str, str], int] = {}
+        self.logged: dict[str, float] = {}
+        self.total = 0
+
+    def add(self, device: str, reason: str, now: float) -> None:
+        key = (device, reason)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.total += 1
+        if now - self.logged.get(device, -1e9) >= self.every_s:
+            self.logged[device] = now
+            n = sum(c for (d, _), c in self.counts.items() if d == device)
+            log.warning("ingest: rejected a message from %s: %s (%d rejected from it so far)", device, reason, n)
+
+
+def device_of(prefix: str, name: str) -> str:
+    """For logs: the device id a topic names at its position, if it is a safe name."""
+    rest = name[len(prefix) + 1:] if name.startswith(prefix + "/") else ""
+    first = rest.split("/", 1)[0]
+    return first if safe_name(first) else "?"
+
+
 class Ingest:
     def __init__(self, settings: BrokerSettings, store: IngestStore, prefix: str = "ca/v1",
-                 client_id: str = "ingest-1", group: str = "ingest", clips_dir: str | Path | None = None):
+                 client_id: str = "ingest-1", group: str = "ingest", clips_dir: str | Path | None = None,
+                 quotas: Quotas | None = None):
         self.store = store
         self.clips = ClipAssembler(Path(clips_dir)) if clips_dir else None
         self.prefix = prefix
@@ -185,66 +249,115 @@ class Ingest:
         self.client, self.host, self.port = make_client(settings, client_id)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.subscribed = threading.Event()     # every subscription granted (set on each connect)
+        self._pending_subs: set[int] = set()
         self.settings = settings
+        self.quotas = quotas or Quotas()
+        self.quota: dict[str, DeviceQuota] = {}
+        self.rejections = Rejections()
         self.stored = 0
-        self.rejected = 0
+        self.started = False
+
+    @property
+    def rejected(self) -> int:
+        return self.rejections.total
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.warning("ingest: broker refused: %s", reason_code)
             return
-        client.subscribe(f"$share/{self.group}/{self.prefix}/+/journal", qos=1)
-        if self.clips:
-            client.subscribe(f"$share/{self.group}/{self.prefix}/+/clip/#", qos=1)
-        client.subscribe(f"{self.prefix}/+/status", qos=1)
+        share = f"$share/{self.group}/{self.prefix}/+"
+        topics = [f"{share}/{JOURNAL}", f"{self.prefix}/+/{STATUS}"] + ([f"{share}/clip/+/+"] if self.clips else [])
+        self.subscribed.clear()
+        self._pending_subs = {client.subscribe(t, qos=1)[1] for t in topics}
         log.info("ingest: connected to %s:%d", self.host, self.port)
 
-    def _on_message(self, client, userdata, msg) -> None:
-        parts = msg.topic.split("/")
-        device, kind = parts[-2], parts[-1]
-        try:
-            if len(parts) >= 5 and parts[-3] == "clip":
-                device = parts[-4]
-                ack = self._clip(device, parts[-2], parts[-1], msg.payload)
-                if ack is not None:
-                    client.publish(topic(self.prefix, device, ACK), encode(ack), qos=1)
-            elif kind == "journal":
-                batch = decode_batch(msg.payload)
-                if batch.device != device:
-                    raise WireError(f"batch names device {batch.device!r} on {device!r}'s topic")
-                hw = self.store.store_batch(batch)
-                self.stored += len(batch.records)
-                client.publish(topic(self.prefix, device, ACK), encode(Ack(upto=hw)), qos=1)
-            elif kind == "status":
-                st = decode_status(msg.payload)
-                self.store.set_status(device, st.state, st.version)
-        except WireError as exc:
-            self.rejected += 1
-            log.warning("ingest: rejected a message on %s: %s", msg.topic, exc)
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("ingest: the broker refused a subscription: %s", reason_codes)
+            return
+        self._pending_subs.discard(mid)
+        if not self._pending_subs:
+            self.subscribed.set()
 
-    def _clip(self, device: str, clip: str, part: str, payload: bytes) -> Ack | None:
+    def _on_message(self, client, userdata, msg) -> None:
+        """One containment point: whatever a message holds, it fails alone (counted and
+        logged with its device) and the network loop goes on."""
+        now = time.monotonic()
+        device = device_of(self.prefix, msg.topic)
+        try:
+            t = parse_topic(self.prefix, msg.topic)
+            device = t.device
+            ack = self._handle(t, msg.payload, now)
+            if ack is not None:
+                client.publish(topic(self.prefix, device, ACK), encode(ack), qos=1)
+        except (WireError, VocabularyError) as exc:
+            self.rejections.add(device, str(exc), now)
+        except Exception as exc:  # noqa: BLE001 - a bug or a store error must not stop the ingest for everyone
+            self.rejections.add(device, f"internal error: {type(exc).__name__}: {exc}", now)
+            log.exception("ingest: a message from %s on %s could not be handled", device, msg.topic[:200])
+
+    def _quota(self, device: str, now: float, **spend: int) -> None:
+        q = self.quota.get(device)
+        if q is None:
+            q = self.quota[device] = DeviceQuota(self.quotas, now)
+        over = q.take(now, **spend)
+        if over:
+            raise WireError(f"over its quota of {over}")
+
+    def _handle(self, t: Topic, payload: bytes, now: float) -> Ack | None:
+        if t.kind == JOURNAL:
+            batch = decode_batch(payload)
+            if batch.device != t.device:
+                raise WireError(f"batch names device {batch.device!r} on {t.device!r}'s topic")
+            for r in batch.records:
+                try:
+                    check(r.type, r.data)
+                except VocabularyError as exc:
+                    raise VocabularyError(f"record {r.seq}: {exc}") from None
+            self._quota(t.device, now, records=len(batch.records), size=len(payload))
+            hw = self.store.store_batch(batch)
+            self.stored += len(batch.records)
+            return Ack(upto=hw)
+        if t.kind == STATUS:
+            st = decode_status(payload)
+            self.store.set_status(t.device, st.state, st.version)
+            return None
+        return self._clip(t, payload, now)
+
+    def _clip(self, t: Topic, payload: bytes, now: float) -> Ack | None:
         if self.clips is None:
             return None
-        if not _safe_name(device) or not _safe_name(clip):
-            raise WireError("clip: bad device or clip id")
+        device, clip = t.device, t.clip
         if self.store.has_clip(device, clip):
             return Ack(clips=[clip])
-        if part == "manifest":
+        if t.part == MANIFEST:
             m = decode_manifest(payload)
-            if m.clip != clip or not _safe_name(m.file.rsplit(".", 1)[0]):
-                raise WireError("clip manifest: names another clip or a bad file name")
+            if m.clip != clip:
+                raise WireError("clip manifest: names another clip")
+            if m.size > self.quotas.clip_bytes:
+                raise WireError(f"clip of {m.size} bytes is over the clip size quota")
             path = self.clips.assemble(device, m)
             if path is None:
                 return Ack(chunks={clip: self.clips.contiguous(device, clip)})
+            self._quota(device, now, clips=1)
             self.store.add_clip(device, m, path)
             return Ack(clips=[clip])
-        if not part.isdigit() or len(payload) > 1024 * 1024:
-            raise WireError("clip: chunk number or size out of range")
-        self.clips.put(device, clip, int(part), payload)
+        if len(payload) > MAX_CHUNK_BYTES:
+            raise WireError(f"clip chunk of {len(payload)} bytes, more than {MAX_CHUNK_BYTES}")
+        self._quota(device, now, size=len(payload))
+        self.clips.put(device, clip, t.chunk, payload)
         return Ack(chunks={clip: self.clips.contiguous(device, clip)})
+
+    def alive(self) -> bool:
+        """The network loop runs (paho's thread); False means nothing is stored any more."""
+        thread = getattr(self.client, "_thread", None)
+        return not self.started or (thread is not None and thread.is_alive())
 
     def start(self) -> None:
         mqtt_start(self.client, self.host, self.port, self.settings)
+        self.started = True
 
     def stop(self) -> None:
         """A deliberate stop ends the session: the broker then gives this worker's share

@@ -24,7 +24,7 @@ def fleet_metrics(db: sqlite3.Connection, by: str = "device") -> dict:
     for device, typ, point, data in rows:
         try:
             rec = msgspec.convert(json.loads(data), SETTLED[typ])
-        except (ValueError, msgspec.ValidationError) as exc:
+        except (ValueError, RecursionError, msgspec.ValidationError) as exc:
             log.warning("report: skipped a %s record of %s: %s", typ, device, exc)
             continue
         keys = ["overall"] + ([device] if by == "device" else [f"{device}/{point}"] if by == "point" else [])

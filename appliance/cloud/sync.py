@@ -129,6 +129,7 @@ class SyncStage:
         self.clip_done: set[str] = set()        # acknowledged or deleted
         self.clip_scan = 0                      # the last clip-related seq the queue has taken
         self.clip_progress: dict[str, int] = {}  # from the ingest: leading chunks it holds
+        self.sent_clips: set[str] = set()        # clips this process has begun to upload
         self.clips_acked: set[str] = set()       # acked by the ingest, not yet journalled
         self.chunk_bytes = cfg.sync.chunk_kib * 1024
         self.bucket = TokenBucket(cfg.sync.rate_limit_kbps * 1000 / 8)
@@ -149,6 +150,7 @@ class SyncStage:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client_started = False
 
     def _t(self, name: str) -> str:
         return topic(self.prefix, self.device, name)
@@ -176,20 +178,28 @@ class SyncStage:
         log.warning("sync: disconnected (%s); will reconnect", reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
+        """An ack from the ingest. It may only confirm what this box sent: anything else is
+        ignored and logged, and nothing it holds stops paho's network loop."""
         try:
             ack = decode_ack(msg.payload)
+            self.window.on_ack(ack.upto)
+            with self.lock:
+                strangers = sorted(set(ack.clips) - self.sent_clips)
+                self.clip_progress.update({c: n for c, n in ack.chunks.items() if c in self.sent_clips})
+                self.clips_acked.update(c for c in ack.clips if c in self.sent_clips)
+            if strangers:
+                log.warning("sync: ignored an ack for %d clip(s) this box has not sent, e.g. %s",
+                            len(strangers), strangers[0])
         except WireError as exc:
             log.warning("sync: ignored a bad ack: %s", exc)
-            return
-        self.window.on_ack(ack.upto)
-        with self.lock:
-            self.clip_progress.update(ack.chunks)
-            self.clips_acked.update(ack.clips)
+        except Exception:  # noqa: BLE001 - paho's thread must live on
+            log.exception("sync: an ack could not be handled")
 
     # --- the loop (main thread) ------------------------------------------------------------
 
     def start(self) -> None:
         mqtt_start(self.client, self.host, self.port, self.settings)
+        self.client_started = True
 
     def stop(self) -> None:
         if self.connected.is_set():
@@ -209,12 +219,20 @@ class SyncStage:
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
+        self.client_started = False
         self.settings = dataclasses.replace(self.settings, protocol="3.1.1")
         self._new_client()
         self.start()
 
+    def alive(self) -> bool:
+        """paho's network thread runs (once started): a dead one would leave the box deaf."""
+        thread = getattr(self.client, "_thread", None)
+        return self.client_started is False or (thread is not None and thread.is_alive())
+
     def step(self) -> int:
         """Commit acks, send what the window allows. Returns records sent."""
+        if not self.alive():
+            raise RuntimeError("sync: the MQTT network loop has stopped")
         if self.wants_fallback:
             self._fall_back()
         upto = self.window.take_pending()
@@ -306,6 +324,8 @@ class SyncStage:
             c = self._start_clip(ev, clip)
             if c is not None:
                 self.uploading[c.clip] = c
+                with self.lock:
+                    self.sent_clips.add(c.clip)
         for c in list(self.uploading.values()):
             if not self._send_clip(c):
                 return

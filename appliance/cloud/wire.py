@@ -1,20 +1,49 @@
 """The cloud wire format (ARCHITECTURE §7), one definition for the device and the ingest so
-they cannot drift apart: topics under ``<prefix>/<device_id>/`` and their JSON payloads."""
+they cannot drift apart: topics under ``<prefix>/<device_id>/`` and their JSON payloads.
+
+Everything that arrives is hostile until parsed (ARCHITECTURE §11): topics must have exactly
+one of the documented shapes, names come from a safe alphabet, numbers and sizes have
+ranges, JSON nesting is capped before it is decoded, and every failure is a
+:class:`WireError` — never another exception."""
 from __future__ import annotations
 
-from typing import Any
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 from .. import __version__
 from ..errors import ApplianceError
 
+STATUS, INFO, HEALTH, JOURNAL, ACK = "status", "info", "health", "journal", "ack"
+MANIFEST = "manifest"
+
+SEQ_MAX = 2**53 - 1
+"""Sequence numbers and times are JSON numbers every client reads exactly."""
+MAX_DEPTH = 32
+"""JSON nesting deeper than this is refused before decoding."""
+MAX_CHUNKS = 4096
+MAX_CHUNK_BYTES = 1024 * 1024
+MAX_CLIP_BYTES = 256 * 1024 * 1024
+MAX_PAYLOAD = {JOURNAL: 1024 * 1024, STATUS: 4096, ACK: 256 * 1024, MANIFEST: 64 * 1024}
+
+NAME_RE = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
+"""Device ids, clip ids, clip file names, points: ASCII letters, digits, ``_ - .``, not
+starting with a dot, 1–64 characters (they become topic levels and file names)."""
+SafeName = Annotated[str, Meta(pattern=NAME_RE)]
+Seq = Annotated[int, Meta(ge=0, le=SEQ_MAX)]
+_NAME = re.compile(NAME_RE)
+_DIGITS = re.compile(r"^[0-9]{1,6}$")
+
+
+def safe_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
 
 def topic(prefix: str, device: str, name: str) -> str:
     return f"{prefix}/{device}/{name}"
-
-
-STATUS, INFO, HEALTH, JOURNAL, ACK = "status", "info", "health", "journal", "ack"
 
 
 def clip_topic(prefix: str, device: str, clip_id: str, part: int | str) -> str:
@@ -22,14 +51,62 @@ def clip_topic(prefix: str, device: str, clip_id: str, part: int | str) -> str:
     return topic(prefix, device, f"clip/{clip_id}/{part}")
 
 
+class WireError(ApplianceError, ValueError):
+    """A topic or payload that does not follow the wire format (rejected, never half-applied)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """An inbound topic of one of the documented shapes."""
+    device: str
+    kind: str                   # journal | status | clip
+    clip: str | None = None
+    part: str | None = None     # chunk number (ASCII digits) or "manifest"
+
+    @property
+    def chunk(self) -> int | None:
+        return None if self.part == MANIFEST or self.part is None else int(self.part)
+
+
+def parse_topic(prefix: str, name: str) -> Topic:
+    """``<prefix>/<id>/journal``, ``…/status``, ``…/clip/<clip_id>/<n>``,
+    ``…/clip/<clip_id>/manifest``; the device id is taken from its position only (the topic
+    root the broker's ACL confines each box to). Anything else is a WireError."""
+    head = prefix + "/"
+    if not name.startswith(head):
+        raise WireError(f"topic outside {prefix}/")
+    parts = name[len(head):].split("/")
+    if not parts or not safe_name(parts[0]):
+        raise WireError("topic: bad device id")
+    device, rest = parts[0], parts[1:]
+    if rest in ([JOURNAL], [STATUS]):
+        return Topic(device, rest[0])
+    if len(rest) == 3 and rest[0] == "clip":
+        clip, part = rest[1], rest[2]
+        if not safe_name(clip):
+            raise WireError("topic: bad clip id")
+        if part != MANIFEST and not (_DIGITS.match(part) and int(part) < MAX_CHUNKS):
+            raise WireError(f"topic: chunk number must be ASCII digits below {MAX_CHUNKS}")
+        return Topic(device, "clip", clip, part)
+    raise WireError("topic: not one of the documented shapes")
+
+
+# --- payloads -------------------------------------------------------------------------------
+
+EventId = Annotated[str, Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+EventType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+Source = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{0,32}$")]
+PointId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]     # as the config allows
+
+
 class Record(msgspec.Struct, kw_only=True):
     """One journal event as it travels."""
-    seq: int
-    id: str
-    type: str
-    ts: int
-    point: str | None = None
-    source: str = ""
+    seq: Annotated[int, Meta(ge=1, le=SEQ_MAX)]
+    id: EventId
+    type: EventType
+    ts: Annotated[int, Meta(ge=-SEQ_MAX, le=SEQ_MAX)]   # UTC ms; a box's pre-sync times may be odd
+    point: PointId | None = None
+    source: Source = ""
     data: dict[str, Any] = {}
 
 
@@ -37,36 +114,36 @@ class Batch(msgspec.Struct, kw_only=True):
     """Journal records in sequence order. ``prev`` is the seq the device had sent before
     this batch's first record, so the ingest can tell a batch that follows what it holds
     from one that arrived early (after a lost one)."""
-    device: str
-    prev: int
-    last: int
-    records: list[Record]
+    device: SafeName
+    prev: Seq
+    last: Seq
+    records: Annotated[list[Record], Meta(max_length=10_000)]
 
 
 class Ack(msgspec.Struct, kw_only=True):
     """From the ingest: every record up to ``upto`` is stored (end-to-end, not the broker);
     ``clips`` are stored whole and verified; ``chunks`` tells, per clip still arriving, how
     many leading chunks it holds (where an interrupted upload resumes)."""
-    upto: int = -1
-    clips: list[str] = []
-    chunks: dict[str, int] = {}
+    upto: Annotated[int, Meta(ge=-1, le=SEQ_MAX)] = -1
+    clips: Annotated[list[SafeName], Meta(max_length=1000)] = []
+    chunks: Annotated[dict[SafeName, Annotated[int, Meta(ge=0, le=MAX_CHUNKS)]], Meta(max_length=1000)] = {}
 
 
 class ClipManifest(msgspec.Struct, kw_only=True):
     """Sent after a clip's chunks on ``clip/<clip_id>/manifest``."""
-    clip: str
-    file: str
-    size: int
-    sha256: str
-    chunks: int
-    chunk_size: int
-    tags: list[str] = []
+    clip: SafeName
+    file: SafeName
+    size: Annotated[int, Meta(ge=0, le=MAX_CLIP_BYTES)]
+    sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+    chunks: Annotated[int, Meta(ge=1, le=MAX_CHUNKS)]
+    chunk_size: Annotated[int, Meta(ge=1, le=MAX_CHUNK_BYTES)]
+    tags: Annotated[list[Annotated[str, Meta(pattern=r"^[a-z_]{1,32}$")]], Meta(max_length=32)] = []
     meta: dict[str, Any] = {}
 
 
 class Status(msgspec.Struct, kw_only=True):
-    state: str                      # online | offline
-    version: str = __version__
+    state: Literal["online", "offline"]
+    version: Annotated[str, Meta(max_length=64)] = __version__
 
 
 _enc = msgspec.json.Encoder()
@@ -80,34 +157,50 @@ def encode(obj: msgspec.Struct) -> bytes:
     return _enc.encode(obj)
 
 
-class WireError(ApplianceError, ValueError):
-    """A payload that does not follow the wire format (rejected, never half-applied)."""
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
 
 
-def _decode(decoder: msgspec.json.Decoder, what: str, payload: bytes):
+def nesting_depth(payload: bytes) -> int:
+    """How deep the JSON's arrays and objects nest (strings ignored), without decoding."""
+    depth = deepest = 0
+    for b in _STRINGS.sub(b'""', payload).translate(None, _BRACKETS):
+        if b in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _decode(decoder: msgspec.json.Decoder, what: str, payload: bytes, limit: int):
+    if len(payload) > limit:
+        raise WireError(f"{what}: {len(payload)} bytes, more than {limit}")
+    if nesting_depth(payload) > MAX_DEPTH:
+        raise WireError(f"{what}: nested deeper than {MAX_DEPTH}")
     try:
         return decoder.decode(payload)
-    except msgspec.MsgspecError as exc:
-        raise WireError(f"{what}: {exc}") from None
+    except (msgspec.MsgspecError, RecursionError, ValueError, OverflowError) as exc:
+        raise WireError(f"{what}: {str(exc)[:200]}") from None
 
 
 def decode_batch(payload: bytes) -> Batch:
-    b = _decode(_batch, "journal batch", payload)
-    if any(r.seq <= b.prev or r.seq > b.last for r in b.records):
+    b = _decode(_batch, "journal batch", payload, MAX_PAYLOAD[JOURNAL])
+    if b.last < b.prev or any(r.seq <= b.prev or r.seq > b.last for r in b.records):
         raise WireError("journal batch: record seq outside (prev, last]")
     return b
 
 
 def decode_ack(payload: bytes) -> Ack:
-    return _decode(_ack, "ack", payload)
+    return _decode(_ack, "ack", payload, MAX_PAYLOAD[ACK])
 
 
 def decode_manifest(payload: bytes) -> ClipManifest:
-    m = _decode(_manifest, "clip manifest", payload)
-    if m.size < 0 or m.chunks < 0 or m.chunk_size <= 0 or len(m.sha256) != 64:
-        raise WireError("clip manifest: bad size, chunk count or sha256")
+    m = _decode(_manifest, "clip manifest", payload, MAX_PAYLOAD[MANIFEST])
+    if m.chunks != max(1, -(-m.size // m.chunk_size)):
+        raise WireError("clip manifest: chunk count does not match size and chunk size")
     return m
 
 
 def decode_status(payload: bytes) -> Status:
-    return _decode(_status, "status", payload)
+    return _decode(_status, "status", payload, MAX_PAYLOAD[STATUS])

@@ -7,7 +7,6 @@ import logging
 import ssl
 import time
 
-import pytest
 
 from appliance.config import parse_config
 from appliance.journal import Journal, NewEvent
@@ -16,25 +15,6 @@ from appliance.cloud.sync import SyncStage
 from tests.conftest import spin
 from fleet.ingest import Ingest, IngestStore
 from tests.mqtt_broker import Mosquitto
-from tests.pki import CA
-
-
-@pytest.fixture
-def tls(tmp_path):
-    ca = CA(tmp_path / "pki")
-    server = ca.issue("broker", server=True)
-    certs = {cn: ca.issue(cn) for cn in ("box-1", "box-2", "ingest")}
-    expired = ca.issue("box-1", expired=True)
-    stranger = CA(tmp_path / "stranger", "stranger-ca").issue("box-1")
-    acl = tmp_path / "acl"
-    acl.write_text("user ingest\ntopic readwrite ca/v1/#\n\npattern readwrite ca/v1/%u/#\n")
-    broker = Mosquitto(tmp_path / "broker", extra=(
-        f"cafile {ca.path}\ncertfile {server[0]}\nkeyfile {server[1]}\nrequire_certificate true\n"
-        f"use_identity_as_username true\nacl_file {acl}\n")).start()
-    broker.ca, broker.certs, broker.expired, broker.stranger = ca, certs, expired, stranger
-    broker.tls_url = f"mqtts://127.0.0.1:{broker.port}"
-    yield broker
-    broker.stop()
 
 
 def client_for(b, cn=None, cert=None, ca_file=None, client_id="t"):

@@ -83,3 +83,26 @@ def test_window_is_full_after_four_batches():
         assert not w.full()
         w.sent_batch(last, now=0.0)
     assert w.full()
+
+
+def test_the_box_takes_acks_only_for_what_it_sent(tmp_path):
+    """A wrong or hostile ingest: an ack for a clip never sent, a huge upto, garbage."""
+    import json
+    from types import SimpleNamespace
+
+    from appliance.cloud.sync import SyncStage
+    from appliance.config import parse_config
+    from appliance.journal import Journal
+    cfg = parse_config(f'[device]\nid = "box-1"\nstate_dir = "{tmp_path}"\n[points.p]\n'
+                       '[sync]\nbroker = "mqtt://127.0.0.1:1"\n')
+    with Journal.in_dir(tmp_path) as j:
+        stage = SyncStage(cfg, j)
+        stage.sent_clips.add("mine")
+
+        def ack(payload: bytes) -> None:
+            stage._on_message(None, None, SimpleNamespace(topic="ca/v1/box-1/ack", payload=payload))
+        ack(json.dumps({"upto": 2**53 - 1, "clips": ["theirs", "mine"], "chunks": {"theirs": 3, "mine": 2}}).encode())
+        for garbage in (b"[" * 5000, b"\xff", b'{"upto": 1e400}', b'{"clips": [1]}', b'{"upto": -5}'):
+            ack(garbage)
+        assert stage.clips_acked == {"mine"} and stage.clip_progress == {"mine": 2}
+        assert stage.window.take_pending() is None
