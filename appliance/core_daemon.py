@@ -12,6 +12,7 @@ from .core import CoreStage
 from .daemon import Job, run_loop
 from .drop_folder import DropFolder
 from .journal import Journal
+from .limits import TimeWindow
 from .pos_api import PosApi
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,12 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
     journal = Journal.in_dir(cfg.device.state_dir)
     stage = CoreStage(cfg, journal)
     pos = PosApi(cfg, str(journal.path), clock).start() if cfg.pos.listen else None
-    drop = DropFolder(cfg, journal, cfg.pos.drop_dir) if cfg.pos.drop_dir else None
+    ahead_ms = round(cfg.time.max_ahead_s * 1000)
+
+    def window() -> TimeWindow:
+        stamp = clock.now()
+        return TimeWindow.around(stamp.ts, stamp.synced, ahead_ms)
+    drop = DropFolder(cfg, journal, cfg.pos.drop_dir, window=window) if cfg.pos.drop_dir else None
     jobs = [Job("clock", CLOCK_CHECK_S, lambda: correct_clock(journal, clock))]
     if drop:
         jobs.append(Job("drop folder", DROP_SCAN_S, drop.scan))
@@ -48,5 +54,6 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
         journal.close()
     # every tick: time moves timers on even without events
     return run_loop("core", lambda: stage.step(clock.now_ms()), tick_s=POLL_S, jobs=jobs, stop=stop, on_stop=close,
+                    healthy=lambda: pos is None or pos.alive(),
                     ready_status=f"core: {len(cfg.points)} points",
                     status=lambda: f"core: at seq {journal.cursor('core')}, {stage.emitted} records derived")

@@ -16,6 +16,7 @@ from msgspec import Struct
 from .config.schema import CallButton, Config, PresenceButton, RatingButton, StaffButton, presence_source
 from .errors import EventError
 from .journal import NewEvent
+from .limits import FIXED, MAX_DEPTH, TimeWindow, nesting_depth
 from .timefmt import parse_ts
 
 INPUT_TYPES = ("presence", "rating", "button", "sale", "staff", "sensor", "call")
@@ -89,23 +90,32 @@ def _msg(exc: msgspec.ValidationError) -> str:
     return f"{where}: {what}" if where else what
 
 
-def decode_line(line: bytes | str, cfg: Config) -> NewEvent:
-    """One JSON line -> one normalised journal event. EventError says what is wrong."""
+MAX_LINE = 64 * 1024
+"""An input line or request body larger than this is refused unread."""
+
+
+def decode_line(line: bytes | str, cfg: Config, window: TimeWindow = FIXED) -> NewEvent:
+    """One JSON line (or request body) -> one normalised journal event. EventError says
+    what is wrong; nothing else is raised, whatever the bytes."""
+    if len(line) > MAX_LINE:
+        raise EventError(f"longer than {MAX_LINE} bytes")
+    if nesting_depth(line) > MAX_DEPTH:
+        raise EventError(f"nested deeper than {MAX_DEPTH} levels")
     try:
         raw = _decoder.decode(line)
     except msgspec.ValidationError as exc:
         raise EventError(_msg(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise EventError(f"not valid JSON: {exc}") from None
-    return normalise(raw, cfg)
+    except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
+        raise EventError(f"not valid JSON: {str(exc)[:200]}") from None
+    return normalise(raw, cfg, window)
 
 
-def from_dict(obj: dict, cfg: Config) -> NewEvent:
+def from_dict(obj: dict, cfg: Config, window: TimeWindow = FIXED) -> NewEvent:
     try:
         raw = msgspec.convert(obj, AnyIn)
     except msgspec.ValidationError as exc:
         raise EventError(_msg(exc)) from None
-    return normalise(raw, cfg)
+    return normalise(raw, cfg, window)
 
 
 def _point(cfg: Config, point: str):
@@ -125,11 +135,14 @@ def _rating(cfg: Config, point: str, value: int) -> str:
     return cls
 
 
-def normalise(raw: AnyIn, cfg: Config) -> NewEvent:
+def normalise(raw: AnyIn, cfg: Config, window: TimeWindow = FIXED) -> NewEvent:
     try:
         ts = parse_ts(raw.ts)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise EventError(f"ts: {exc}") from None
+    why = window.problem(ts)
+    if why:
+        raise EventError(f"ts: {why}")
     if type(raw) is ButtonIn:
         return map_button(raw.remote, raw.button, raw.press, ts, cfg)
     p = _point(cfg, raw.point)
@@ -219,7 +232,8 @@ class LineErrors(list):
         return "\n".join(f"{source}:{n}: {m}" for n, m in self)
 
 
-def read_lines(lines: Iterable[bytes], cfg: Config) -> tuple[list[tuple[int, NewEvent]], LineErrors]:
+def read_lines(lines: Iterable[bytes], cfg: Config,
+               window: TimeWindow = FIXED) -> tuple[list[tuple[int, NewEvent]], LineErrors]:
     """Number and decode every non-blank, non-comment line. Bad lines, and a receipt id
     repeated at the same point, are collected as (line, message); nothing is raised."""
     events: list[tuple[int, NewEvent]] = []
@@ -229,7 +243,7 @@ def read_lines(lines: Iterable[bytes], cfg: Config) -> tuple[list[tuple[int, New
         if not line.strip() or line.lstrip().startswith(b"#"):
             continue
         try:
-            ev = decode_line(line, cfg)
+            ev = decode_line(line, cfg, window)
         except EventError as exc:
             errors.append((n, exc.message))
             continue

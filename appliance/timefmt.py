@@ -8,8 +8,12 @@ _MS = timedelta(milliseconds=1)
 
 
 def iso_ms(ms: int) -> str:
-    """2026-11-20T09:00:00.000Z"""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    """2026-11-20T09:00:00.000Z; a time outside what a calendar shows (an old journal row
+    with an absurd time) is shown as its number, never an error."""
+    try:
+        dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return f"{ms}ms"
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 

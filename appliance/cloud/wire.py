@@ -16,14 +16,13 @@ from msgspec import Meta
 
 from .. import __version__
 from ..errors import ApplianceError
+from ..limits import MAX_DEPTH, nesting_depth
 
 STATUS, INFO, HEALTH, JOURNAL, ACK = "status", "info", "health", "journal", "ack"
 MANIFEST = "manifest"
 
 SEQ_MAX = 2**53 - 1
 """Sequence numbers and times are JSON numbers every client reads exactly."""
-MAX_DEPTH = 32
-"""JSON nesting deeper than this is refused before decoding."""
 MAX_CHUNKS = 4096
 MAX_CHUNK_BYTES = 1024 * 1024
 MAX_CLIP_BYTES = 256 * 1024 * 1024
@@ -155,22 +154,6 @@ _manifest = msgspec.json.Decoder(ClipManifest)
 
 def encode(obj: msgspec.Struct) -> bytes:
     return _enc.encode(obj)
-
-
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
-
-
-def nesting_depth(payload: bytes) -> int:
-    """How deep the JSON's arrays and objects nest (strings ignored), without decoding."""
-    depth = deepest = 0
-    for b in _STRINGS.sub(b'""', payload).translate(None, _BRACKETS):
-        if b in (0x5B, 0x7B):
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
 
 
 def _decode(decoder: msgspec.json.Decoder, what: str, payload: bytes, limit: int):

@@ -180,6 +180,9 @@ class Time(_Section):
     """Zone of shift schedules and of day/hour periods in reports."""
     reorder_s: NonNegative = 2.0
     """How long the live core holds events so that late ones are taken in time order."""
+    max_ahead_s: Annotated[float, Meta(ge=60, le=30 * 86400)] = 86400.0
+    """An event from the till may be at most this far ahead of the box's synchronised clock
+    (and never before 2020); before the clock syncs only the fixed bounds apply."""
 
 
 class Telegram(Struct, tag_field="kind", tag="telegram", forbid_unknown_fields=True, kw_only=True):

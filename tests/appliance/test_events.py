@@ -48,5 +48,5 @@ def test_fuzz_raw_bytes(data):
 def test_button_mapping_keeps_remote_and_button():
     ev = decode_line(b'{"ts": "2026-11-20T09:00:00Z", "type": "button", "remote": "A1B2C3", "button": 3, "press": "long"}', CFG)
     assert (ev.type, ev.point, ev.data) == ("call", "till2", {"press": "long", "remote": "a1b2c3", "button": 3})
-    ev = decode_line(b'{"ts": 5, "type": "button", "remote": "a1b2c3", "button": 4}', CFG)
+    ev = decode_line(b'{"ts": 1795165200005, "type": "button", "remote": "a1b2c3", "button": 4}', CFG)
     assert (ev.type, ev.data["staff"]) == ("staff", "zoe")

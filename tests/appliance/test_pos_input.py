@@ -112,29 +112,99 @@ def test_transport_errors(api):
     assert count(jp) == 0
 
 
-def test_drop_folder_takes_good_files_and_rejects_bad_whole(tmp_path, cfg):
-    drop = tmp_path / "drop"
-    drop.mkdir()
-    (drop / "good.jsonl").write_text(
-        '{"ts": "2026-11-20T09:00:00Z", "type": "sale", "point": "till1", "receipt": "D1"}\n'
-        '{"ts": "2026-11-20T09:00:01Z", "type": "staff", "point": "till1", "staff": "anna"}\n')
-    (drop / "bad.jsonl").write_text(
-        '{"ts": "2026-11-20T09:00:00Z", "type": "sale", "point": "till1", "receipt": "D2"}\n'
-        '{"ts": "2026-11-20T09:00:00Z", "type": "sale", "point": "till1"}\n')
+SALE = '{"ts": "2026-11-20T09:00:%02dZ", "type": "sale", "point": "till1", "receipt": "%s"}\n'
+
+
+def drop_dir(tmp_path):
+    d = tmp_path / "drop"
+    d.mkdir()
+    return d
+
+
+def test_drop_folder_journals_good_lines_and_reports_bad_ones_by_line(tmp_path, cfg):
+    drop = drop_dir(tmp_path)
+    (drop / "good.jsonl").write_text(SALE % (0, "D1") + '{"ts": "2026-11-20T09:00:01Z", "type": "staff", '
+                                     '"point": "till1", "staff": "anna"}\n')
+    (drop / "bad.jsonl").write_text(SALE % (0, "D2") + '{"ts": "2026-11-20T09:00:00Z", "type": "sale", "point": "till1"}\n'
+                                    + SALE % (3, "D4"))
     (drop / "rating.jsonl").write_text('{"ts": "2026-11-20T09:00:00Z", "type": "rating", "point": "till1", "value": 5}\n')
-    old = time.time() - 10
-    for f in drop.iterdir():
-        os.utime(f, (old, old))
-    (drop / "fresh.jsonl").write_text('{"ts": "2026-11-20T09:00:00Z", "type": "sale", "point": "till1", "receipt": "D3"}\n')
     with Journal(tmp_path / "j.db") as j:
-        counts = DropFolder(cfg, j, drop).scan()
-        assert counts == {"files": 3, "events": 2, "rejected": 2}
-        assert [r.data.get("receipt") for r in j.read(0)] == ["D1", None]
-        assert (drop / "done" / "good.jsonl").exists() and (drop / "fresh.jsonl").exists()
-        assert "bad.jsonl:2:" in (drop / "rejected" / "bad.jsonl.errors.txt").read_text()
-        assert "not taken from the POS drop folder" in (drop / "rejected" / "rating.jsonl.errors.txt").read_text()
-        # a crash after the commit but before the move: the next scan doubles nothing
-        os.replace(drop / "done" / "good.jsonl", drop / "good.jsonl")
-        os.utime(drop / "good.jsonl", (old, old))
-        DropFolder(cfg, j, drop).scan()
-        assert j.count() == 2
+        folder = DropFolder(cfg, j, drop, settle_s=2)
+        first = folder.scan(now=100.0)                      # read at once, finished once settled
+        assert first == {"files": 0, "events": 4, "rejected": 2}
+        assert folder.scan(now=103.0) == {"files": 3, "events": 0, "rejected": 0}
+        assert sorted(r.data.get("receipt") or r.data.get("staff") for r in j.read(0)) == ["D1", "D2", "D4", "anna"]
+        done = [p.name for p in (drop / "done").iterdir()]
+        rejected = sorted(p.name for p in (drop / "rejected").iterdir())
+        assert len(done) == 1 and done[0].startswith("good.") and done[0].endswith(".jsonl")
+        report = next(p for p in (drop / "rejected").iterdir() if p.name.startswith("bad.") and p.name.endswith(".txt"))
+        assert report.read_text() == "bad.jsonl:2: object missing required field receipt\n"
+        assert any(n.startswith("rating.") and n.endswith(".errors.txt") for n in rejected)
+        # a crash after the commit but before the move: the file is read again and doubles nothing
+        os.replace(drop / "done" / done[0], drop / "good.jsonl")
+        DropFolder(cfg, j, drop).scan(now=0.0)
+        assert j.count() == 4
+
+
+def test_drop_folder_follows_a_file_the_till_keeps_appending_to(tmp_path, cfg):
+    drop = drop_dir(tmp_path)
+    with Journal(tmp_path / "j.db") as j, open(drop / "day.jsonl", "w") as till:
+        folder = DropFolder(cfg, j, drop, settle_s=5)
+        half = SALE % (1, "A2")
+        till.write(SALE % (0, "A1") + half[:30])             # a line half written
+        till.flush()
+        folder.scan(now=10.0)
+        assert [r.data["receipt"] for r in j.read(0)] == ["A1"]
+        till.write(half[30:] + SALE % (2, "A3"))
+        till.flush()
+        folder.scan(now=12.0)
+        folder.scan(now=16.0)                                 # changed at 12: not settled yet
+        assert (drop / "day.jsonl").exists()
+        till.write(SALE % (4, "A4"))
+        till.flush()
+        folder.scan(now=20.0)
+        folder.scan(now=26.0)                                 # quiet for 6 s: finished and archived
+        assert [r.data["receipt"] for r in j.read(0)] == ["A1", "A2", "A3", "A4"]
+        assert not (drop / "day.jsonl").exists()
+
+
+def test_drop_folder_archives_under_unique_names(tmp_path, cfg):
+    drop = drop_dir(tmp_path)
+    with Journal(tmp_path / "j.db") as j:
+        folder = DropFolder(cfg, j, drop, settle_s=0)
+        for i in range(3):
+            (drop / "sales.jsonl").write_text(SALE % (i, f"U{i}"))
+            folder.scan(now=float(i))
+            folder.scan(now=float(i) + 0.5)
+        assert len(list((drop / "done").iterdir())) == 3 and j.count() == 3
+
+
+def test_drop_folder_takes_regular_files_only(tmp_path, cfg):
+    drop = drop_dir(tmp_path)
+    secret = tmp_path / "outside.jsonl"
+    secret.write_text(SALE % (0, "S1"))
+    os.symlink(secret, drop / "link.jsonl")
+    os.mkfifo(drop / "pipe.jsonl")
+    (drop / "dir.jsonl").mkdir()
+    with Journal(tmp_path / "j.db") as j:
+        counts = DropFolder(cfg, j, drop).scan(now=0.0)
+        assert j.count() == 0 and counts["rejected"] == 3
+    assert secret.read_text() == SALE % (0, "S1")                     # the link's target is untouched
+    aside = sorted(p.name for p in (drop / "rejected").iterdir())
+    assert sum(n.endswith(".errors.txt") for n in aside) == 3
+    assert sorted(p.name for p in drop.iterdir()) == ["done", "rejected"]
+
+
+def test_drop_folder_reads_a_large_file_in_bounded_memory(tmp_path, cfg):
+    import tracemalloc
+    drop = drop_dir(tmp_path)
+    with open(drop / "big.jsonl", "w") as f:
+        for i in range(60_000):                                       # ~5 MB
+            f.write(SALE % (i % 60, f"B{i}"))
+    with Journal(tmp_path / "j.db") as j:
+        tracemalloc.start()
+        DropFolder(cfg, j, drop, settle_s=0).scan(now=0.0)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert j.count() == 60_000
+    assert peak < 12_000_000, peak                                     # a chunk and its events, not the file
