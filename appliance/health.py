@@ -53,8 +53,14 @@ def rf(journal: Journal) -> dict:
     last = journal.max_ts("rf")
     if last is None:
         return {}
-    return {"rf_last_seen": last, "rf_last_press": iso_ms(last),
-            "unknown_remote_presses": journal.count(v.UNKNOWN_REMOTE)}
+    counted = sum(v.read(e, v.UnknownRemotes).presses for e in journal.iter_all([v.UNKNOWN_REMOTES]))
+    out = {"rf_last_seen": last, "rf_last_press": iso_ms(last),
+           "unknown_remote_presses": journal.count(v.UNKNOWN_REMOTE) + counted}
+    radio = journal.latest(v.RADIO_STATE)
+    if radio is not None:
+        st = v.read(radio, v.RadioState)
+        out["radio"] = {"state": st.state, "since": iso_ms(radio.ts), "error": st.error, "restarts": st.restarts}
+    return out
 
 
 def clips(journal: Journal) -> dict | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ from .ids import uuid7
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "journal.db"
+JOURNAL_MODE = 0o660
+"""Read and written by the four daemons' users, through their shared group; nobody else."""
 
 
 def _m1(db: sqlite3.Connection) -> None:
@@ -138,6 +141,8 @@ class Journal:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
             raise JournalError(f"no journal at {self.path} (is the appliance running, is state_dir right?)")
+        if not readonly:
+            self._shared_mode()
         uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
         self.db = sqlite3.connect(uri, uri=readonly, timeout=timeout_s, isolation_level=None,
                                   check_same_thread=False)
@@ -154,6 +159,22 @@ class Journal:
             v = self.db.execute("PRAGMA user_version").fetchone()[0]
             if v > SCHEMA_VERSION:
                 raise JournalError(f"{self.path}: schema version {v} is newer than this software ({SCHEMA_VERSION})")
+
+    def _shared_mode(self) -> None:
+        """The journal is shared by the daemons' users through their group (ARCHITECTURE §11):
+        create it 0660 whatever the umask (SQLite gives its WAL and SHM files the same mode);
+        an older one of ours that is not group-writable is made so."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, JOURNAL_MODE)
+        except FileExistsError:
+            st = self.path.stat()
+            if st.st_uid == os.geteuid() and st.st_mode & 0o777 != JOURNAL_MODE:
+                os.chmod(self.path, JOURNAL_MODE)
+            return
+        try:
+            os.fchmod(fd, JOURNAL_MODE)
+        finally:
+            os.close(fd)
 
     @classmethod
     def in_dir(cls, state_dir: str | Path, **kw: Any) -> "Journal":

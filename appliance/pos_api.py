@@ -11,8 +11,9 @@ the box's window answers 400 naming ``ts``. Bound to ``pos.listen`` (default off
 or loopback address, never 0.0.0.0 on an open network).
 
 Anything on the shop's LAN may be hostile (ARCHITECTURE §11). The server is one asyncio
-loop in one thread, HTTP/1.1 parsed by h11, with a cap on connections (excess ones are
-closed at once and counted), a deadline for each request's head and body, an idle
+loop in one thread, HTTP/1.1 parsed by h11, with a cap on connections (at the cap the
+connection that has waited longest without sending a request is closed to make room, and
+when none is waiting the new one is closed at once; both counted), a deadline for each request's head and body, an idle
 timeout on kept-alive connections, a listen backlog for bursts of tills, and one writer
 thread that commits to the journal in short batches: idle or slow clients cost a socket,
 not a thread, and never block a till's receipt. Answers go out in one write with
@@ -26,6 +27,7 @@ import json
 import logging
 import socket
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import h11
@@ -69,6 +71,8 @@ class PosApi:
         self.address: tuple[str, int] = self.bind
         self.open_connections = 0
         self.refused = 0            # connections closed at once over the cap
+        self.evicted = 0            # idle connections closed to make room for new ones
+        self.waiting: OrderedDict[int, asyncio.StreamWriter] = OrderedDict()   # connections without a request yet
         self.timed_out = 0          # clients too slow with a request's head or body
         self.requests = 0
         self._ready = threading.Event()
@@ -187,9 +191,14 @@ class PosApi:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.open_connections >= self.max_connections:
-            self.refused += 1
-            writer.transport.abort()
-            return
+            if self.waiting:                    # make room: the client that has waited longest without
+                _, idler = self.waiting.popitem(last=False)     # sending a request goes (slowloris)
+                idler.transport.abort()
+                self.evicted += 1
+            else:
+                self.refused += 1
+                writer.transport.abort()
+                return
         self.open_connections += 1
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -215,6 +224,7 @@ class PosApi:
 
     async def _one_request(self, conn: h11.Connection, reader, writer) -> bool:
         """Serve one request; True to keep the connection for another."""
+        self.waiting[id(writer)] = writer
         try:
             request = await asyncio.wait_for(self._next(conn, reader), self.head_timeout_s)
         except asyncio.TimeoutError:
@@ -223,6 +233,8 @@ class PosApi:
         except h11.RemoteProtocolError as exc:
             await self._send(conn, writer, exc.error_status_hint or 400, {"error": f"bad HTTP request: {exc}"})
             return False
+        finally:
+            self.waiting.pop(id(writer), None)
         if not isinstance(request, h11.Request):        # ConnectionClosed, or nothing
             return False
         self.requests += 1

@@ -32,7 +32,7 @@ CLIP, CLIP_TAGS, CLIP_DELETED, MIC_STATE = "clip", "clip_tags", "clip_deleted", 
 # --- the sync daemon -------------------------------------------------------------------------
 CLIP_ACKED = "clip_acked"
 # --- the rf daemon ---------------------------------------------------------------------------
-UNKNOWN_REMOTE = "unknown_remote"
+UNKNOWN_REMOTE, UNKNOWN_REMOTES, RADIO_STATE = "unknown_remote", "unknown_remotes", "radio_state"
 
 CLIP_LIFECYCLE = (CLIP, CLIP_ACKED, CLIP_DELETED)
 """What the clip uploader and retention follow."""
@@ -228,10 +228,28 @@ class UnknownRemote(Payload):
     error: str | None = None
 
 
+class UnknownRemotes(Payload):
+    """Presses of unknown remotes only counted in a window (a flood is not journalled press by press)."""
+    TYPE: ClassVar[str] = UNKNOWN_REMOTES
+    presses: int
+    codes: int
+    window_s: float
+    first: str
+    last: str
+
+
+class RadioState(Payload):
+    """The radio's source went away (rtl_433 exited, a device was lost) or came back."""
+    TYPE: ClassVar[str] = RADIO_STATE
+    state: str                          # ok | lost
+    error: str | None = None
+    restarts: int = 0
+
+
 PAYLOADS: dict[str, type[Payload]] = {cls.TYPE: cls for cls in (
     PresenceChange, SensorReading, RatingPress, Receipt, StaffChange, CallPress, ContactOpened, ContactClosed,
     ContactSettled, RatingSettled, SaleSettled, CallSettled, Clip, ClipTags, ClipDeleted, ClipAcked, MicState,
-    UnknownRemote)}
+    UnknownRemote, UnknownRemotes, RadioState)}
 """Every event type the journal holds, and its payload."""
 
 

@@ -9,7 +9,8 @@ import time
 
 from appliance.clock import clock_from_env
 from appliance.config.schema import Config
-from appliance.daemon import run_loop
+from appliance import vocabulary as v
+from appliance.daemon import Job, run_loop
 from appliance.journal import Journal
 from appliance.logs import fields
 
@@ -17,6 +18,7 @@ from .mapping import events_for
 from .service import RfService, wall_ms_of
 from .sources import open_source
 from .sources.base import RfSource, SourceError
+from .unknown import UnknownRemoteLimiter
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +37,34 @@ class RfJournalWriter:
         self.clock = clock
         self.written = 0
         self.commits: list[float] = []    # perf_counter of each commit (latency measurements)
+        self.unknown = UnknownRemoteLimiter()
+        self.radio_state = "ok"                 # only changes are journalled
 
     def __call__(self, event: str, press, ref_us: int) -> None:
         stamp = self.clock.now()
         src_now = self.source.now_us()
         ts = wall_ms_of(press.start_us, src_now, stamp.ts)
         mono = stamp.mono - (src_now - press.start_us) * 1000
-        evs = events_for(self.cfg, event, press, ts)
+        evs = []
+        for ev in events_for(self.cfg, event, press, ts):
+            evs += self.unknown.admit(ev, stamp.ts) if ev.type == v.UNKNOWN_REMOTE else [ev]
         for ev in evs:
             ev.mono, ev.boot, ev.synced = mono, stamp.boot, stamp.synced
+        self._append(evs)
+
+    def tick(self, final: bool = False) -> None:
+        """Periodic: close the unknown-remote window; journal the radio's state changes.
+        ``final`` (the daemon stops): what the window counted so far is journalled too."""
+        now = self.clock.now_ms()
+        evs = self.unknown.tick(now, force=final)
+        state = getattr(self.source, "state", "ok")
+        if state != self.radio_state and state != "starting":
+            evs.append(v.RadioState(state=state, error=getattr(self.source, "error", "") or None,
+                                    restarts=getattr(self.source, "restarts", 0)).as_event(now, None, "rf"))
+            self.radio_state = state
+        self._append(evs)
+
+    def _append(self, evs: list) -> None:
         if evs:
             self.journal.append_many(evs)
             self.commits.append(time.perf_counter())
@@ -75,6 +96,8 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
 
     def close() -> None:
         source.close()
+        writer.tick(final=True)
         journal.close()
     return run_loop("rf", step, tick_s=0, stop=stop, on_stop=close, ready_status=f"rf: {source.name}",
+                    jobs=[Job("radio", 1.0, writer.tick)], healthy=source.alive,
                     status=lambda: f"rf: {service.frames} frames, {writer.written} events")

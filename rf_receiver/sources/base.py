@@ -40,6 +40,11 @@ class RfSource(ABC):
         """True when no more input can come (a replay at its end)."""
         return False
 
+    def alive(self) -> bool:
+        """False when a worker of the source died for good (the daemon then stops petting
+        its watchdog and systemd restarts it)."""
+        return True
+
     def close(self) -> None:  # noqa: B027 - a backend may override it; the default holds nothing
         pass
 
