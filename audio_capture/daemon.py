@@ -42,6 +42,7 @@ class Capture(threading.Thread):
         self.state = "starting"
         self.error = ""
         self.reopens = 0
+        self.spool_error = ""
         self.lock = threading.Lock()
 
     def run(self) -> None:
@@ -66,14 +67,37 @@ class Capture(threading.Thread):
                             break
                         if gap:
                             chunk.gap_before, gap = True, False
-                        with self.lock:
-                            self.spool.write(chunk)
+                        gap = not self._spool(chunk)
                         for _ in self.meter.feed(chunk.data):
                             self.state = self.meter.state
             except AudioError as exc:
                 self._lost(str(exc))
                 gap = True
                 self.stop.wait(backoff)
+            except Exception as exc:  # noqa: BLE001 - a source's bug must not end capture for good
+                log.exception("audio: capture failed; opening the microphone again")
+                self._lost(f"capture failed: {exc}")
+                gap = True
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _spool(self, chunk) -> bool:
+        """Write a chunk to the spool. A full spool file system makes room by dropping its
+        oldest segments (the ring shrinks to what fits) and the chunk is lost as a gap, never
+        the capture."""
+        try:
+            with self.lock:
+                self.spool.write(chunk)
+            self.spool_error = ""
+            return True
+        except OSError as exc:
+            with self.lock:
+                freed = self.spool.make_room()
+            if not self.spool_error:
+                log.warning("audio: the spool cannot take audio (%s); dropped %d old segments, ring now %d",
+                            exc.strerror or exc, freed, self.spool.keep)
+            self.spool_error = str(exc)
+            return False
 
     def _lost(self, why: str) -> None:
         if self.state != "lost":
@@ -82,6 +106,12 @@ class Capture(threading.Thread):
 
 
 def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None) -> int:
+    if wav:                                    # a file given on the command line must be usable now
+        try:
+            open_source(cfg, wav).close()
+        except AudioError as exc:
+            log.error("audio: --wav %s", exc)
+            return 2
     stop = stop or threading.Event()
     clock = clock_from_env()
     state_dir = Path(cfg.device.state_dir)
@@ -97,6 +127,10 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
         nonlocal last_state
         try:
             stage.step(clock.now_ms())
+        except OSError as exc:                  # a full disk: free space by retention, then retry
+            log.warning("audio: a clip could not be written (%s); applying retention", exc.strerror or exc)
+            enforce_retention(cfg, journal, state_dir / "clips", clock.now_ms())
+            stop.wait(1.0)
         except Exception:  # noqa: BLE001 - one bad clip must not stop capture
             log.exception("audio: clip stage failed; retrying")
             stop.wait(1.0)
@@ -122,7 +156,10 @@ def _write_level(spool_dir: Path, capture: Capture) -> None:
     h = capture.meter.history[-1] if capture.meter.history else None
     doc = {"time": time.time(), "state": capture.state, "error": capture.error,
            "rms_db": h.rms_db if h else None, "peak_db": h.peak_db if h else None}
-    write_atomic(spool_dir / LEVEL_FILE, json.dumps(doc), durable=False)   # the spool is in RAM
+    try:
+        write_atomic(spool_dir / LEVEL_FILE, json.dumps(doc), durable=False)   # the spool is in RAM
+    except OSError as exc:                      # a full spool: the level waits, capture goes on
+        log.debug("audio: level file not written: %s", exc)
 
 
 def enforce_retention(cfg: Config, journal: Journal, clips_dir: Path, now_ms: int) -> int:

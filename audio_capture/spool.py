@@ -103,6 +103,28 @@ class SegmentSpool:
     def close(self) -> None:
         self._close()
 
+    def make_room(self) -> int:
+        """The spool's file system is full: close the segment being written (what reached
+        the disk stays), drop the oldest half of the segments and shrink the ring to what is
+        left. Returns how many segments were dropped."""
+        f = self.file
+        try:
+            self._close()
+        except OSError:
+            if f is not None:
+                try:
+                    f.close()                   # the descriptor is released even if the flush fails
+                except OSError:
+                    pass
+            self.current, self.file = None, None
+        n = max(1, len(self.kept) // 2)
+        for _ in range(min(n, len(self.kept))):
+            seq = self.kept.popleft()
+            self._raw(seq).unlink(missing_ok=True)
+            (self.dir / f"seg-{seq:08d}.json").unlink(missing_ok=True)
+        self.keep = max(2, len(self.kept) + 1)
+        return n
+
     def _trim(self) -> None:
         while len(self.kept) > self.keep:
             seq = self.kept.popleft()

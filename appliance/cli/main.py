@@ -19,7 +19,7 @@ from ..config.schema import Config
 from ..errors import ConfigError, JournalError
 from ..logs import setup as setup_logging
 from .report import GROUPINGS
-from .ui import Style
+from .ui import Style, json_line, printable
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_IO = 0, 1, 2, 3
 
@@ -170,8 +170,8 @@ def format_event(ev, style: Style) -> str:
     if ev.type == v.CONTACT:
         c = v.read(ev, v.ContactSettled)
         detail = f"{c.duration_s} s owner={c.owner} rating={c.rating} sales={len(c.sales)} [{', '.join(c.tags)}]"
-    return (f"{style(ev.seq, 'grey'):>6} {iso_ms(ev.ts)[11:23]} {ev.point or '-':8} "
-            f"{style(ev.type, colours.get(ev.type, 'dim')):14} {detail}")
+    return (f"{style(ev.seq, 'grey'):>6} {iso_ms(ev.ts)[11:23]} {printable(ev.point or '-'):8} "
+            f"{style(printable(ev.type), colours.get(ev.type, 'dim')):14} {printable(detail)}")
 
 
 def cmd_tail(args: argparse.Namespace, cfg: Config | None) -> int:
@@ -188,13 +188,15 @@ def cmd_tail(args: argparse.Namespace, cfg: Config | None) -> int:
     with Journal(path, readonly=True) as j:
         after = max(0, j.last_seq() - args.lines)
         while True:
-            for ev in j.read(after, 500):
-                print(json.dumps(ev.as_dict(), ensure_ascii=False) if args.json else format_event(ev, style),
-                      flush=True)
+            rows = j.read(after, 500)
+            for ev in rows:
+                print(json_line(ev.as_dict()) if args.json else format_event(ev, style), flush=True)
                 after = ev.seq
                 shown += 1
                 if args.count and shown >= args.count:
                     return EXIT_OK
+            if len(rows) == 500:                  # more is there already: no waiting
+                continue
             if not args.follow or (deadline and time.monotonic() > deadline):
                 return EXIT_OK
             time.sleep(0.2)
@@ -238,13 +240,13 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
     for stage in st["stages"]:
         age = stage["last_commit_age_s"]
         ok = s("ok", "green") if age < 90 else s(f"silent for {age:.0f} s", "red")
-        print(f"  stage {stage['name']}: {stage['behind']} events behind, {ok}")
+        print(f"  stage {printable(stage['name'])}: {stage['behind']} events behind, {ok}")
     mic = st.get("microphone")
     if mic:
         colour = "green" if mic["state"] == "ok" else "red"
         level = f", {mic['rms_db']:.0f} dBFS" if mic.get("rms_db") is not None else ""
-        print(f"  microphone: {s(mic['state'], colour)} since {mic['since']}{level}"
-              + (f" ({mic['error']})" if mic.get("error") else ""))
+        print(f"  microphone: {s(printable(mic['state']), colour)} since {mic['since']}{level}"
+              + (f" ({printable(mic['error'])})" if mic.get("error") else ""))
     if st.get("rf_last_press"):
         print(f"  rf: last press {st['rf_last_press']}; {st['unknown_remote_presses']} unknown-remote presses")
     clips = st.get("clips")
@@ -252,7 +254,10 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
         forced = clips["deleted_before_ack"]
         print(f"  clips: {clips['made']} made, {clips['deleted']} deleted"
               + (s(f", {forced} before the cloud acknowledged them", "yellow") if forced else ""))
-    print("  events: " + ", ".join(f"{k} {v}" for k, v in st["by_type"].items()))
+    radio = st.get("radio")
+    if radio and radio["state"] != "ok":
+        print(s(f"  radio: {printable(radio['state'])} since {radio['since']} ({printable(radio['error'])})", "red"))
+    print("  events: " + ", ".join(f"{printable(k)} {v}" for k, v in st["by_type"].items()))
     return EXIT_OK
 
 

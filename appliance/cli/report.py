@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from ..config.schema import Config
 from ..metrics import METRIC_KEYS, Period, Tally, tally
 from ..timefmt import iso_ms, parse_ts
-from .ui import Style, num, pct, table
+from .ui import JSON_C1, Style, num, pct, printable, table
 
 GROUPINGS = ("point", "owner", "day", "hour", "week", "month")
 TABLE_COLUMNS = [("contacts", "contacts", str), ("mean_duration_s", "mean s", num),
@@ -53,7 +53,7 @@ def grouped(cfg: Config, records: list, by: str, lo: int | None, hi: int | None)
 
 def render(groups: dict[str, dict], by: str, fmt: str, style: Style) -> str:
     if fmt == "json":
-        return json.dumps(groups, indent=2, ensure_ascii=False)
+        return json.dumps(groups, indent=2, ensure_ascii=False).translate(JSON_C1)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -63,7 +63,7 @@ def render(groups: dict[str, dict], by: str, fmt: str, style: Style) -> str:
         return buf.getvalue().rstrip("\n")
     rows = []
     for k, m in groups.items():
-        label = style(k, "bold") if k == "total" else k
+        label = style(k, "bold") if k == "total" else printable(k)
         rows.append([label] + [f(m[c]) for c, _, f in TABLE_COLUMNS])
     headers = [by] + [h for _, h, _ in TABLE_COLUMNS]
     return table(headers, rows, style, [False] + [True] * len(TABLE_COLUMNS))

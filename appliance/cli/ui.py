@@ -9,6 +9,22 @@ _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "
           "magenta": "35", "cyan": "36", "grey": "90"}
 
 
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), *range(0x7f, 0xa0)) if c != 0x09}
+JSON_C1 = {c: f"\\u{c:04x}" for c in range(0x7f, 0xa0)}
+
+
+def printable(text: object) -> str:
+    """Journalled text as a terminal may show it: control characters (a till could write
+    escape sequences into a technician's terminal) become visible \\xNN escapes."""
+    return str(text).translate(_CONTROLS)
+
+
+def json_line(obj: object) -> str:
+    """One JSON line, non-ASCII kept readable, C1 controls escaped too (json escapes C0)."""
+    import json
+    return json.dumps(obj, ensure_ascii=False).translate(JSON_C1)
+
+
 def use_colour(stream: TextIO = sys.stdout) -> bool:
     if os.environ.get("NO_COLOR"):
         return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,20 +19,30 @@ import msgspec
 from msgspec import inspect as mi
 
 from ..errors import ConfigError
-from .schema import Config, WEEKDAYS
+from .schema import SECRET_KEYS, WEEKDAYS, Config
 
 _CONFIG_INFO = mi.type_info(Config)
 CREDENTIALS_NAME = "appliance-secrets.toml"
 
 
+def read_text(path: Path, what: str = "") -> str:
+    """A config or secrets file's text, or a ConfigError saying why it cannot be read."""
+    where = f"{what}: " if what else ""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{where}{str(path)[:200]}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{where}{str(path)[:200]}: not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x})"]) \
+            from None
+
+
 def load_config(path: str | os.PathLike) -> Config:
     """Read, merge secrets, validate. Raises ConfigError listing every problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return parse_config(text, source=str(path), base_dir=path.parent)
+    return parse_config(read_text(path), source=str(path), base_dir=path.parent)
 
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
@@ -72,11 +83,21 @@ def _secrets_document(doc: dict, base_dir: Path | None) -> dict:
         candidates.append(Path(cred_dir) / CREDENTIALS_NAME)
     merged: dict = {}
     for p in candidates:
-        if not p.exists():
+        what = "device.secrets_file" if p.name != CREDENTIALS_NAME else "credential"
+        try:
+            st = p.stat()
+        except FileNotFoundError:
             if p.name != CREDENTIALS_NAME:
-                raise ConfigError([f"device.secrets_file: {p} does not exist"])
+                raise ConfigError([f"device.secrets_file: {str(p)[:200]} does not exist"]) from None
             continue
-        merged = deep_merge(merged, _parse_toml(p.read_text(encoding="utf-8"), str(p)))
+        except OSError as exc:
+            raise ConfigError([f"{what}: {str(p)[:200]}: {exc.strerror or exc}"]) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError([f"{what}: {str(p)[:200]} is not a regular file"])
+        if st.st_mode & 0o007:
+            raise ConfigError([f"{what}: {p} is readable by every user of this machine; "
+                               f"make it private: chmod o-rwx {p}"])
+        merged = deep_merge(merged, _parse_toml(read_text(p, what), str(p)))
     return merged
 
 
@@ -101,6 +122,10 @@ def _join(path: str, key: Any) -> str:
     return f'{path}."{key}"'
 
 
+def _is_secret(path: str) -> bool:
+    return path.rsplit(".", 1)[-1].strip('"') in SECRET_KEYS
+
+
 def _got(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
@@ -109,7 +134,8 @@ def _got(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (str, int, float)):
-        return json.dumps(value, ensure_ascii=False)
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 80 else text[:77] + "..."
     return type(value).__name__
 
 
@@ -217,7 +243,8 @@ def _check(value: Any, t: Any, path: str, errors: list[str]) -> None:
         try:
             msgspec.convert(value, _leaf_type(t))
         except msgspec.ValidationError:
-            errors.append(f"{path}: expected {describe(t)}, got {_got(value)}")
+            got = "a value that is not shown (a secret)" if _is_secret(path) else _got(value)
+            errors.append(f"{path}: expected {describe(t)}, got {got}")
 
 
 def _check_struct(value: Any, t: mi.StructType, path: str, errors: list[str],
@@ -247,7 +274,7 @@ def _check_tagged(value: Any, structs: list[mi.StructType], path: str, errors: l
         errors.append(f"{path}: expected a table, got {_got(value)}")
         return
     tag = value.get(tag_field)
-    if tag not in by_tag:
+    if not isinstance(tag, str) or tag not in by_tag:
         choices = ", ".join(_got(x) for x in by_tag)
         where = _join(path, tag_field)
         errors.append(f"{where}: expected one of {choices}, got {_got(tag) if tag_field in value else 'nothing'}")

@@ -21,6 +21,10 @@ class FileSource(AudioSource):
             raise AudioError(f"{path}: expected 16-bit mono WAV, got {self.wav.getnchannels()} channel(s) "
                              f"of {8 * self.wav.getsampwidth()} bits")
         self.rate = self.wav.getframerate()
+        if not 8000 <= self.rate <= 192_000:
+            raise AudioError(f"{path}: sample rate {self.rate} Hz is not a microphone's (8000–192000)")
+        if self.wav.getnframes() == 0:
+            raise AudioError(f"{path}: holds no audio")
         self.period = max(1, round(period_s * self.rate))
         self.realtime = realtime
         self.loop = loop

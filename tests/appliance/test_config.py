@@ -1,6 +1,8 @@
 """Config: one typed schema, every error at once with its key path, defaults documented."""
 from __future__ import annotations
 
+import os
+
 import re
 
 import msgspec
@@ -92,6 +94,7 @@ def test_malformed_toml_reports_line():
 
 def test_secrets_file_is_merged(tmp_path):
     (tmp_path / "secrets.toml").write_text('[pos]\ntoken = "0123456789abcdef0123"\n')
+    os.chmod(tmp_path / "secrets.toml", 0o640)
     path = tmp_path / "a.toml"
     path.write_text('[device]\nsecrets_file = "secrets.toml"\n[points.p]\n[pos]\nlisten = "127.0.0.1:9"\n')
     assert load_config(path).pos.token == "0123456789abcdef0123"
@@ -99,6 +102,7 @@ def test_secrets_file_is_merged(tmp_path):
 
 def test_systemd_credentials_are_merged(tmp_path, monkeypatch):
     (tmp_path / "appliance-secrets.toml").write_text('[sync]\npassword = "s3cret"\n')
+    os.chmod(tmp_path / "appliance-secrets.toml", 0o400)
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     assert parse_config("[points.p]\n").sync.password == "s3cret"
 
@@ -170,3 +174,72 @@ def test_fuzz_any_document_gives_config_or_config_error(doc):
         assert exc.errors and all(isinstance(e, str) and e for e in exc.errors)
     else:
         assert isinstance(cfg, Config)
+
+
+# --- the technician's edges (ARCHITECTURE §11): key-path errors, never a traceback ------------
+
+def file_errors(text: str | bytes, tmp_path, name: str = "a.toml") -> list[str]:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    return exc.value.errors
+
+
+def test_a_secrets_file_readable_by_everyone_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "secrets.toml").write_text('[pos]\ntoken = "0123456789abcdef0123"\n')
+    os.chmod(tmp_path / "secrets.toml", 0o644)
+    [err] = file_errors('[device]\nsecrets_file = "secrets.toml"\n[points.p]\n', tmp_path)
+    assert "readable by every user" in err and f"chmod o-rwx {tmp_path / 'secrets.toml'}" in err
+
+
+def test_odd_files_are_key_path_errors(tmp_path):
+    assert "not UTF-8 text (byte 11 is 0xff)" in file_errors(b"[points.p]\n\xff\xfe = 1\n", tmp_path)[0]
+    (tmp_path / "dir").mkdir()
+    assert "is not a regular file" in file_errors('[device]\nsecrets_file = "dir"\n', tmp_path)[0]
+    err = file_errors(f'[device]\nsecrets_file = "{"x" * 5000}"\n', tmp_path)[0]
+    assert err.startswith("device.secrets_file: ") and len(err) < 400
+    (tmp_path / "bin.toml").write_bytes(b"\xff")
+    os.chmod(tmp_path / "bin.toml", 0o600)
+    assert "not UTF-8" in file_errors('[device]\nsecrets_file = "bin.toml"\n', tmp_path)[0]
+
+
+def test_a_list_as_notification_kind_is_a_key_path_error(tmp_path):
+    [err] = file_errors("[notifications.x]\nkind = []\n", tmp_path)
+    assert err.startswith("notifications.x.kind: expected one of") and "got an array" in err
+
+
+def test_a_wrongly_typed_secret_is_not_echoed(tmp_path):
+    errs = file_errors('[points.p]\n[pos]\ntoken = 1234567890123456789\n[sync]\npassword = ["hunter2-secret"]\n',
+                     tmp_path)
+    assert any(e.startswith("pos.token: expected a string, got a value that is not shown") for e in errs), errs
+    assert not any("1234567890123456789" in e or "hunter2" in e for e in errs)
+
+
+SECTIONS = ["device", "time", "points", "remotes", "sensors", "rf", "audio", "retention", "sync", "pos",
+            "notifications"]
+KEYS = ["id", "state_dir", "secrets_file", "kind", "point", "buttons", "rating_scale", "token", "listen",
+        "broker", "min_contact_s", "shifts", "timezone", "source", "pin", "on", "value", "meaning", "x"]
+leaves = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats()
+          | st.text(max_size=10) | st.binary(max_size=4))
+values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+    st.sampled_from(KEYS) | st.text(max_size=5), inner, max_size=4), max_leaves=25)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(SECTIONS), st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6),
+                                                                   values, max_size=4), max_size=5))
+def test_any_config_document_is_a_config_or_key_path_errors(doc):
+    try:
+        config_from_dict(doc)
+    except ConfigError as exc:
+        assert exc.errors and all(isinstance(e, str) and ": " in e for e in exc.errors)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_is_a_config_or_errors(text):
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        assert exc.errors

@@ -211,3 +211,26 @@ def test_a_poison_drop_file_fails_line_by_line_and_a_restart_is_clean(tmp_path):
         assert core.stop() == 0
     with Journal(core.journal) as j:
         assert j.count("sale") == 3
+
+
+def test_control_characters_from_the_journal_never_reach_the_terminal_raw(tmp_path):
+    cfg = make_config(tmp_path)
+    evil = "anna\x1b]0;owned\x07\x1b[2J\x9b31m"
+    with Journal(tmp_path / "state" / "journal.db") as j:
+        j.append(NewEvent("staff", 1_795_165_200_000, {"staff": evil, "action": "login"}, "till1", "pos-http"))
+        j.append(NewEvent("mic_state", 1_795_165_200_001, {"state": "lost", "error": "gone\x1b[31m"}, None, "audio"))
+    outputs = [run_cli("--config", str(cfg), *cmd).stdout for cmd in
+               (["tail", "--no-follow"], ["tail", "--no-follow", "--json"], ["status"])]
+    for out in outputs:
+        assert not any(ch in out for ch in "\x1b\x07\x9b"), repr(out)
+    assert "anna\\x1b]0;owned\\x07" in outputs[0] and "gone\\x1b[31m" in outputs[2]
+    assert json.loads(outputs[1].splitlines()[0])["staff"] == evil
+
+
+def test_tail_shows_every_one_of_n_events(tmp_path):
+    cfg = make_config(tmp_path)
+    with Journal(tmp_path / "state" / "journal.db") as j:
+        j.append_many([NewEvent("sale", 1_795_165_200_000 + i, {"receipt": f"R{i}"}, "till1", "t")
+                       for i in range(1200)])
+    out = run_cli("--config", str(cfg), "tail", "-n", "1100", "--no-follow").stdout
+    assert len(out.splitlines()) == 1100
