@@ -1,8 +1,8 @@
 """The core stage (``appliance-core``): journal input events -> contacts, settled ratings
 and sales, back into the journal for the audio slicer, notifications and sync.
 
-Restart-safe: the pipeline's snapshot, the events it holds for reordering, its outputs and
-its cursor advance commit in one transaction. Outputs carry deterministic keys, so even a
+Restart-safe: the pipeline's snapshot (plain data: ``snapshot.py``), the events it holds
+for reordering, its outputs and its cursor advance commit in one transaction. Outputs carry deterministic keys, so even a
 rebuild from cursor 0 (after a software update changed the snapshot format) doubles
 nothing.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import pickle
 from dataclasses import dataclass, field
 
 from .config.schema import Config
+from . import snapshot
 from . import vocabulary as v
 from .journal import Journal, NewEvent
 from .pipeline import InputEvent, Pipeline
@@ -22,7 +22,6 @@ from .point import Call, Contact, Rating, Sale, contact_json
 log = logging.getLogger(__name__)
 
 STAGE = "core"
-SNAPSHOT_VERSION = 2
 HEARTBEAT_MS = 30_000
 
 
@@ -77,19 +76,17 @@ class CoreStage:
         self.emitted = 0
 
     def _fresh(self) -> CoreState:
-        return CoreState(SNAPSHOT_VERSION, self.hash, Pipeline(self.cfg))
+        return CoreState(snapshot.VERSION, self.hash, Pipeline(self.cfg))
 
     def _restore(self) -> CoreState:
         cursor, blob = self.journal.stage_state(STAGE)
         if blob:
             try:
-                st = pickle.loads(blob)
-                if st.version == SNAPSHOT_VERSION and st.config == self.hash:
-                    log.info("core: resumed at seq %d with %d held events", cursor, len(st.held))
-                    return st
-                log.warning("core: snapshot is of another version or config; rebuilding from the journal")
-            except Exception as exc:  # noqa: BLE001 - any unreadable snapshot means rebuild
-                log.warning("core: snapshot unreadable (%s); rebuilding from the journal", exc)
+                pipeline, held = snapshot.load(blob, self.cfg, self.hash)
+                log.info("core: resumed at seq %d with %d held events", cursor, len(held))
+                return CoreState(snapshot.VERSION, self.hash, pipeline, held)
+            except snapshot.SnapshotError as exc:
+                log.warning("core: %s; rebuilding from the journal", exc)
         if cursor:
             with self.journal.stage(STAGE) as txn:
                 txn.cursor = 0       # outputs are keyed: the rebuild doubles nothing
@@ -121,7 +118,7 @@ class CoreStage:
             changed = bool(events or released or outputs or upto != txn.cursor)
             if changed or now_ms - self.last_commit >= HEARTBEAT_MS:
                 txn.advance(upto)
-                txn.state = pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL)
+                txn.state = snapshot.dump(st.pipeline, st.held, self.hash)
                 txn.info = {"held": len(st.held), "late": st.pipeline.late,
                             "emitted": self.emitted + len(outputs)}
                 self.last_commit = now_ms

@@ -253,13 +253,19 @@ PAYLOADS: dict[str, type[Payload]] = {cls.TYPE: cls for cls in (
 """Every event type the journal holds, and its payload."""
 
 
+_JSON_DECODERS = {name: msgspec.json.Decoder(cls) for name, cls in PAYLOADS.items()}
+
+
 def check(type: str, data: object) -> Payload:
     """Validate an event's data against its type (as the cloud ingest does before storing
-    a box's record): a known type and a payload of its shape, or a VocabularyError."""
+    a box's record): a known type and a payload of its shape, or a VocabularyError. ``data``
+    is a dict, or the raw JSON text of one (``bytes`` or ``msgspec.Raw``)."""
     cls = PAYLOADS.get(type)
     if cls is None:
         raise VocabularyError(f"unknown event type {type!r}")
     try:
+        if isinstance(data, (bytes, msgspec.Raw)):
+            return _JSON_DECODERS[type].decode(data)
         return msgspec.convert(data, cls)
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise VocabularyError(f"{type}: {exc}") from None

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.files import atomic_path, write_atomic
+import msgspec
+
 from appliance.cloud.mqtt import BrokerSettings, make_client
 from appliance.cloud.mqtt import start as mqtt_start
 from appliance.cloud.wire import (ACK, JOURNAL, MANIFEST, MAX_CHUNK_BYTES, STATUS, Ack, Topic, WireError, decode_batch,
@@ -38,6 +40,11 @@ SCHEMA = [
         sha256 TEXT NOT NULL, tags TEXT, meta TEXT, received BIGINT NOT NULL, PRIMARY KEY(device, id))""",
 ]
 """Plain SQL that SQLite and PostgreSQL both take."""
+
+
+def _text(data) -> str:
+    """A record's data as stored: the raw JSON the box sent (already checked), or a dict."""
+    return bytes(data).decode("utf-8") if isinstance(data, msgspec.Raw) else json.dumps(data)
 
 
 class IngestStore:
@@ -82,7 +89,7 @@ class IngestStore:
                 self._executemany(
                     "INSERT INTO records(device, seq, id, type, point, ts, source, data, received)"
                     " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
-                    [(batch.device, r.seq, r.id, r.type, r.point, r.ts, r.source, json.dumps(r.data), now)
+                    [(batch.device, r.seq, r.id, r.type, r.point, r.ts, r.source, _text(r.data), now)
                      for r in batch.records])
                 if batch.prev <= hw:            # contiguous with what is held: the mark moves
                     hw = max(hw, batch.last)

@@ -119,6 +119,16 @@ class Batch(msgspec.Struct, kw_only=True):
     records: Annotated[list[Record], Meta(max_length=10_000)]
 
 
+class RecordIn(Record, kw_only=True):
+    """A record as the ingest receives it: ``data`` stays the raw JSON text, to be checked
+    against the journal vocabulary and stored as it came (never decoded twice)."""
+    data: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class BatchIn(Batch, kw_only=True):
+    records: Annotated[list[RecordIn], Meta(max_length=10_000)]
+
+
 class Ack(msgspec.Struct, kw_only=True):
     """From the ingest: every record up to ``upto`` is stored (end-to-end, not the broker);
     ``clips`` are stored whole and verified; ``chunks`` tells, per clip still arriving, how
@@ -146,7 +156,7 @@ class Status(msgspec.Struct, kw_only=True):
 
 
 _enc = msgspec.json.Encoder()
-_batch = msgspec.json.Decoder(Batch)
+_batch = msgspec.json.Decoder(BatchIn)
 _ack = msgspec.json.Decoder(Ack)
 _status = msgspec.json.Decoder(Status)
 _manifest = msgspec.json.Decoder(ClipManifest)
@@ -167,7 +177,7 @@ def _decode(decoder: msgspec.json.Decoder, what: str, payload: bytes, limit: int
         raise WireError(f"{what}: {str(exc)[:200]}") from None
 
 
-def decode_batch(payload: bytes) -> Batch:
+def decode_batch(payload: bytes) -> BatchIn:
     b = _decode(_batch, "journal batch", payload, MAX_PAYLOAD[JOURNAL])
     if b.last < b.prev or any(r.seq <= b.prev or r.seq > b.last for r in b.records):
         raise WireError("journal batch: record seq outside (prev, last]")

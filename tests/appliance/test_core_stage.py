@@ -15,7 +15,7 @@ from appliance.journal import Journal
 from appliance.replay import replay_file
 from appliance.point import contact_json
 from appliance.timefmt import iso_ms, parse_ts
-from tests.conftest import ROOT, write_events
+from tests.conftest import ROOT, config_text, write_events
 
 T0 = 1_795_165_200_000
 
@@ -145,3 +145,39 @@ def test_core_daemon_killed_at_random_loses_and_doubles_nothing(tmp_path):
         assert j.integrity_ok()
     assert kills >= 3
     assert got == expected
+
+
+def test_snapshot_is_plain_data_that_round_trips(tmp_path, caplog):
+    """The core resumes from its snapshot (no rebuild), which is JSON, not a pickle; a pickle
+    or garbage put there by anyone who can write the journal is dropped and rebuilt."""
+    import json
+    import logging
+    import pickle
+
+    from appliance.core import STAGE, CoreStage
+    from appliance.journal import Journal, NewEvent
+    from appliance import snapshot
+    cfg = config_text("[points.p]\npos = true\n[points.g]\n[sensors.s]\nkind = \"motion\"\npin = 5\npoint = \"g\"\n")
+    t0 = 1_795_165_200_000
+    with Journal(tmp_path / "j.db") as j:
+        j.append_many([NewEvent(t, t0 + s * 1000, d, pt, "test") for t, s, pt, d in [
+            ("staff", 0, "p", {"staff": "anna", "action": "login"}), ("sale", 5, "p", {"receipt": "R1", "amount": 3.0}),
+            ("rating", 6, "p", {"value": 1, "class": "negative"}), ("call", 7, "p", {"press": "short"}),
+            ("sensor", 8, "g", {"present": True}), ("rating", 9, "g", {"value": 2, "class": "top"})]])
+        stage = CoreStage(cfg, j, reorder_ms=0)
+        stage.step(t0 + 20_000)                            # a contact open at g, things pending
+        _, blob = j.stage_state(STAGE)
+        doc = json.loads(blob)
+        assert doc["version"] == snapshot.VERSION and doc["points"]["g"]["open_contact"] is not None
+        caplog.set_level(logging.INFO)
+        again = CoreStage(cfg, j, reorder_ms=0)
+        assert "resumed at seq" in caplog.text and "rebuilding" not in caplog.text
+        assert snapshot.dump(again.state.pipeline, again.state.held, again.hash) == blob
+        for bad in (pickle.dumps({"x": 1}), b"\x80\x04garbage", b"{}", b"[" * 5000):
+            with j.stage(STAGE) as txn:
+                txn.state = bad
+            caplog.clear()
+            rebuilt = CoreStage(cfg, j, reorder_ms=0)
+            assert "rebuilding from the journal" in caplog.text
+            rebuilt.step(t0 + 20_000)
+        assert j.count("contact_opened") == 1               # rebuilt four times, doubled nothing
