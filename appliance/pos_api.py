@@ -15,8 +15,9 @@ loop in one thread, HTTP/1.1 parsed by h11, with a cap on connections (at the ca
 connection that has waited longest without sending a request is closed to make room, and
 when none is waiting the new one is closed at once; both counted), a deadline for each request's head and body, an idle
 timeout on kept-alive connections, a listen backlog for bursts of tills, and one writer
-thread that commits to the journal in short batches: idle or slow clients cost a socket,
-not a thread, and never block a till's receipt. Answers go out in one write with
+thread that commits to the journal in small groups: idle or slow clients cost a socket,
+not a thread, and never block a till's receipt; receipts arriving together are committed
+together. Answers go out in one write with
 ``TCP_NODELAY`` (no Nagle/delayed-ACK stall on kept-alive connections).
 """
 from __future__ import annotations
@@ -26,9 +27,10 @@ import hmac
 import json
 import logging
 import socket
+import queue
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 
 import h11
 import msgspec
@@ -37,7 +39,7 @@ from .clock import Clock
 from .config.schema import Config
 from .errors import EventError
 from .events import from_dict
-from .journal import Journal
+from .journal import Journal, NewEvent
 from .limits import MAX_DEPTH, TimeWindow, nesting_depth
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,59 @@ BODY_TIMEOUT_S = 10.0
 MAX_HEAD = 16 * 1024
 
 
+class JournalWriter:
+    """The API's one journal writer: requests' events are committed in small groups (up to
+    ``MAX_GROUP`` per transaction), so a burst of tills costs a few short write locks and the
+    core stage and the drop folder keep their turn at the journal."""
+    MAX_GROUP = 64
+
+    def __init__(self, journal_path: str):
+        self.journal_path = journal_path
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="pos-journal", daemon=True)
+        self.thread.start()
+        self.commits = 0
+
+    def append(self, ev: NewEvent) -> Future:
+        """The event's seq (None: its key was already there) once it is durable."""
+        fut: Future = Future()
+        self.queue.put((ev, fut))
+        return fut
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        journal = Journal(self.journal_path)
+        try:
+            while True:
+                item = self.queue.get()
+                if item is None:
+                    return
+                group = [item]
+                while len(group) < self.MAX_GROUP:
+                    try:
+                        nxt = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        self.queue.put(None)
+                        break
+                    group.append(nxt)
+                try:
+                    seqs = journal.append_many([ev for ev, _ in group])
+                except Exception as exc:  # noqa: BLE001 - answered 500, the writer goes on
+                    for _, fut in group:
+                        fut.set_exception(exc)
+                    continue
+                self.commits += 1
+                for (_, fut), seq in zip(group, seqs, strict=True):
+                    fut.set_result(seq)
+        finally:
+            journal.close()
+
+
 class PosApi:
     def __init__(self, cfg: Config, journal_path: str, clock: Clock, *, max_connections: int = MAX_CONNECTIONS,
                  head_timeout_s: float = HEAD_TIMEOUT_S, body_timeout_s: float = BODY_TIMEOUT_S):
@@ -61,8 +116,7 @@ class PosApi:
         self.max_connections = max_connections
         self.head_timeout_s = head_timeout_s
         self.body_timeout_s = body_timeout_s
-        self._journal: Journal | None = None
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="pos-journal")
+        self.writer = JournalWriter(journal_path)
         host, _, port = cfg.pos.listen.rpartition(":")
         self.bind = (host.strip("[]"), int(port))
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -111,20 +165,14 @@ class PosApi:
         self.loop.close()
 
     def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        return self.thread is not None and self.thread.is_alive() and self.writer.thread.is_alive()
 
     def stop(self) -> None:
         if self.loop is not None and self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
         if self.thread is not None:
             self.thread.join(10)
-        self.writer.submit(self._close_journal).result(10)
-        self.writer.shutdown(wait=True)
-
-    def _close_journal(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        self.writer.stop()
 
     # --- the request's meaning (the writer thread) -----------------------------------------
 
@@ -132,18 +180,15 @@ class PosApi:
         stamp = self.clock.now()
         return TimeWindow.around(stamp.ts, stamp.synced, round(self.cfg.time.max_ahead_s * 1000))
 
-    def submit_raw(self, kind: str, raw: bytes) -> tuple[int, dict]:
-        """Parse and journal one request body. Returns (HTTP status, JSON answer)."""
+    def parse(self, kind: str, raw: bytes) -> NewEvent | tuple[int, dict]:
+        """A request body as the journal event it stands for, or the (status, answer) that
+        refuses it. CPU only: the loop thread does it; the writer thread journals."""
         if nesting_depth(raw) > MAX_DEPTH:
             return 400, {"error": f"the body is nested deeper than {MAX_DEPTH} levels"}
         try:
             body = msgspec.json.decode(raw)
         except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
             return 400, {"error": f"not valid JSON: {str(exc)[:200]}"}
-        return self.submit(kind, body)
-
-    def submit(self, kind: str, body: object) -> tuple[int, dict]:
-        """Validate and journal one request body. Returns (HTTP status, JSON answer)."""
         if not isinstance(body, dict):
             return 400, {"error": "the body must be a JSON object"}
         body = dict(body)
@@ -162,14 +207,9 @@ class PosApi:
         ev.source = "pos-http"
         if stamp is not None:
             ev.mono, ev.boot, ev.synced = stamp.mono, stamp.boot, stamp.synced
-        if self._journal is None:
-            self._journal = Journal(self.journal_path)
-        seq = self._journal.append(ev)
-        if seq is None:
-            return 200, {"status": "duplicate", "receipt": ev.data.get("receipt")}
-        return 201, {"status": "accepted", "seq": seq}
+        return ev
 
-    def _answer_for(self, method: str, path: str, headers: dict[bytes, bytes], body: bytes) -> tuple[int, dict]:
+    async def _answer_for(self, method: str, path: str, headers: dict[bytes, bytes], body: bytes) -> tuple[int, dict]:
         if not self._authorised(headers):
             return 401, {"error": "missing or wrong token (Authorization: Bearer <pos.token>)"}
         if method == "GET":
@@ -178,10 +218,16 @@ class PosApi:
         if kind is None:
             return 404, {"error": f"no such endpoint {path} (use {', '.join(ROUTES)})"}
         try:
-            return self.submit_raw(kind, body)
+            ev = self.parse(kind, body)
+            if isinstance(ev, tuple):
+                return ev
+            seq = await asyncio.wrap_future(self.writer.append(ev))
         except Exception:  # noqa: BLE001 - a bad request must never kill the daemon
             log.exception("POS request failed")
             return 500, {"error": "internal error; see the appliance log"}
+        if seq is None:
+            return 200, {"status": "duplicate", "receipt": ev.data.get("receipt")}
+        return 201, {"status": "accepted", "seq": seq}
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:
         scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
@@ -256,8 +302,7 @@ class PosApi:
         except asyncio.TimeoutError:
             self.timed_out += 1
             return False
-        status, answer = await asyncio.get_running_loop().run_in_executor(
-            self.writer, self._answer_for, method, path, headers, body)
+        status, answer = await self._answer_for(method, path, headers, body)
         extra = [(b"www-authenticate", b'Bearer realm="appliance-pos"')] if status == 401 else []
         await self._send(conn, writer, status, answer, extra)
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE

@@ -234,3 +234,44 @@ def test_tail_shows_every_one_of_n_events(tmp_path):
                        for i in range(1200)])
     out = run_cli("--config", str(cfg), "tail", "-n", "1100", "--no-follow").stdout
     assert len(out.splitlines()) == 1100
+
+
+def test_a_saturated_pos_api_starves_neither_the_core_stage_nor_the_drop_folder(tmp_path):
+    core = Core(tmp_path)
+    core.drop.mkdir()
+    core.start()
+    stop = threading.Event()
+    sent = []
+
+    def till(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", core.port, timeout=10)
+        i = 0
+        while not stop.is_set():
+            conn.request("POST", "/v1/sale", body=json.dumps({"point": "till1", "receipt": f"L{k}-{i}"}),
+                         headers={"Authorization": f"Bearer {TOKEN}"})
+            r = conn.getresponse()
+            r.read()
+            sent.append(r.status)
+            i += 1
+    tills = [threading.Thread(target=till, args=(k,), daemon=True) for k in range(6)]
+    commits = []
+    try:
+        for t in tills:
+            t.start()
+        time.sleep(1)
+        (core.drop / "sales.jsonl").write_text(
+            '{"ts": "2026-11-20T09:00:00Z", "type": "staff", "point": "till1", "staff": "anna"}\n')
+        end = time.monotonic() + 8
+        while time.monotonic() < end:                       # the core stage's commits while tills hammer
+            with Journal(core.journal, readonly=True) as j:
+                commits.append(next(s["updated"] for s in j.stages() if s["name"] == "core"))
+            time.sleep(0.25)
+    finally:
+        stop.set()
+        for t in tills:
+            t.join(10)
+        assert core.stop() == 0
+    assert len(sent) > 200 and set(sent) == {201}
+    gaps = [(b - a) / 1000 for a, b in zip(commits, commits[1:], strict=False) if b != a]
+    assert len(set(commits)) > 10 and max(gaps) < 3.0, gaps     # the core kept committing throughout
+    assert list((core.drop / "done").glob("sales.*.jsonl"))     # the drop folder was scanned
