@@ -116,7 +116,7 @@ class PosApi:
         self.max_connections = max_connections
         self.head_timeout_s = head_timeout_s
         self.body_timeout_s = body_timeout_s
-        self.writer = JournalWriter(journal_path)
+        self.writer: JournalWriter | None = None         # started with the server
         host, _, port = cfg.pos.listen.rpartition(":")
         self.bind = (host.strip("[]"), int(port))
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -135,6 +135,7 @@ class PosApi:
     # --- life ---------------------------------------------------------------------------
 
     def start(self) -> "PosApi":
+        self.writer = JournalWriter(self.journal_path)
         self.thread = threading.Thread(target=self._run, name="pos-api", daemon=True)
         self.thread.start()
         self._ready.wait(10)
@@ -165,14 +166,16 @@ class PosApi:
         self.loop.close()
 
     def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive() and self.writer.thread.is_alive()
+        return (self.thread is not None and self.thread.is_alive() and self.writer is not None
+                and self.writer.thread.is_alive())
 
     def stop(self) -> None:
         if self.loop is not None and self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
         if self.thread is not None:
             self.thread.join(10)
-        self.writer.stop()
+        if self.writer is not None:
+            self.writer.stop()
 
     # --- the request's meaning (the writer thread) -----------------------------------------
 

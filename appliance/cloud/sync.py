@@ -378,7 +378,11 @@ class SyncStage:
                 "clips_uploading": sorted(self.uploading), "time": time.time()}
 
     def write_status(self) -> None:
-        write_atomic(Path(self.cfg.device.state_dir) / STATUS_FILE, json.dumps(self.status_doc()))
+        """For ``appliancectl sync status``; a full disk delays it, never stops the sync."""
+        try:
+            write_atomic(Path(self.cfg.device.state_dir) / STATUS_FILE, json.dumps(self.status_doc()))
+        except OSError as exc:
+            log.warning("sync: status file not written: %s", exc.strerror or exc)
 
 
 def info_payload(cfg: Config, device: str) -> dict:

@@ -180,3 +180,25 @@ def test_nesting_is_measured_outside_strings():
     assert nesting_depth(b'{"a": "[[[[[[", "b": [1, [2]]}') == 3
     assert nesting_depth(b'"\\"[[["') == 0
     assert nesting_depth(b"[" * (MAX_DEPTH + 1)) == MAX_DEPTH + 1
+
+
+def test_fleetctl_takes_no_password_on_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    r = subprocess.run([sys.executable, "-m", "fleet.cli", "ingest", "--broker", "mqtt://127.0.0.1:1", "--db",
+                        str(tmp_path / "i.db"), "--password", "hunter2"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "FLEETCTL_MQTT_PASSWORD" in r.stderr and "hunter2" not in r.stderr + r.stdout
+    (tmp_path / "pw").write_text("s3cret\n")
+    from fleet.cli import broker_password
+    assert broker_password(SimpleNamespace(password_file=str(tmp_path / "pw"))) == "s3cret"
+
+
+def test_a_dead_network_loop_is_noticed(tmp_path, broker):
+    ing = Ingest(BrokerSettings(broker.url), IngestStore(tmp_path / "ingest.db"))
+    ing.start()
+    assert ing.alive()
+    ing.client.loop_stop()                                  # paho's thread is gone: nothing would be stored
+    assert not ing.alive()
