@@ -53,7 +53,7 @@ def rf(journal: Journal) -> dict:
     last = journal.max_ts("rf")
     if last is None:
         return {}
-    counted = sum(v.read(e, v.UnknownRemotes).presses for e in journal.iter_all([v.UNKNOWN_REMOTES]))
+    counted = int(journal.total(v.UNKNOWN_REMOTES, "presses"))
     out = {"rf_last_seen": last, "rf_last_press": iso_ms(last),
            "unknown_remote_presses": journal.count(v.UNKNOWN_REMOTE) + counted}
     radio = journal.latest(v.RADIO_STATE)
@@ -67,8 +67,8 @@ def clips(journal: Journal) -> dict | None:
     made = journal.count(v.CLIP)
     if not made:
         return None
-    deleted = [v.read(ev, v.ClipDeleted) for ev in journal.iter_all([v.CLIP_DELETED])]
-    return {"made": made, "deleted": len(deleted), "deleted_before_ack": sum(1 for d in deleted if not d.acked)}
+    return {"made": made, "deleted": journal.count(v.CLIP_DELETED),
+            "deleted_before_ack": journal.count_where(v.CLIP_DELETED, "acked", 0)}
 
 
 def backlog(journal: Journal, now_ms: int | None = None) -> dict:

@@ -262,6 +262,17 @@ class Journal:
             return self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         return self.db.execute("SELECT COUNT(*) FROM events WHERE type = ?", (type,)).fetchone()[0]
 
+    def count_where(self, type: str, field: str, value: object) -> int:
+        """Events of a type whose data field equals a value (JSON true/false as 1/0)."""
+        return self.db.execute("SELECT COUNT(*) FROM events WHERE type = ? AND json_extract(data, ?) = ?",
+                               (type, f"$.{field}", value)).fetchone()[0]
+
+    def total(self, type: str, field: str) -> float:
+        """The sum of one numeric field over the events of a type (summaries' counts)."""
+        row = self.db.execute("SELECT TOTAL(json_extract(data, ?)) FROM events WHERE type = ?",
+                              (f"$.{field}", type)).fetchone()
+        return row[0]
+
     def count_by_type(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY 2 DESC").fetchall())
 

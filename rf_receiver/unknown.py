@@ -18,9 +18,9 @@ class UnknownRemoteLimiter:
         self.window_ms = window_ms
         self.max_codes = max_codes
         self.start: int | None = None
-        self.journalled: set[tuple[str, int]] = set()
+        self.journalled: set[tuple[str, str]] = set()
         self.counted = 0                    # presses not journalled one by one in this window
-        self.codes: set[tuple[str, int]] = set()
+        self.codes: set[tuple[str, str]] = set()
         self.first = self.last = 0
 
     def admit(self, ev: NewEvent, now_ms: int) -> list[NewEvent]:
@@ -28,8 +28,7 @@ class UnknownRemoteLimiter:
         out = self.tick(now_ms)
         if self.start is None:
             self.start = now_ms
-        key = (str(ev.data.get("protocol")), int(ev.data.get("code", 0)) if str(ev.data.get("code", "")).isdigit() else
-               hash(str(ev.data.get("code"))))
+        key = (str(ev.data.get("protocol")), str(ev.data.get("code")))
         if key not in self.journalled and len(self.journalled) < self.max_codes:
             self.journalled.add(key)
             return out + [ev]
