@@ -69,7 +69,34 @@ def _script(db: sqlite3.Connection, sql: str) -> None:
             db.execute(stmt)
 
 
-MIGRATIONS = [_m1]
+RECORD_TYPES = ("contact", "rating_settled", "sale_settled", "call_settled")
+"""The core's settled records: what metrics are computed from (appliance.vocabulary)."""
+
+
+def _m2(db: sqlite3.Connection) -> None:
+    """The core's settled records indexed by the time they count at and by point, so a
+    report reads its period's rows only (ARCHITECTURE §2, §10)."""
+    _script(db, """
+    CREATE TABLE records(
+        seq    INTEGER PRIMARY KEY,     -- the settled record's event
+        type   TEXT NOT NULL,
+        point  TEXT,
+        t      INTEGER NOT NULL,        -- when it counts (§4: a contact at its open time, others at their own)
+        owner  TEXT
+    );
+    CREATE INDEX records_t ON records(t);
+    CREATE INDEX records_point_t ON records(point, t);
+    """)
+    from .timefmt import parse_ts
+    rows = db.execute(f"SELECT seq, type, point, ts, data FROM events WHERE type IN "
+                      f"({','.join('?' * len(RECORD_TYPES))})", RECORD_TYPES)
+    for seq, type_, point, ts, data in rows.fetchall():
+        d = json.loads(data)
+        t = parse_ts(d["opened"]) if type_ == "contact" and isinstance(d.get("opened"), str) else ts
+        db.execute("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?)", (seq, type_, point, t, d.get("owner")))
+
+
+MIGRATIONS = [_m1, _m2]
 """Schema migrations; index + 1 is the resulting ``PRAGMA user_version``."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -256,6 +283,27 @@ class Journal:
     def last_seq(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
+    # --- the settled records' index (reports) -------------------------------------------
+
+    def index_record(self, seq: int, type: str, point: str | None, t: int, owner: str | None) -> None:
+        """Called by the core stage inside its transaction for each settled record it writes."""
+        self.db.execute("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?)", (seq, type, point, t, owner))
+
+    def records(self, lo: int | None = None, hi: int | None = None,
+                types: Iterable[str] | None = None) -> Iterator[tuple[str, str | None, int, str | None, str]]:
+        """(type, point, t, owner, data) of the settled records counting in [lo, hi), in
+        time order, streamed (bounded memory whatever the period)."""
+        q = ("SELECT r.type, r.point, r.t, r.owner, e.data FROM records r JOIN events e ON e.seq = r.seq"
+             " WHERE r.t >= ? AND r.t < ?")
+        args: list = [-(1 << 62) if lo is None else lo, (1 << 62) if hi is None else hi]
+        if types is not None:
+            ts = list(types)
+            q += f" AND r.type IN ({','.join('?' * len(ts))})"
+            args += ts
+        cur = self.db.execute(q + " ORDER BY r.t, r.seq", args)
+        while rows := cur.fetchmany(1000):
+            yield from rows
+
     def count(self, type: str | None = None) -> int:
         """Events in the journal (of one type)."""
         if type is None:
@@ -275,6 +323,15 @@ class Journal:
 
     def count_by_type(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY 2 DESC").fetchall())
+
+    def count_after(self, seq: int, types: Iterable[str]) -> int:
+        types = list(types)
+        return self.db.execute(f"SELECT COUNT(*) FROM events WHERE seq > ? AND type IN ({','.join('?' * len(types))})",
+                               (seq, *types)).fetchone()[0]
+
+    def by_id(self, event_id: str) -> Event | None:
+        r = self.db.execute(f"SELECT {_COLS} FROM events WHERE id = ?", (event_id,)).fetchone()
+        return _row(r) if r else None
 
     def latest(self, type: str) -> Event | None:
         """The last event of a type (by seq)."""

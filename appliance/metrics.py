@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
+
+import msgspec
 from zoneinfo import ZoneInfo
 
 from . import vocabulary as v
@@ -212,6 +214,29 @@ def tally_by(records: Iterable[tuple[str, object]], keys: dict[str, Key],
         elif kind == "call":
             for g in groups(rec.point, rec.t, rec.owner):
                 g.add_call(rec)
+    return out
+
+
+_RECORD_DECODERS = {t: msgspec.json.Decoder(cls) for t, cls in SETTLED.items()}
+
+
+def tally_journal(rows: Iterable[tuple[str, str | None, int, str | None, str]], keys: dict[str, Key]
+                  ) -> dict[str, dict[str, Tally]]:
+    """Group the journal's settled records (``Journal.records``: type, point, t, owner, data)
+    under several keys in one streaming pass, with the same formula as :func:`tally_by`."""
+    out: dict[str, dict[str, Tally]] = {name: {} for name in keys}
+    items = list(keys.items())
+    for typ, point, t, owner, data in rows:
+        rec = _RECORD_DECODERS[typ].decode(data)
+        if isinstance(rec, v.RatingSettled) and rec.status not in ("orphan", "misuse"):
+            continue                    # counted with its contact (tally_by does the same)
+        for name, key in items:
+            k = key(point, t, owner)
+            if k is not None:
+                g = out[name].get(k)
+                if g is None:
+                    g = out[name][k] = Tally()
+                g.add_settled(rec)
     return out
 
 

@@ -33,6 +33,8 @@ CLIP, CLIP_TAGS, CLIP_DELETED, MIC_STATE = "clip", "clip_tags", "clip_deleted", 
 CLIP_ACKED = "clip_acked"
 # --- the rf daemon ---------------------------------------------------------------------------
 UNKNOWN_REMOTE, UNKNOWN_REMOTES, RADIO_STATE = "unknown_remote", "unknown_remotes", "radio_state"
+# --- the technician ---------------------------------------------------------------------------
+REBUILD = "rebuild"
 
 CLIP_LIFECYCLE = (CLIP, CLIP_ACKED, CLIP_DELETED)
 """What the clip uploader and retention follow."""
@@ -149,6 +151,8 @@ class RatingSettled(Payload):
     status: str
     owner: str | None
     contact: str | None
+    remote: str | None = None           # the remote and button pressed (absent in early journals)
+    button: int | None = None
 
 
 class SaleSettled(Payload):
@@ -246,10 +250,18 @@ class RadioState(Payload):
     restarts: int = 0
 
 
+class Rebuild(Payload):
+    """``appliancectl rebuild`` derived the core's records again from ``since`` on."""
+    TYPE: ClassVar[str] = REBUILD
+    since: str | None
+    deleted: int
+    derived: int
+
+
 PAYLOADS: dict[str, type[Payload]] = {cls.TYPE: cls for cls in (
     PresenceChange, SensorReading, RatingPress, Receipt, StaffChange, CallPress, ContactOpened, ContactClosed,
     ContactSettled, RatingSettled, SaleSettled, CallSettled, Clip, ClipTags, ClipDeleted, ClipAcked, MicState,
-    UnknownRemote, UnknownRemotes, RadioState)}
+    UnknownRemote, UnknownRemotes, RadioState, Rebuild)}
 """Every event type the journal holds, and its payload."""
 
 

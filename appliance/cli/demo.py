@@ -264,7 +264,7 @@ def run_demo(speed: float = 1000.0, keep: bool = False, state_dir: str | None = 
         except subprocess.TimeoutExpired:
             core.kill()
         log.close()
-    _final_report(cfg, work, s, clock.now_ms() - int(cfg.time.reorder_s * 1000))
+    _final_report(cfg, work, s)
     if keep or state_dir:
         print(s(f"\nThe demo's files stay in {work}: try", "grey"),
               f"APPLIANCE_CONFIG={cfg_path} appliancectl report --by owner")
@@ -294,20 +294,19 @@ def _core_caught_up(journal: Journal) -> bool:
     return core is not None and core["cursor"] >= journal.last_seq() and core["info"].get("held") == 0
 
 
-def _final_report(cfg, work: Path, s: Style, until: int) -> None:
-    from ..replay import replay_journal
-    from .report import TABLE_COLUMNS, grouped
-    with Journal.in_dir(work, readonly=True) as j:
-        records = replay_journal(cfg, j, until)
+def _final_report(cfg, work: Path, s: Style) -> None:
+    """The report as ``appliancectl report`` gives it: from the core's settled records."""
+    from .report import TABLE_COLUMNS, grouped_journal
     print()
     print(s("The day's report", "bold"), s("(appliancectl report --by point / --by owner)", "grey"))
-    for by in ("point", "owner"):
-        groups = grouped(cfg, records, by, None, None)
-        rows = [[s(k, "bold") if k == "total" else k] + [f(m[c]) for c, _, f in TABLE_COLUMNS]
-                for k, m in groups.items()]
-        print(table([by] + [h for _, h, _ in TABLE_COLUMNS], rows, s, [False] + [True] * len(TABLE_COLUMNS)))
-        print()
-    m = grouped(cfg, records, "point", None, None)["total"]
+    with Journal.in_dir(work, readonly=True) as j:
+        for by in ("point", "owner"):
+            groups = grouped_journal(cfg, j, by, None, None)
+            rows = [[s(k, "bold") if k == "total" else k] + [f(m[c]) for c, _, f in TABLE_COLUMNS]
+                    for k, m in groups.items()]
+            print(table([by] + [h for _, h, _ in TABLE_COLUMNS], rows, s, [False] + [True] * len(TABLE_COLUMNS)))
+            print()
+        m = grouped_journal(cfg, j, "point", None, None)["total"]
     print(f"CSI {s(pct(m['csi']), 'green')} of contacts ended with a top rating, "
           f"CDI {s(pct(m['cdi']), 'red')} with a negative one; "
           f"{pct(m['response_rate'])} of customers rated; personal conversion {pct(m['conversion'])}; "

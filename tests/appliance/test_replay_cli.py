@@ -81,10 +81,24 @@ def test_import_validates_all_or_nothing_and_is_idempotent(tmp_path, config_path
     r = run_cli("--config", str(config_path), "journal", "import", str(good))
     assert r.returncode == 0 and "imported 0 event(s)" in r.stdout and "10 already there" in r.stdout
 
+    tail = run_cli("--config", str(config_path), "tail", "--no-follow", "-n", "3", "--json")
+    assert [json.loads(x)["seq"] for x in tail.stdout.splitlines()] == [8, 9, 10]
+    st = run_cli("--config", str(config_path), "status", "--json")
+    assert json.loads(st.stdout)["events"] == 10
+
+    # a report shows what the core derived: nothing yet (the core has not run), and says so
+    before = run_cli("--config", str(config_path), "report", "--format", "json")
+    assert json.loads(before.stdout)["total"]["contacts"] == 0 and "10 input event(s) are not derived" in before.stderr
+    rb = run_cli("--config", str(config_path), "rebuild")
+    assert rb.returncode == 0 and "0 removed" in rb.stdout, rb.stderr
     rep = run_cli("--config", str(config_path), "report", "--by", "point", "--format", "json")
-    assert rep.returncode == 0, rep.stderr
+    assert rep.returncode == 0 and not rep.stderr, rep.stderr
     groups = json.loads(rep.stdout)
     assert groups["total"]["contacts"] == 2 and groups["till1"]["receipts"] == 2
+    oracle = run_cli("--config", str(config_path), "replay", "--events", str(good), "--out", str(tmp_path / "o"))
+    assert oracle.returncode == 0
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert {k: groups["total"][k] for k in metrics["overall"]} == metrics["overall"]     # report == replay
     table = run_cli("--config", str(config_path), "report", "--by", "owner")
     assert "anna" in table.stdout and "total" in table.stdout
     day = run_cli("--config", str(config_path), "report", "--by", "day", "--format", "csv",
@@ -103,11 +117,6 @@ def test_import_validates_all_or_nothing_and_is_idempotent(tmp_path, config_path
     assert rows[2][:5] == ["2026-11-20T09:02:10.000Z", "a1b2c3", "1", "till2", ""]
     assert [r[-1] for r in rows[1:]] == ["counted", "counted", "orphan"]
 
-    tail = run_cli("--config", str(config_path), "tail", "--no-follow", "-n", "3", "--json")
-    assert [json.loads(x)["seq"] for x in tail.stdout.splitlines()] == [8, 9, 10]
-    st = run_cli("--config", str(config_path), "status", "--json")
-    assert json.loads(st.stdout)["events"] == 10
-
 
 def test_report_without_journal_says_what_to_do(tmp_path, config_path):
     r = run_cli("--config", str(config_path), "report")
@@ -118,9 +127,10 @@ def test_config_option_is_taken_before_or_after_the_command(tmp_path, config_pat
     events = write_events(tmp_path / "e.jsonl", DAY)
     a = run_cli("--config", str(config_path), "replay", "--events", str(events), "--out", str(tmp_path / "a"))
     b = run_cli("journal", "import", "--config", str(config_path), str(events))
+    r = run_cli("rebuild", "--config", str(config_path))
     c = run_cli("report", "--config", str(config_path), "--format", "json",
                 env={"APPLIANCE_CONFIG": str(tmp_path / "missing.toml")})
-    assert (a.returncode, b.returncode, c.returncode) == (0, 0, 0), (a.stderr, b.stderr, c.stderr)
+    assert (a.returncode, b.returncode, r.returncode, c.returncode) == (0, 0, 0, 0), (a.stderr, b.stderr, c.stderr)
     assert json.loads(c.stdout)["total"]["contacts"] == 2
 
 

@@ -1,0 +1,78 @@
+"""``appliancectl rebuild``: derive the core's records again, after a config change (a
+rating scale fixed, a grace window changed) or to derive what was imported while the core
+was not running.
+
+The settled records (``contact``, ``rating_settled``, ``sale_settled``, ``call_settled``)
+counting from the given day on are deleted with their index rows, and the core stage is
+reset to replay the journal from its start in one transaction; then the stage runs to the
+current time. Earlier records are derived again too but their keys are already there, so
+only the deleted range is written anew (with the same ids: derived ids come from the keys).
+Killed half-way, it is finished by running it again or by starting ``appliance-core``: the
+stage goes on from its cursor. The rebuild is journalled (a ``rebuild`` event: range, counts).
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+from . import vocabulary as v
+from .config.schema import Config
+from .core import HEARTBEAT_MS, STAGE, CoreStage
+from .errors import ApplianceError
+from .journal import RECORD_TYPES, Journal
+from .timefmt import iso_ms
+
+
+class CoreRunning(ApplianceError, RuntimeError):
+    """appliance-core committed recently: it must be stopped first."""
+
+
+def core_is_running(journal: Journal, now_ms: int) -> bool:
+    """Another process's core stage committed within its heartbeat and that process lives."""
+    stage = next((s for s in journal.stages() if s["name"] == STAGE), None)
+    if stage is None or now_ms - stage["updated"] >= HEARTBEAT_MS * 1.5:
+        return False
+    pid = stage["info"].get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def rebuild(cfg: Config, journal: Journal, since_ms: int | None, now_ms: int,
+            progress: Callable[[int, int], None] = lambda done, total: None) -> dict:
+    """Delete the settled records from ``since_ms`` on (all without it) and derive again up
+    to ``now_ms``. Returns counts."""
+    if core_is_running(journal, int(time.time() * 1000)):
+        raise CoreRunning("appliance-core is running (it committed a moment ago): stop it first "
+                          "(systemctl stop appliance-core), rebuild, start it again")
+    lo = -(1 << 62) if since_ms is None else since_ms
+    with journal.transaction() as db:
+        doomed = db.execute(f"SELECT r.seq FROM records r WHERE r.t >= ? AND r.type IN "
+                            f"({','.join('?' * len(RECORD_TYPES))})", (lo, *RECORD_TYPES)).fetchall()
+        seqs = [s for (s,) in doomed]
+        for i in range(0, len(seqs), 500):
+            chunk = seqs[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            db.execute(f"DELETE FROM records WHERE seq IN ({marks})", chunk)
+            db.execute(f"DELETE FROM events WHERE seq IN ({marks})", chunk)
+        db.execute("UPDATE stages SET cursor = 0, state = NULL WHERE name = ?", (STAGE,))
+    stage = CoreStage(cfg, journal)
+    total = journal.last_seq()
+    before = journal.count()
+    while True:
+        stage.step(now_ms)
+        cursor = journal.cursor(STAGE)
+        progress(cursor, total)
+        if cursor >= journal.last_seq() and not stage.state.held:
+            break
+    derived = journal.count() - before
+    summary = {"from": iso_ms(since_ms) if since_ms is not None else None, "deleted": len(seqs), "derived": derived}
+    journal.append(v.Rebuild(since=summary["from"], deleted=len(seqs), derived=derived).as_event(now_ms, None, "cli"))
+    return summary
