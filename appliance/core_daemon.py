@@ -14,12 +14,14 @@ from .drop_folder import DropFolder
 from .journal import Journal
 from .limits import TimeWindow
 from .pos_api import PosApi
+from .pruning import prune
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
 DROP_SCAN_S = 2.0
 CLOCK_CHECK_S = 10.0
+PRUNE_S = 60.0          # a few short batches a minute: a backlog of years goes within hours
 
 
 def correct_clock(journal: Journal, clock: Clock) -> int:
@@ -43,7 +45,8 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
         stamp = clock.now()
         return TimeWindow.around(stamp.ts, stamp.synced, ahead_ms)
     drop = DropFolder(cfg, journal, cfg.pos.drop_dir, window=window) if cfg.pos.drop_dir else None
-    jobs = [Job("clock", CLOCK_CHECK_S, lambda: correct_clock(journal, clock))]
+    jobs = [Job("clock", CLOCK_CHECK_S, lambda: correct_clock(journal, clock)),
+            Job("journal retention", PRUNE_S, lambda: prune(cfg, journal, clock.now_ms(), max_batches=20))]
     if drop:
         jobs.append(Job("drop folder", DROP_SCAN_S, drop.scan))
     log.info("core: %d points, journal %s", len(cfg.points), journal.path)

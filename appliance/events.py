@@ -8,7 +8,7 @@ and ``button`` so the rating log can show them.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Literal, Union
+from typing import Iterable, Iterator, Literal, Union
 
 import msgspec
 from msgspec import Struct
@@ -254,6 +254,70 @@ def read_lines(lines: Iterable[bytes], cfg: Config,
                 continue
         events.append((n, ev))
     return events, errors
+
+
+MAX_REPORTED = 1000
+"""Bad lines listed one by one at most; beyond, only counted."""
+
+
+class FileCheck:
+    """A whole events file validated in one streaming pass (bounded memory whatever its
+    size): bad lines with their numbers, receipts repeated within the file (their keys are
+    kept in a temporary SQLite table, not in memory), the events counted and the content
+    hashed for the idempotency keys of :func:`file_events`."""
+
+    def __init__(self, path: str, cfg: Config, window=None, progress=lambda done, total: None):
+        import os
+        import sqlite3
+        self.errors = LineErrors()
+        self.bad = 0
+        self.events = 0
+        digest = hashlib.sha256()
+        seen = sqlite3.connect("")                    # a private temporary database on disk
+        seen.execute("CREATE TABLE k(key TEXT PRIMARY KEY, line INTEGER)")
+        total = os.path.getsize(path)
+        done = 0
+        with open(path, "rb") as f:
+            for n, line in enumerate(f, 1):
+                digest.update(line)
+                done += len(line)
+                if n % 20_000 == 0:
+                    progress(done, total)
+                if not line.strip() or line.lstrip().startswith(b"#"):
+                    continue
+                try:
+                    ev = decode_line(line, cfg, window or FIXED)
+                except EventError as exc:
+                    self._bad(n, exc.message)
+                    continue
+                if ev.key is not None:
+                    if seen.execute("INSERT OR IGNORE INTO k VALUES (?, ?)", (ev.key, n)).rowcount == 0:
+                        first = seen.execute("SELECT line FROM k WHERE key = ?", (ev.key,)).fetchone()[0]
+                        self._bad(n, f"receipt {ev.data['receipt']} at {ev.point} repeats line {first}")
+                        continue
+                self.events += 1
+        progress(total, total)
+        seen.close()
+        self.digest = digest.hexdigest()[:16]
+
+    def _bad(self, n: int, message: str) -> None:
+        self.bad += 1
+        if len(self.errors) < MAX_REPORTED:
+            self.errors.append((n, message))
+
+
+def file_events(path: str, cfg: Config, digest: str, source: str = "import", window=None) -> Iterator[NewEvent]:
+    """The events of a file :class:`FileCheck` found good, one at a time, keyed by the
+    file's content (importing it twice lands every event once)."""
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith(b"#"):
+                continue
+            ev = decode_line(line, cfg, window or FIXED)
+            if ev.key is None:
+                ev.key = f"{source}:{digest}:{n}"
+            ev.source = source
+            yield ev
 
 
 def load_file(path: str, cfg: Config, source: str = "import") -> tuple[list[NewEvent], LineErrors]:

@@ -27,6 +27,8 @@ from .ids import uuid7
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "journal.db"
+WAL_LIMIT = 8 * 1024 * 1024
+"""The WAL is truncated back to this after a checkpoint: it does not grow with uptime."""
 JOURNAL_MODE = 0o660
 """Read and written by the four daemons' users, through their shared group; nobody else."""
 
@@ -175,12 +177,15 @@ class Journal:
                                   check_same_thread=False)
         self.db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         if not readonly:
+            if self.path.stat().st_size == 0:           # a new journal: before anything is written,
+                self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")    # so pruning can free space
             mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise JournalError(f"{self.path}: cannot switch to WAL mode (got {mode})")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
         if not readonly:
+            self.db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             self._migrate()
         else:
             v = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -257,6 +262,18 @@ class Journal:
         """Append a batch in one durable transaction (all or nothing)."""
         with self.transaction():
             return [self._insert(ev) for ev in events]
+
+    def append_stream(self, events: Iterable[NewEvent]) -> tuple[int, int]:
+        """Append any number of events, taken one at a time, in one durable transaction
+        (all or nothing) in bounded memory. Returns (new, already there)."""
+        new = dup = 0
+        with self.transaction():
+            for ev in events:
+                if self._insert(ev) is None:
+                    dup += 1
+                else:
+                    new += 1
+        return new, dup
 
     # --- reading -----------------------------------------------------------------------
 
@@ -403,6 +420,16 @@ class Journal:
                 "UPDATE events SET ts_raw = ts, ts = (mono + ?) / 1000000, synced = 1"
                 " WHERE boot = ? AND synced = 0 AND mono IS NOT NULL", (offset_ns, boot))
             return cur.rowcount
+
+    def give_back_space(self) -> None:
+        """After deletions: free pages back to the file system (incremental vacuum, when the
+        journal was created with it; older ones reuse them), and the WAL truncated."""
+        if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+            self.db.execute("PRAGMA incremental_vacuum").fetchall()
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def oldest_ts(self) -> int | None:
+        return self.db.execute("SELECT MIN(ts) FROM events").fetchone()[0]
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -34,7 +34,7 @@ CLIP_ACKED = "clip_acked"
 # --- the rf daemon ---------------------------------------------------------------------------
 UNKNOWN_REMOTE, UNKNOWN_REMOTES, RADIO_STATE = "unknown_remote", "unknown_remotes", "radio_state"
 # --- the technician ---------------------------------------------------------------------------
-REBUILD = "rebuild"
+REBUILD, PRUNED = "rebuild", "pruned"
 
 CLIP_LIFECYCLE = (CLIP, CLIP_ACKED, CLIP_DELETED)
 """What the clip uploader and retention follow."""
@@ -258,10 +258,22 @@ class Rebuild(Payload):
     derived: int
 
 
+class Pruned(Payload):
+    """Journal retention deleted old events (``appliance.pruning``), one batch, in the same
+    transaction: ``count`` events of a kind (raw, clips, records) older than ``before``,
+    between seq ``first_seq`` and ``last_seq``."""
+    TYPE: ClassVar[str] = PRUNED
+    kind: str
+    count: int
+    first_seq: int
+    last_seq: int
+    before: str
+
+
 PAYLOADS: dict[str, type[Payload]] = {cls.TYPE: cls for cls in (
     PresenceChange, SensorReading, RatingPress, Receipt, StaffChange, CallPress, ContactOpened, ContactClosed,
     ContactSettled, RatingSettled, SaleSettled, CallSettled, Clip, ClipTags, ClipDeleted, ClipAcked, MicState,
-    UnknownRemote, UnknownRemotes, RadioState, Rebuild)}
+    UnknownRemote, UnknownRemotes, RadioState, Rebuild, Pruned)}
 """Every event type the journal holds, and its payload."""
 
 

@@ -93,23 +93,45 @@ def cmd_replay(args: argparse.Namespace, cfg: Config | None) -> int:
     return EXIT_PARTIAL if errors else EXIT_OK
 
 
+def progress_bar(what: str):
+    """A progress callback(done, total) drawing on stderr when it is a terminal."""
+    tty = sys.stderr.isatty()
+
+    def draw(done: int, total: int) -> None:
+        if tty:
+            end = "\n" if done >= total else ""
+            print(f"\r{what}: {100 * done // max(total, 1):3d} %", end=end, file=sys.stderr, flush=True)
+    return draw
+
+
 def cmd_journal_import(args: argparse.Namespace, cfg: Config | None) -> int:
-    from ..events import load_file
+    from ..events import FileCheck, file_events
     try:
-        events, errors = load_file(args.file, cfg, source="import")
+        check = FileCheck(args.file, cfg, progress=progress_bar("checking"))
     except OSError as exc:
         print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
         return EXIT_IO
-    if errors:
-        print(errors.report(args.file), file=sys.stderr)
-        print(f"{len(errors)} bad line(s): nothing imported", file=sys.stderr)
+    if check.bad:
+        print(check.errors.report(args.file), file=sys.stderr)
+        more = check.bad - len(check.errors)
+        if more:
+            print(f"... and {more} more", file=sys.stderr)
+        print(f"{check.bad} bad line(s): nothing imported", file=sys.stderr)
         return EXIT_BAD_INPUT
+    bar = progress_bar("importing")
+    counted = 0
+
+    def events():
+        nonlocal counted
+        for ev in file_events(args.file, cfg, check.digest):
+            counted += 1
+            if counted % 20_000 == 0:
+                bar(counted, check.events)
+            yield ev
     with _journal(cfg) as j:
-        seqs = j.append_many(events)
-    new = sum(1 for s in seqs if s is not None)
-    dup = len(seqs) - new
-    print(f"imported {new} event(s) into {j.path}"
-          + (f" ({dup} already there, skipped)" if dup else ""))
+        new, dup = j.append_stream(events())
+    bar(check.events, check.events)
+    print(f"imported {new} event(s) into {j.path}" + (f" ({dup} already there, skipped)" if dup else ""))
     return EXIT_OK
 
 
@@ -263,6 +285,9 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
             st["events"] = j.count()
             st["last_event"] = iso_ms(latest) if latest is not None else None
             st["size_bytes"] = j.size_bytes()
+            oldest = j.oldest_ts()
+            st["oldest_event"] = iso_ms(oldest) if oldest is not None else None
+            st["retention"] = {"keep_raw_days": cfg.journal.keep_raw_days, "keep_days": cfg.journal.keep_days}
             st["stages"] = [{"name": s["name"], "behind": last - s["cursor"],
                              "last_commit_age_s": round((now - s["updated"]) / 1000, 1), **s["info"]}
                             for s in j.stages()]
@@ -277,8 +302,9 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
     if "events" not in st:
         print(f"  journal: {st['state']}")
         return EXIT_OK
-    print(f"  journal: {st['journal']} — {st['events']} events, last at {st['last_event']}, "
-          f"{st['size_bytes'] / 1e6:.1f} MB")
+    print(f"  journal: {st['journal']} — {st['events']} events from {st['oldest_event']} to {st['last_event']}, "
+          f"{st['size_bytes'] / 1e6:.1f} MB; raw events kept {st['retention']['keep_raw_days']:g} days, "
+          f"settled records {st['retention']['keep_days']:g} days")
     if st["unsynced_clock_events"]:
         print(s(f"  {st['unsynced_clock_events']} events wait for the clock to synchronise", "yellow"))
     for stage in st["stages"]:

@@ -145,6 +145,15 @@ class Retention(_Section):
     headroom_s: NonNegative = 3600.0
 
 
+class JournalRetention(_Section):
+    keep_raw_days: Annotated[float, Meta(ge=1)] = 90.0
+    """Raw events (presses, receipts, presence, device events) older than this are pruned,
+    once the core has derived them and the cloud (when sync is on) has acknowledged them."""
+    keep_days: Annotated[float, Meta(ge=1)] = 800.0
+    """The core's settled records (what reports count) are kept this long: two years and more,
+    so that a year-on-year report works."""
+
+
 class Sync(_Section):
     broker: str = ""
     """mqtt://host:port or mqtts://host:port; empty disables cloud sync."""
@@ -230,6 +239,7 @@ class Config(_Section):
     rf: Rf = field(default_factory=Rf)
     audio: Audio = field(default_factory=Audio)
     retention: Retention = field(default_factory=Retention)
+    journal: JournalRetention = field(default_factory=JournalRetention)
     sync: Sync = field(default_factory=Sync)
     pos: Pos = field(default_factory=Pos)
     notifications: dict[Identifier, Notification] = field(default_factory=dict)
