@@ -209,6 +209,14 @@ def cmd_export_ratings(args: argparse.Namespace, cfg: Config | None) -> int:
         print("choose a format: --csv", file=sys.stderr)
         return EXIT_BAD_INPUT
     import csv
+
+    from .report import parse_bound
+    try:
+        lo = parse_bound(args.from_, cfg.time.timezone)
+        hi = parse_bound(args.to, cfg.time.timezone)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
     n = 0
     with _journal(cfg, readonly=True) as j, contextlib.ExitStack() as stack:
         if args.out:
@@ -218,7 +226,7 @@ def cmd_export_ratings(args: argparse.Namespace, cfg: Config | None) -> int:
             out = sys.stdout
         w = csv.writer(out, lineterminator="\n")
         w.writerow(RATING_LOG_HEADER)
-        for row in rating_log_rows(j):               # streamed: bounded memory for any journal
+        for row in rating_log_rows(j, lo, hi):       # streamed: bounded memory for any journal
             w.writerow(row)
             n += 1
     if args.out:
@@ -445,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = add(esub, "ratings", "the rating log", cmd_export_ratings)
     e.add_argument("--csv", action="store_true", help="CSV: datetime, remote, button, point, owner, ...")
     e.add_argument("--out", help="write to this file instead of standard output")
+    e.add_argument("--from", dest="from_", help="first day or time (ISO; days in the configured zone)")
+    e.add_argument("--to", help="end day or time, exclusive")
 
     s = sub.add_parser("sync", help="cloud sync")
     ssub = s.add_subparsers(dest="sync_command", required=True, metavar="SUBCOMMAND")
