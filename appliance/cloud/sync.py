@@ -304,6 +304,12 @@ class SyncStage:
         if new and self.cfg.sync.audio_order == "newest":
             self.clip_queue.sort(key=lambda e: e[0].seq, reverse=True)
         self.clip_queue = [e for e in self.clip_queue if e[1].clip not in self.clip_done]
+        # nothing here grows with uptime: only clips still queued or uploading are remembered
+        # (a late second ack of an old clip is deduplicated by its journal key)
+        live = {c.clip for _, c in self.clip_queue} | set(self.uploading)
+        self.clip_done &= live | {c for c in self.clip_done if c in self.clips_acked}
+        with self.lock:
+            self.sent_clips &= live
 
     def _start_clip(self, ev, clip: v.Clip) -> ClipUpload | None:
         path = self.clips_dir / clip.file
