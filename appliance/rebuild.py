@@ -21,7 +21,11 @@ from .config.schema import Config
 from .core import HEARTBEAT_MS, STAGE, CoreStage
 from .errors import ApplianceError
 from .journal import RECORD_TYPES, Journal
-from .timefmt import iso_ms
+from .timefmt import iso_ms, parse_ts
+
+
+class RawPruned(ApplianceError, ValueError):
+    """The range asked for reaches back past what retention kept of the raw events."""
 
 
 class CoreRunning(ApplianceError, RuntimeError):
@@ -53,6 +57,11 @@ def rebuild(cfg: Config, journal: Journal, since_ms: int | None, now_ms: int,
         raise CoreRunning("appliance-core is running (it committed a moment ago): stop it first "
                           "(systemctl stop appliance-core), rebuild, start it again")
     lo = -(1 << 62) if since_ms is None else since_ms
+    row = journal.db.execute("SELECT MAX(json_extract(data, '$.before')) FROM events WHERE type = ? AND "
+                             "json_extract(data, '$.kind') = 'raw'", (v.PRUNED,)).fetchone()
+    if row[0] is not None and lo < parse_ts(row[0]):
+        raise RawPruned(f"raw events before {row[0]} were pruned (journal retention), so records before then "
+                        f"cannot be derived again: use --from {row[0][:10]} or later")
     with journal.transaction() as db:
         doomed = db.execute(f"SELECT r.seq FROM records r WHERE r.t >= ? AND r.type IN "
                             f"({','.join('?' * len(RECORD_TYPES))})", (lo, *RECORD_TYPES)).fetchall()

@@ -177,7 +177,7 @@ def cmd_report(args: argparse.Namespace, cfg: Config | None) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, cfg: Config | None) -> int:
     from ..clock import clock_from_env
-    from ..rebuild import CoreRunning, rebuild
+    from ..rebuild import CoreRunning, RawPruned, rebuild
     from .report import parse_bound
     try:
         since = parse_bound(args.from_, cfg.time.timezone)
@@ -193,7 +193,7 @@ def cmd_rebuild(args: argparse.Namespace, cfg: Config | None) -> int:
     with _journal(cfg) as j:
         try:
             out = rebuild(cfg, j, since, clock_from_env().now_ms(), progress)
-        except CoreRunning as exc:
+        except (CoreRunning, RawPruned) as exc:
             print(f"rebuild: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
     if tty:

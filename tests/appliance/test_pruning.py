@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from appliance.cli.report import grouped, grouped_journal
 from appliance.config import parse_config
 from appliance.journal import RECORD_TYPES, Journal
@@ -53,6 +55,10 @@ def test_reports_of_kept_periods_equal_the_replay_after_pruning(tmp_path):
         assert journalled == counts
         assert j.integrity_ok()
         assert prune(cfg, j, now, pause_s=0) == {"raw": 0, "clips": 0, "records": 0}      # nothing twice
+        from appliance.rebuild import RawPruned, rebuild
+        with pytest.raises(RawPruned, match="use --from"):             # what retention took cannot come back
+            rebuild(cfg, j, None, now)
+        assert grouped_journal(cfg, j, "day", kept_from, None) == grouped(cfg, records, "day", kept_from, None)
 
 
 def test_nothing_the_cloud_has_not_acknowledged_is_pruned(tmp_path):
