@@ -79,7 +79,7 @@ def rebuild(cfg: Config, journal: Journal, since_ms: int | None, now_ms: int,
         stage.step(now_ms)
         cursor = journal.cursor(STAGE)
         progress(cursor, total)
-        if cursor >= journal.last_seq() and not stage.state.held:
+        if cursor >= journal.last_seq():           # every event taken (held ones wait for their time)
             break
     derived = journal.count() - before
     summary = {"from": iso_ms(since_ms) if since_ms is not None else None, "deleted": len(seqs), "derived": derived}

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import machine  # noqa: E402
 
-START = datetime(2025, 1, 6, tzinfo=timezone.utc)
+START = datetime(2025, 1, 6, tzinfo=timezone.utc)       # set in main(): the range ends yesterday
 CONFIG = """
 [device]
 state_dir = "{state}"
@@ -130,6 +130,9 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    global START
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    START = today - timedelta(days=args.days)
     tmp = Path(tempfile.mkdtemp(prefix="bench-years-"))
     out: dict = {"machine": machine(), "days": args.days, "points": args.points}
     try:
