@@ -49,6 +49,7 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
             Job("journal retention", PRUNE_S, lambda: prune(cfg, journal, clock.now_ms(), max_batches=20))]
     if drop:
         jobs.append(Job("drop folder", DROP_SCAN_S, drop.scan))
+        jobs.append(Job("drop archive", 3600.0, lambda: drop.tidy(cfg.journal.keep_raw_days)))
     log.info("core: %d points, journal %s", len(cfg.points), journal.path)
 
     def close() -> None:

@@ -182,6 +182,21 @@ class DropFolder:
             log.warning("POS drop file %s: %d bad line(s), first line %d: %s", name, len(errors), *errors[0])
         return consumed
 
+    def tidy(self, keep_days: float, now_wall: float | None = None) -> int:
+        """Archived files (``done/``, ``rejected/``) older than ``keep_days`` go: the folder
+        does not grow with uptime (their events are in the journal). Returns files removed."""
+        cutoff = (time.time() if now_wall is None else now_wall) - keep_days * 86400
+        removed = 0
+        for sub in ("done", "rejected"):
+            for entry in os.scandir(self.dir / sub):
+                try:
+                    if not entry.name.startswith(".") and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+                except OSError:
+                    continue
+        return removed
+
     # --- archiving -------------------------------------------------------------------------
 
     def _unique(self, sub: str, name: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import time
 
 import pytest
 
@@ -207,3 +208,20 @@ def test_drop_folder_reads_a_large_file_in_bounded_memory(tmp_path, cfg):
         tracemalloc.stop()
         assert j.count() == 60_000
     assert peak < 12_000_000, peak                                     # a chunk and its events, not the file
+
+
+def test_drop_folder_archives_do_not_grow_for_ever(tmp_path, cfg):
+    drop = drop_dir(tmp_path)
+    with Journal(tmp_path / "j.db") as j:
+        folder = DropFolder(cfg, j, drop, settle_s=0)
+        (drop / "old.jsonl").write_text(SALE % (0, "O1"))
+        folder.scan(now=0.0)
+        folder.scan(now=1.0)
+        [archived] = list((drop / "done").iterdir())
+        old = time.time() - 91 * 86400
+        os.utime(archived, (old, old))
+        (drop / "new.jsonl").write_text(SALE % (1, "N1"))
+        folder.scan(now=2.0)
+        folder.scan(now=3.0)
+        assert folder.tidy(90) == 1
+        assert [p.name.split(".")[0] for p in (drop / "done").iterdir()] == ["new"] and j.count() == 2
