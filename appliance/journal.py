@@ -424,8 +424,9 @@ class Journal:
     def give_back_space(self) -> None:
         """After deletions: free pages back to the file system (incremental vacuum, when the
         journal was created with it; older ones reuse them), and the WAL truncated."""
-        if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
-            self.db.execute("PRAGMA incremental_vacuum").fetchall()
+        if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2 and not self.db.in_transaction:
+            # executescript steps the pragma to its end (execute would free a single page)
+            self.db.executescript("PRAGMA incremental_vacuum;")
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def oldest_ts(self) -> int | None:

@@ -24,7 +24,7 @@ METRIC_KEYS = ("contacts", "mean_duration_s", "median_duration_s", "ratings", "t
 
 @dataclass(slots=True)
 class Tally:
-    durations: list[float] = field(default_factory=list)
+    durations: Counter = field(default_factory=Counter)     # contact length in ms -> contacts
     rated: int = 0
     ratings: int = 0
     top: int = 0
@@ -47,7 +47,7 @@ class Tally:
     def contact(self, duration_s: float, tags: list[str], value: int | None, cls: str | None,
                 superseded: int = 0) -> None:
         """A counted contact: its length, tags and the rating that counts (if any)."""
-        self.durations.append(duration_s)
+        self.durations[round(duration_s * 1000)] += 1
         self.tags.update(tags)
         if value is not None:
             self.rated += 1
@@ -102,14 +102,14 @@ class Tally:
             self.call(rec.answered_s)
 
     def result(self) -> dict:
-        n = len(self.durations)
+        n = sum(self.durations.values())
 
         def ratio(x: int) -> float | None:
             return x / n if n else None
         return {
             "contacts": n,
-            "mean_duration_s": statistics.fmean(self.durations) if n else None,
-            "median_duration_s": statistics.median(self.durations) if n else None,
+            "mean_duration_s": sum(ms * k for ms, k in self.durations.items()) / n / 1000 if n else None,
+            "median_duration_s": median_ms(self.durations, n) / 1000 if n else None,
             "ratings": self.ratings,
             "top": self.top,
             "negative": self.negative,
@@ -142,6 +142,20 @@ def class_from_tags(tags: list[str]) -> str:
 SETTLED = {v.CONTACT: v.ContactSettled, v.RATING_SETTLED: v.RatingSettled, v.SALE_SETTLED: v.SaleSettled,
            v.CALL_SETTLED: v.CallSettled}
 """The derived record types that metrics are computed from, and their payloads."""
+
+
+def median_ms(hist: Counter, n: int) -> float:
+    """The median of a histogram of whole milliseconds (as statistics.median of the values):
+    memory grows with the distinct lengths, not with the number of contacts."""
+    lo_i, hi_i = (n - 1) // 2, n // 2
+    seen, lo = 0, None
+    for ms in sorted(hist):
+        seen += hist[ms]
+        if lo is None and seen > lo_i:
+            lo = ms
+        if seen > hi_i:
+            return (lo + ms) / 2
+    raise ValueError("empty histogram")
 
 
 class Period:

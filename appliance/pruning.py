@@ -70,6 +70,21 @@ def prune(cfg: Config, journal: Journal, now_ms: int, *, batch: int = 1000, paus
               RECORD_TYPES, p.records_before)]
     counts = {"raw": 0, "clips": 0, "records": 0}
     left = max_batches if max_batches is not None else 1 << 62
+    cache = journal.db.execute("PRAGMA cache_size").fetchone()[0]
+    journal.db.execute("PRAGMA cache_size=-16384")     # 16 MB while deleting: the indexes' pages stay in
+    try:
+        _prune(journal, kinds, p, counts, left, batch, pause_s, now_ms, stop)
+    finally:
+        journal.db.execute(f"PRAGMA cache_size={cache}")
+    if any(counts.values()):
+        journal.give_back_space()
+        log.info("journal: pruned %d raw events, %d clip events, %d settled records", counts["raw"], counts["clips"],
+                 counts["records"])
+    return counts
+
+
+def _prune(journal: Journal, kinds: list, p: Plan, counts: dict, left: int, batch: int, pause_s: float,
+           now_ms: int, stop: threading.Event | None) -> None:
     for name, query, types, before in kinds:
         q = query.format(",".join("?" * len(types)))
         while left > 0 and not (stop and stop.is_set()):
@@ -85,8 +100,3 @@ def prune(cfg: Config, journal: Journal, now_ms: int, *, batch: int = 1000, paus
                                          before=iso_ms(before)).as_event(now_ms, None, "core"))
             counts[name] += len(seqs)               # what went is journalled in the same transaction
             time.sleep(pause_s)                     # the other writers' turn
-    if any(counts.values()):
-        journal.give_back_space()
-        log.info("journal: pruned %d raw events, %d clip events, %d settled records", counts["raw"], counts["clips"],
-                 counts["records"])
-    return counts
