@@ -102,7 +102,7 @@ def test_a_hostile_box_cannot_speak_for_another_or_stop_the_ingest(tmp_path, tls
             for k in range(20):
                 recs = [record(k * 100 + i + 1) for i in range(100)]
                 hostile.publish("ca/v1/box-2/journal", batch("box-2", recs, prev=k * 100), qos=1).wait_for_publish(5)
-            assert run_until(lambda: stage.acked == j.last_seq() and not stage.uploading and stage.clip_done, stage,
+            assert run_until(lambda: stage.acked == j.last_seq() and not stage.uploading and j.count("clip_acked"), stage,
                              limit=60)
             for t, payload in poison("box-2"):
                 hostile.publish(t, payload, qos=1).wait_for_publish(5)
