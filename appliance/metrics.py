@@ -183,6 +183,25 @@ Key = Callable[[str, int, str | None], str | None]
 """key(point, time, owner) -> group label, or None to leave the record out."""
 
 
+class Grouper:
+    """The tallies a record belongs to under several keys (created on first use)."""
+
+    def __init__(self, keys: dict[str, Key]):
+        self.out: dict[str, dict[str, Tally]] = {name: {} for name in keys}
+        self.items = list(keys.items())
+
+    def __call__(self, point: str | None, t: int, owner: str | None) -> list[Tally]:
+        found = []
+        for name, key in self.items:
+            k = key(point, t, owner)
+            if k is not None:
+                g = self.out[name].get(k)
+                if g is None:
+                    g = self.out[name][k] = Tally()
+                found.append(g)
+        return found
+
+
 def tally(records: Iterable[tuple[str, object]], key: Key,
           window: tuple[int | None, int | None] = (None, None)) -> dict[str, Tally]:
     """Group settled records by one key. See :func:`tally_by`."""
@@ -195,21 +214,13 @@ def tally_by(records: Iterable[tuple[str, object]], keys: dict[str, Key],
     time; orphans, misuse presses, sales and calls at their own time; ``window`` is
     [from, to) on those times."""
     lo, hi = window
-    out: dict[str, dict[str, Tally]] = {name: {} for name in keys}
-    items = list(keys.items())
+    grouper = Grouper(keys)
+    out = grouper.out
 
     def groups(point: str, t: int, owner: str | None) -> list[Tally]:
         if (lo is not None and t < lo) or (hi is not None and t >= hi):
             return []
-        found = []
-        for name, key in items:
-            k = key(point, t, owner)
-            if k is not None:
-                g = out[name].get(k)
-                if g is None:
-                    g = out[name][k] = Tally()
-                found.append(g)
-        return found
+        return grouper(point, t, owner)
 
     for kind, rec in records:
         if kind == "contact":
@@ -238,20 +249,14 @@ def tally_journal(rows: Iterable[tuple[str, str | None, int, str | None, str]], 
                   ) -> dict[str, dict[str, Tally]]:
     """Group the journal's settled records (``Journal.records``: type, point, t, owner, data)
     under several keys in one streaming pass, with the same formula as :func:`tally_by`."""
-    out: dict[str, dict[str, Tally]] = {name: {} for name in keys}
-    items = list(keys.items())
+    grouper = Grouper(keys)
     for typ, point, t, owner, data in rows:
         rec = _RECORD_DECODERS[typ].decode(data)
         if isinstance(rec, v.RatingSettled) and rec.status not in ("orphan", "misuse"):
             continue                    # counted with its contact (tally_by does the same)
-        for name, key in items:
-            k = key(point, t, owner)
-            if k is not None:
-                g = out[name].get(k)
-                if g is None:
-                    g = out[name][k] = Tally()
-                g.add_settled(rec)
-    return out
+        for g in grouper(point, t, owner):
+            g.add_settled(rec)
+    return grouper.out
 
 
 def summary(records: list[tuple[str, object]], point_ids: Iterable[str] = ()) -> dict:
