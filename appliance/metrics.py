@@ -5,6 +5,7 @@ count the same way. Ratios over zero contacts are ``None`` (JSON null).
 """
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -108,8 +109,8 @@ class Tally:
             return x / n if n else None
         return {
             "contacts": n,
-            "mean_duration_s": sum(ms * k for ms, k in self.durations.items()) / n / 1000 if n else None,
-            "median_duration_s": median_ms(self.durations, n) / 1000 if n else None,
+            "mean_duration_s": mean_s(self.durations, n) if n else None,
+            "median_duration_s": median_s(self.durations, n) if n else None,
             "ratings": self.ratings,
             "top": self.top,
             "negative": self.negative,
@@ -144,9 +145,16 @@ SETTLED = {v.CONTACT: v.ContactSettled, v.RATING_SETTLED: v.RatingSettled, v.SAL
 """The derived record types that metrics are computed from, and their payloads."""
 
 
-def median_ms(hist: Counter, n: int) -> float:
-    """The median of a histogram of whole milliseconds (as statistics.median of the values):
-    memory grows with the distinct lengths, not with the number of contacts."""
+def mean_s(hist: Counter, n: int) -> float:
+    """The mean length in seconds, computed exactly as statistics.fmean of the lengths (an
+    exactly rounded sum of every value), in constant memory."""
+    return math.fsum(ms / 1000 for ms, k in hist.items() for _ in range(k)) / n
+
+
+def median_s(hist: Counter, n: int) -> float:
+    """The median length in seconds of a histogram of whole milliseconds, exactly as
+    statistics.median of the lengths in seconds: memory grows with the distinct lengths, not
+    with the number of contacts."""
     lo_i, hi_i = (n - 1) // 2, n // 2
     seen, lo = 0, None
     for ms in sorted(hist):
@@ -154,7 +162,7 @@ def median_ms(hist: Counter, n: int) -> float:
         if lo is None and seen > lo_i:
             lo = ms
         if seen > hi_i:
-            return (lo + ms) / 2
+            return ms / 1000 if n % 2 else (lo / 1000 + ms / 1000) / 2
     raise ValueError("empty histogram")
 
 

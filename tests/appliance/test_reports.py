@@ -132,3 +132,16 @@ def test_the_index_is_migrated_for_an_older_journal(tmp_path):
         j.db.execute("PRAGMA user_version = 1")
     with Journal(tmp_path / "j.db") as j:
         assert grouped_journal(cfg, j, "hour", None, None) == want
+
+
+def test_the_length_histogram_gives_exactly_what_statistics_gives():
+    import statistics
+    from collections import Counter
+
+    from appliance.metrics import mean_s, median_s
+    rnd = random.Random(3)
+    for n in (1, 2, 3, 10, 101, 1000):
+        ms = [rnd.choice([rnd.randint(1000, 300_000), 3335, 5224]) for _ in range(n)]
+        secs = [m / 1000 for m in ms]
+        hist = Counter(ms)
+        assert mean_s(hist, n) == statistics.fmean(secs) and median_s(hist, n) == statistics.median(secs)
