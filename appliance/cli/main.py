@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import __version__
 from ..config import DEFAULT_PATH, load_config
 from ..config.schema import Config
-from ..errors import ConfigError, JournalError
+from ..errors import ApplianceError, ConfigError, JournalError
 from ..logs import setup as setup_logging
 from .report import GROUPINGS
 from .ui import Style, json_line, printable
@@ -157,14 +157,22 @@ def _not_derived(j) -> int:
     return j.count_after(j.cursor("core"), v.CORE_INPUT_TYPES)
 
 
-def cmd_report(args: argparse.Namespace, cfg: Config | None) -> int:
-    from .report import grouped_journal, parse_bound, render
+def _period(args: argparse.Namespace, cfg: Config) -> tuple[int | None, int | None]:
+    """--from/--to as UTC ms; a BadBound names what is wrong."""
+    from .report import parse_bound
     try:
-        lo = parse_bound(args.from_, cfg.time.timezone)
-        hi = parse_bound(args.to, cfg.time.timezone)
+        return parse_bound(args.from_, cfg.time.timezone), parse_bound(getattr(args, "to", None), cfg.time.timezone)
     except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise BadBound(str(exc)) from None
+
+
+class BadBound(ApplianceError, ValueError):
+    """A --from or --to that is not a date or a time."""
+
+
+def cmd_report(args: argparse.Namespace, cfg: Config | None) -> int:
+    from .report import grouped_journal, render
+    lo, hi = _period(args, cfg)
     with _journal(cfg, readonly=True) as j:
         groups = grouped_journal(cfg, j, args.by, lo, hi)
         behind = _not_derived(j)
@@ -178,12 +186,7 @@ def cmd_report(args: argparse.Namespace, cfg: Config | None) -> int:
 def cmd_rebuild(args: argparse.Namespace, cfg: Config | None) -> int:
     from ..clock import clock_from_env
     from ..rebuild import CoreRunning, RawPruned, rebuild
-    from .report import parse_bound
-    try:
-        since = parse_bound(args.from_, cfg.time.timezone)
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_BAD_INPUT
+    since, _ = _period(args, cfg)
     tty = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -209,14 +212,7 @@ def cmd_export_ratings(args: argparse.Namespace, cfg: Config | None) -> int:
         print("choose a format: --csv", file=sys.stderr)
         return EXIT_BAD_INPUT
     import csv
-
-    from .report import parse_bound
-    try:
-        lo = parse_bound(args.from_, cfg.time.timezone)
-        hi = parse_bound(args.to, cfg.time.timezone)
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_BAD_INPUT
+    lo, hi = _period(args, cfg)
     n = 0
     with _journal(cfg, readonly=True) as j, contextlib.ExitStack() as stack:
         if args.out:
@@ -487,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     except JournalError as exc:
         print(f"journal: {exc}", file=sys.stderr)
         return EXIT_IO
+    except BadBound as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:
