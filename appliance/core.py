@@ -8,11 +8,11 @@ nothing.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
 
+from .config import config_hash
 from .config.schema import Config
 from . import snapshot
 from . import vocabulary as v
@@ -25,11 +25,6 @@ log = logging.getLogger(__name__)
 
 STAGE = "core"
 HEARTBEAT_MS = 30_000
-
-
-def config_hash(cfg: Config) -> str:
-    import msgspec
-    return hashlib.sha256(msgspec.json.encode(cfg)).hexdigest()[:16]
 
 
 @dataclass

@@ -39,12 +39,8 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
     journal = Journal.in_dir(cfg.device.state_dir)
     stage = CoreStage(cfg, journal)
     pos = PosApi(cfg, str(journal.path), clock).start() if cfg.pos.listen else None
-    ahead_ms = round(cfg.time.max_ahead_s * 1000)
-
-    def window() -> TimeWindow:
-        stamp = clock.now()
-        return TimeWindow.around(stamp.ts, stamp.synced, ahead_ms)
-    drop = DropFolder(cfg, journal, cfg.pos.drop_dir, window=window) if cfg.pos.drop_dir else None
+    drop = DropFolder(cfg, journal, cfg.pos.drop_dir, window=lambda: TimeWindow.live(clock.now(), cfg.time.max_ahead_s)
+                      ) if cfg.pos.drop_dir else None
     jobs = [Job("clock", CLOCK_CHECK_S, lambda: correct_clock(journal, clock)),
             Job("journal retention", PRUNE_S, lambda: prune(cfg, journal, clock.now_ms(), max_batches=20))]
     if drop:

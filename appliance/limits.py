@@ -25,6 +25,11 @@ class TimeWindow:
     def around(cls, now_ms: int, synced: bool, ahead_ms: int) -> "TimeWindow":
         return cls(EARLIEST_MS, min(LATEST_FIXED_MS, now_ms + ahead_ms) if synced else LATEST_FIXED_MS)
 
+    @classmethod
+    def live(cls, stamp, max_ahead_s: float) -> "TimeWindow":
+        """The window for an event arriving now (``stamp``: the clock's now)."""
+        return cls.around(stamp.ts, stamp.synced, round(max_ahead_s * 1000))
+
     def problem(self, ts: int) -> str | None:
         """Why ``ts`` is refused, or None."""
         from .timefmt import iso_ms

@@ -180,8 +180,7 @@ class PosApi:
     # --- the request's meaning (the writer thread) -----------------------------------------
 
     def window(self) -> TimeWindow:
-        stamp = self.clock.now()
-        return TimeWindow.around(stamp.ts, stamp.synced, round(self.cfg.time.max_ahead_s * 1000))
+        return TimeWindow.live(self.clock.now(), self.cfg.time.max_ahead_s)
 
     def parse(self, kind: str, raw: bytes) -> NewEvent | tuple[int, dict]:
         """A request body as the journal event it stands for, or the (status, answer) that

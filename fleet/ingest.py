@@ -19,7 +19,7 @@ from pathlib import Path
 from appliance.files import atomic_path, write_atomic
 import msgspec
 
-from appliance.cloud.mqtt import BrokerSettings, make_client
+from appliance.cloud.mqtt import BrokerSettings, make_client, network_alive
 from appliance.cloud.mqtt import start as mqtt_start
 from appliance.cloud.wire import (ACK, JOURNAL, MANIFEST, MAX_CHUNK_BYTES, STATUS, Ack, Topic, WireError, decode_batch,
                                   decode_manifest, decode_status, encode, parse_topic, safe_name, topic)
@@ -359,8 +359,7 @@ class Ingest:
 
     def alive(self) -> bool:
         """The network loop runs (paho's thread); False means nothing is stored any more."""
-        thread = getattr(self.client, "_thread", None)
-        return not self.started or (thread is not None and thread.is_alive())
+        return not self.started or network_alive(self.client)
 
     def start(self) -> None:
         mqtt_start(self.client, self.host, self.port, self.settings)

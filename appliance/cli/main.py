@@ -35,12 +35,6 @@ def _journal(cfg: Config, readonly: bool = False):
     return Journal.in_dir(cfg.device.state_dir, readonly=readonly)
 
 
-def _now(cfg: Config) -> int:
-    """The live core's time: the clock less the reorder window it holds events for."""
-    from ..clock import clock_from_env
-    return clock_from_env().now_ms() - round(cfg.time.reorder_s * 1000)
-
-
 # --- commands --------------------------------------------------------------------------
 
 def cmd_config_check(args: argparse.Namespace, cfg: Config | None) -> int:

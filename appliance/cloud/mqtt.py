@@ -73,6 +73,12 @@ def start(client: mqtt.Client, host: str, port: int, s: BrokerSettings) -> None:
     client.loop_start()
 
 
+def network_alive(client: mqtt.Client) -> bool:
+    """paho's network thread (``loop_start``) is running: without it nothing is sent or received."""
+    thread = getattr(client, "_thread", None)
+    return thread is not None and thread.is_alive()
+
+
 def refused_for_protocol(reason_code) -> bool:
     """The broker does not speak the MQTT version we asked for (CONNACK 1 / reason 132)."""
     return getattr(reason_code, "value", reason_code) in (1, 132)

@@ -10,7 +10,6 @@ is harmless. Clips follow once every record is out (:mod:`.clip_upload`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -19,17 +18,17 @@ import threading
 import time
 from pathlib import Path
 
-import msgspec
 
 from .. import __version__
 from .. import health as box_health
 from .. import vocabulary as v
+from ..config import config_hash
 from ..config.schema import Config, schema_json
 from ..files import write_atomic
 from ..journal import Journal
 from ..logs import fields
 from .clip_upload import PROBE, SEND, ClipUpload, TokenBucket
-from .mqtt import BrokerSettings, make_client, refused_for_protocol
+from .mqtt import BrokerSettings, make_client, network_alive, refused_for_protocol
 from .mqtt import start as mqtt_start
 from .wire import (ACK, HEALTH, INFO, JOURNAL, STATUS, Batch, Record, Status, WireError, clip_topic, decode_ack,
                    encode, topic)
@@ -226,8 +225,7 @@ class SyncStage:
 
     def alive(self) -> bool:
         """paho's network thread runs (once started): a dead one would leave the box deaf."""
-        thread = getattr(self.client, "_thread", None)
-        return self.client_started is False or (thread is not None and thread.is_alive())
+        return not self.client_started or network_alive(self.client)
 
     def step(self) -> int:
         """Commit acks, send what the window allows. Returns records sent."""
@@ -394,7 +392,7 @@ class SyncStage:
 def info_payload(cfg: Config, device: str) -> dict:
     """Retained on ``info``: who the box is, what it runs, which config (never secrets)."""
     return {"device": device, "versions": {"appliance": __version__, "python": platform.python_version()},
-            "config_hash": hashlib.sha256(msgspec.json.encode(cfg)).hexdigest()[:16],
+            "config_hash": config_hash(cfg),
             "points": list(cfg.points), "schema": schema_json()}
 
 

@@ -53,6 +53,12 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     return config_from_dict(doc, source)
 
 
+def config_hash(cfg: Config) -> str:
+    """A short fingerprint of a validated config (the core's snapshot, the ``info`` topic)."""
+    import hashlib
+    return hashlib.sha256(msgspec.json.encode(cfg)).hexdigest()[:16]
+
+
 def config_from_dict(doc: dict, source: str = "<config>") -> Config:
     errors: list[str] = []
     _check(doc, _CONFIG_INFO, "", errors)
