@@ -131,7 +131,7 @@ class CoreStage:
                 seq = txn.append(ev)
                 counts = counting_time(rec)
                 if seq is not None and counts is not None and ev.type in RECORD_TYPES:
-                    self.journal.index_record(seq, ev.type, ev.point, *counts)
+                    self.journal.index_record(seq, ev.type, ev.point, *counts, ev.data)
             changed = bool(events or released or outputs or upto != txn.cursor)
             if changed or now_ms - self.last_commit >= HEARTBEAT_MS:
                 txn.advance(upto)

@@ -98,7 +98,42 @@ def _m2(db: sqlite3.Connection) -> None:
         db.execute("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?)", (seq, type_, point, t, d.get("owner")))
 
 
-MIGRATIONS = [_m1, _m2]
+def _m3(db: sqlite3.Connection) -> None:
+    """The records index clustered by (kind, time) and carrying the numbers metrics need, so
+    a report sums its period's rows in SQLite without decoding a record
+    (appliance.records)."""
+    from . import records as rec
+    _script(db, """
+    DROP TABLE records;
+    CREATE TABLE records(
+        kind        INTEGER NOT NULL,   -- 0 contact, 1 settled rating, 2 sale, 3 call
+        t           INTEGER NOT NULL,   -- when it counts (§4), UTC ms
+        seq         INTEGER NOT NULL,   -- the settled record's event
+        point       TEXT,
+        owner       TEXT,
+        dur_ms      INTEGER,            -- contact: length
+        value       INTEGER,            -- contact: the rating that counts, rating: its value
+        shape       INTEGER NOT NULL,   -- contact: tag bits | class << 16, rating: status | class << 16
+        superseded  INTEGER,            -- contact: ratings that no longer count
+        cents       INTEGER,            -- sale: amount
+        answered_ms INTEGER,            -- call: time to answer
+        PRIMARY KEY (kind, t, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX records_seq ON records(seq)
+    """)
+    from .timefmt import parse_ts
+    rows = db.execute(f"SELECT seq, type, point, ts, data FROM events WHERE type IN "
+                      f"({','.join('?' * len(RECORD_TYPES))})", RECORD_TYPES)
+    while batch := rows.fetchmany(5000):
+        out = []
+        for seq, type_, point, ts, data in batch:
+            d = json.loads(data)
+            t = parse_ts(d["opened"]) if type_ == "contact" and isinstance(d.get("opened"), str) else ts
+            out.append(rec.columns(seq, type_, point, t, d.get("owner"), d))
+        db.executemany(rec.INSERT, out)
+
+
+MIGRATIONS = [_m1, _m2, _m3]
 """Schema migrations; index + 1 is the resulting ``PRAGMA user_version``."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -302,22 +337,19 @@ class Journal:
 
     # --- the settled records' index (reports) -------------------------------------------
 
-    def index_record(self, seq: int, type: str, point: str | None, t: int, owner: str | None) -> None:
+    def index_record(self, seq: int, type: str, point: str | None, t: int, owner: str | None, data: dict) -> None:
         """Called by the core stage inside its transaction for each settled record it writes."""
-        self.db.execute("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?)", (seq, type, point, t, owner))
+        from . import records as rec
+        self.db.execute(rec.INSERT, rec.columns(seq, type, point, t, owner, data))
 
-    def records(self, lo: int | None = None, hi: int | None = None,
-                types: Iterable[str] | None = None) -> Iterator[tuple[str, str | None, int, str | None, str]]:
-        """(type, point, t, owner, data) of the settled records counting in [lo, hi), in
-        time order, streamed (bounded memory whatever the period)."""
-        q = ("SELECT r.type, r.point, r.t, r.owner, e.data FROM records r JOIN events e ON e.seq = r.seq"
-             " WHERE r.t >= ? AND r.t < ?")
-        args: list = [-(1 << 62) if lo is None else lo, (1 << 62) if hi is None else hi]
-        if types is not None:
-            ts = list(types)
-            q += f" AND r.type IN ({','.join('?' * len(ts))})"
-            args += ts
-        cur = self.db.execute(q + " ORDER BY r.t, r.seq", args)
+    def records(self, type: str, lo: int | None = None, hi: int | None = None
+                ) -> Iterator[tuple[str | None, int, str | None, str]]:
+        """(point, t, owner, data) of the settled records of one type counting in [lo, hi),
+        in time order, streamed (bounded memory whatever the period)."""
+        from . import records as rec
+        cur = self.db.execute("SELECT r.point, r.t, r.owner, e.data FROM records r JOIN events e ON e.seq = r.seq"
+                              " WHERE r.kind = ? AND r.t >= ? AND r.t < ? ORDER BY r.t, r.seq",
+                              (rec.KINDS[type], -(1 << 62) if lo is None else lo, (1 << 62) if hi is None else hi))
         while rows := cur.fetchmany(1000):
             yield from rows
 

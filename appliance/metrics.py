@@ -5,14 +5,11 @@ count the same way. Ratios over zero contacts are ``None`` (JSON null).
 """
 from __future__ import annotations
 
-import math
-import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
-import msgspec
 from zoneinfo import ZoneInfo
 
 from . import vocabulary as v
@@ -25,7 +22,14 @@ METRIC_KEYS = ("contacts", "mean_duration_s", "median_duration_s", "ratings", "t
 
 @dataclass(slots=True)
 class Tally:
+    """The counts a period's metrics are computed from, added up record by record (a replay,
+    the cloud) or filled from the journal's records index by :mod:`appliance.records`.
+    Lengths, amounts and answer times are summed as whole milliseconds and cents: exact in any
+    order, so both ways give the same figures to the last bit."""
+    contacts: int = 0
+    length_ms: int = 0                                      # sum of contact lengths
     durations: Counter = field(default_factory=Counter)     # contact length in ms -> contacts
+    median: float | None = None     # the median length when the lengths were not kept (index)
     rated: int = 0
     ratings: int = 0
     top: int = 0
@@ -34,11 +38,12 @@ class Tally:
     misuse: int = 0
     superseded: int = 0
     receipts: int = 0
-    amount: float = 0.0
+    cents: int = 0
     distribution: Counter = field(default_factory=Counter)
     orphan_distribution: Counter = field(default_factory=Counter)
     calls: int = 0
-    answered: list[float] = field(default_factory=list)
+    answered: int = 0
+    answered_ms: int = 0
     tags: Counter = field(default_factory=Counter)
 
     def add_contact(self, c: Contact) -> None:
@@ -48,35 +53,38 @@ class Tally:
     def contact(self, duration_s: float, tags: list[str], value: int | None, cls: str | None,
                 superseded: int = 0) -> None:
         """A counted contact: its length, tags and the rating that counts (if any)."""
-        self.durations[round(duration_s * 1000)] += 1
+        length = round(duration_s * 1000)
+        self.contacts += 1
+        self.length_ms += length
+        self.durations[length] += 1
         self.tags.update(tags)
         if value is not None:
             self.rated += 1
             self._rating(value, cls)
         self.superseded += superseded
 
-    def _rating(self, value: int, cls: str | None) -> None:
-        self.ratings += 1
-        self.distribution[value] += 1
+    def _rating(self, value: int, cls: str | None, k: int = 1) -> None:
+        self.ratings += k
+        self.distribution[value] += k
         if cls == "top":
-            self.top += 1
+            self.top += k
         elif cls == "negative":
-            self.negative += 1
+            self.negative += k
 
     def add_orphan(self, r: Rating) -> None:
         self.orphan(r.value, r.cls)
 
-    def orphan(self, value: int, cls: str) -> None:
-        self.orphans += 1
-        self.orphan_distribution[value] += 1
-        self._rating(value, cls)
+    def orphan(self, value: int, cls: str, k: int = 1) -> None:
+        self.orphans += k
+        self.orphan_distribution[value] += k
+        self._rating(value, cls, k)
 
     def add_sale(self, s: Sale) -> None:
         self.sale(s.amount)
 
     def sale(self, amount: float | None) -> None:
         self.receipts += 1
-        self.amount += amount or 0.0
+        self.cents += cents(amount)
 
     def add_call(self, c: Call) -> None:
         self.call(c.answered_s)
@@ -84,7 +92,8 @@ class Tally:
     def call(self, answered_s: float | None) -> None:
         self.calls += 1
         if answered_s is not None:
-            self.answered.append(answered_s)
+            self.answered += 1
+            self.answered_ms += round(answered_s * 1000)
 
     def add_settled(self, rec: object) -> None:
         """A record as the core journalled it (``contact``, ``*_settled``): the cloud and
@@ -102,15 +111,28 @@ class Tally:
         elif isinstance(rec, v.CallSettled):
             self.call(rec.answered_s)
 
+    def empty(self) -> bool:
+        """Nothing counted: no contact, orphan or misuse press, receipt or call."""
+        return not (self.contacts or self.orphans or self.misuse or self.receipts or self.calls)
+
+    def merge(self, other: "Tally") -> None:
+        """Add another tally's counts (the lengths' histograms too; not a set median)."""
+        for f in ("contacts", "length_ms", "rated", "ratings", "top", "negative", "orphans", "misuse", "superseded",
+                  "receipts", "cents", "calls", "answered", "answered_ms"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        for f in ("durations", "distribution", "orphan_distribution", "tags"):
+            getattr(self, f).update(getattr(other, f))
+
     def result(self) -> dict:
-        n = sum(self.durations.values())
+        n = self.contacts
+        median = self.median if self.median is not None or not n else median_s(self.durations, n)
 
         def ratio(x: int) -> float | None:
             return x / n if n else None
         return {
             "contacts": n,
-            "mean_duration_s": mean_s(self.durations, n) if n else None,
-            "median_duration_s": median_s(self.durations, n) if n else None,
+            "mean_duration_s": self.length_ms / (1000 * n) if n else None,
+            "median_duration_s": median,
             "ratings": self.ratings,
             "top": self.top,
             "negative": self.negative,
@@ -124,14 +146,14 @@ class Tally:
             "eli": ratio(self.top - self.negative),
             "receipts": self.receipts,
             "conversion": ratio(self.receipts),
-            "revenue": round(self.amount, 2),
+            "revenue": self.cents / 100,
             "superseded": self.superseded,
             "distribution": {str(k): v for k, v in sorted(self.distribution.items())},
             "orphan_distribution": {str(k): v for k, v in sorted(self.orphan_distribution.items())},
             "tags": dict(sorted(self.tags.items())),
             "calls": self.calls,
-            "calls_answered": len(self.answered),
-            "call_answer_mean_s": statistics.fmean(self.answered) if self.answered else None,
+            "calls_answered": self.answered,
+            "call_answer_mean_s": self.answered_ms / (1000 * self.answered) if self.answered else None,
         }
 
 
@@ -145,10 +167,9 @@ SETTLED = {v.CONTACT: v.ContactSettled, v.RATING_SETTLED: v.RatingSettled, v.SAL
 """The derived record types that metrics are computed from, and their payloads."""
 
 
-def mean_s(hist: Counter, n: int) -> float:
-    """The mean length in seconds, computed exactly as statistics.fmean of the lengths (an
-    exactly rounded sum of every value), in constant memory."""
-    return math.fsum(ms / 1000 for ms, k in hist.items() for _ in range(k)) / n
+def cents(amount: float | None) -> int:
+    """A receipt's amount in whole cents (how amounts are summed)."""
+    return round((amount or 0.0) * 100)
 
 
 def median_s(hist: Counter, n: int) -> float:
@@ -248,23 +269,6 @@ def tally_by(records: Iterable[tuple[str, object]], keys: dict[str, Key],
             for g in groups(rec.point, rec.t, rec.owner):
                 g.add_call(rec)
     return out
-
-
-_RECORD_DECODERS = {t: msgspec.json.Decoder(cls) for t, cls in SETTLED.items()}
-
-
-def tally_journal(rows: Iterable[tuple[str, str | None, int, str | None, str]], keys: dict[str, Key]
-                  ) -> dict[str, dict[str, Tally]]:
-    """Group the journal's settled records (``Journal.records``: type, point, t, owner, data)
-    under several keys in one streaming pass, with the same formula as :func:`tally_by`."""
-    grouper = Grouper(keys)
-    for typ, point, t, owner, data in rows:
-        rec = _RECORD_DECODERS[typ].decode(data)
-        if isinstance(rec, v.RatingSettled) and rec.status not in ("orphan", "misuse"):
-            continue                    # counted with its contact (tally_by does the same)
-        for g in grouper(point, t, owner):
-            g.add_settled(rec)
-    return grouper.out
 
 
 def summary(records: list[tuple[str, object]], point_ids: Iterable[str] = ()) -> dict:

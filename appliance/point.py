@@ -20,6 +20,12 @@ from .presence import NEVER, NoPresence, RfPresence, SensorPresence
 from .timefmt import iso_ms
 
 
+TAGS = ("rated", "positive", "not_positive", "negative", "unrated", "productive", "unproductive", "long",
+        "truncated")
+"""Every tag a contact can get (ARCHITECTURE §4), in a fixed order: the records index keeps
+a contact's tags as bits in this order (appliance.records)."""
+
+
 def ms(seconds: float) -> int:
     return round(seconds * 1000)
 

@@ -56,18 +56,15 @@ def low_on_space(cfg: Config) -> bool:
 def prune(cfg: Config, journal: Journal, now_ms: int, *, batch: int = 1000, pause_s: float = 0.02,
           max_batches: int | None = None, stop: threading.Event | None = None,
           low_space: bool | None = None) -> dict:
-    """One pruning pass (at most ``max_batches`` transactions: the core daemon runs it every
+    """One pruning pass (at most ``max_batches`` deleting transactions: the core daemon runs it every
     minute in its loop). Returns counts; journals them when anything went."""
     sync_cursor = journal.cursor("sync") if cfg.sync.broker else None
     p = plan(cfg, now_ms, journal.cursor("core"), sync_cursor,
              low_on_space(cfg) if low_space is None else low_space)
     raw_types = tuple(t for t in v.PAYLOADS if t not in RECORD_TYPES and t not in CLIP_TYPES)
-    kinds = [("raw", "SELECT seq FROM events WHERE seq <= ? AND ts < ? AND type IN ({}) LIMIT ?", raw_types,
-              p.raw_before),
-             ("clips", "SELECT seq FROM events WHERE seq <= ? AND ts < ? AND type IN ({}) LIMIT ?", CLIP_TYPES,
-              p.clips_before),
-             ("records", "SELECT r.seq FROM records r WHERE r.seq <= ? AND r.t < ? AND r.type IN ({}) LIMIT ?",
-              RECORD_TYPES, p.records_before)]
+    kinds = [("raw", [("events", t) for t in raw_types], p.raw_before),
+             ("clips", [("events", t) for t in CLIP_TYPES], p.clips_before),
+             ("records", [("records", k) for k in (0, 1, 2, 3)], p.records_before)]
     counts = {"raw": 0, "clips": 0, "records": 0}
     left = max_batches if max_batches is not None else 1 << 62
     cache = journal.db.execute("PRAGMA cache_size").fetchone()[0]
@@ -83,20 +80,41 @@ def prune(cfg: Config, journal: Journal, now_ms: int, *, batch: int = 1000, paus
     return counts
 
 
+OLDEST = {
+    "events": "SELECT seq, ts FROM events WHERE type = ? AND seq <= ? ORDER BY seq LIMIT ?",
+    "records": "SELECT seq, t FROM records WHERE kind = ? AND seq <= ? ORDER BY t LIMIT ?",
+}
+"""The oldest rows of one type, each by an index in (nearly) time order: a batch reads only
+what it may delete plus one row, however much is kept after it."""
+
+
+def _candidates(db, table: str, what: object, max_seq: int, before: int, batch: int) -> list[int]:
+    """The oldest rows of one type up to the first one still kept (their times rise with seq,
+    but for late events: one of those waits until the row before it goes)."""
+    out = []
+    for seq, t in db.execute(OLDEST[table], (what, max_seq, batch)):
+        if t >= before:
+            break
+        out.append(seq)
+    return out
+
+
 def _prune(journal: Journal, kinds: list, p: Plan, counts: dict, left: int, batch: int, pause_s: float,
            now_ms: int, stop: threading.Event | None) -> None:
-    for name, query, types, before in kinds:
-        q = query.format(",".join("?" * len(types)))
-        while left > 0 and not (stop and stop.is_set()):
-            left -= 1
-            with journal.transaction() as db:
-                seqs = [s for (s,) in db.execute(q, (p.max_seq, before, *types, batch))]
-                if not seqs:
+    for name, sources, before in kinds:
+        for table, what in sources:
+            while left > 0 and not (stop and stop.is_set()):
+                with journal.transaction() as db:
+                    seqs = _candidates(db, table, what, p.max_seq, before, batch)
+                    if not seqs:
+                        break
+                    left -= 1
+                    marks = ",".join("?" * len(seqs))
+                    db.execute(f"DELETE FROM records WHERE seq IN ({marks})", seqs)
+                    db.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs)
+                    journal._insert(v.Pruned(kind=name, count=len(seqs), first_seq=min(seqs), last_seq=max(seqs),
+                                             before=iso_ms(before)).as_event(now_ms, None, "core"))
+                counts[name] += len(seqs)           # what went is journalled in the same transaction
+                if len(seqs) < batch:
                     break
-                marks = ",".join("?" * len(seqs))
-                db.execute(f"DELETE FROM records WHERE seq IN ({marks})", seqs)
-                db.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs)
-                journal._insert(v.Pruned(kind=name, count=len(seqs), first_seq=seqs[0], last_seq=seqs[-1],
-                                         before=iso_ms(before)).as_event(now_ms, None, "core"))
-            counts[name] += len(seqs)               # what went is journalled in the same transaction
-            time.sleep(pause_s)                     # the other writers' turn
+                time.sleep(pause_s)                 # the other writers' turn

@@ -20,7 +20,7 @@ from . import vocabulary as v
 from .config.schema import Config
 from .core import HEARTBEAT_MS, STAGE, CoreStage
 from .errors import ApplianceError
-from .journal import RECORD_TYPES, Journal
+from .journal import Journal
 from .timefmt import iso_ms, parse_ts
 
 
@@ -63,8 +63,7 @@ def rebuild(cfg: Config, journal: Journal, since_ms: int | None, now_ms: int,
         raise RawPruned(f"raw events before {row[0]} were pruned (journal retention), so records before then "
                         f"cannot be derived again: use --from {row[0][:10]} or later")
     with journal.transaction() as db:
-        doomed = db.execute(f"SELECT r.seq FROM records r WHERE r.t >= ? AND r.type IN "
-                            f"({','.join('?' * len(RECORD_TYPES))})", (lo, *RECORD_TYPES)).fetchall()
+        doomed = db.execute("SELECT seq FROM records WHERE kind IN (0, 1, 2, 3) AND t >= ?", (lo,)).fetchall()
         seqs = [s for (s,) in doomed]
         for i in range(0, len(seqs), 500):
             chunk = seqs[i:i + 500]

@@ -114,7 +114,8 @@ def run(cmd: list[str]) -> dict:
 FLOOR = """
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-print(db.execute("SELECT COUNT(*) FROM records WHERE t >= ? AND t < ?", (int(sys.argv[2]), int(sys.argv[3]))).fetchone()[0])
+print(sum(db.execute("SELECT COUNT(*) FROM records WHERE kind = ? AND t >= ? AND t < ?",
+                     (k, int(sys.argv[2]), int(sys.argv[3]))).fetchone()[0] for k in range(4)))
 """
 
 

@@ -268,6 +268,7 @@ def cmd_tail(args: argparse.Namespace, cfg: Config | None) -> int:
 
 def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
     from .. import health
+    from .. import vocabulary as v
     from ..journal import JOURNAL_NAME, Journal
     from ..timefmt import iso_ms
     path = Path(cfg.device.state_dir) / JOURNAL_NAME
@@ -286,6 +287,9 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
             oldest = j.oldest_ts()
             st["oldest_event"] = iso_ms(oldest) if oldest is not None else None
             st["retention"] = {"keep_raw_days": cfg.journal.keep_raw_days, "keep_days": cfg.journal.keep_days}
+            for key, typ in (("last_rebuild", v.REBUILD), ("last_pruning", v.PRUNED)):
+                ev = j.latest(typ)
+                st[key] = {"at": iso_ms(ev.ts), **ev.data} if ev is not None else None
             st["stages"] = [{"name": s["name"], "behind": last - s["cursor"],
                              "last_commit_age_s": round((now - s["updated"]) / 1000, 1), **s["info"]}
                             for s in j.stages()]
@@ -303,6 +307,13 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
     print(f"  journal: {st['journal']} — {st['events']} events from {st['oldest_event']} to {st['last_event']}, "
           f"{st['size_bytes'] / 1e6:.1f} MB; raw events kept {st['retention']['keep_raw_days']:g} days, "
           f"settled records {st['retention']['keep_days']:g} days")
+    if st["last_pruning"]:
+        p = st["last_pruning"]
+        print(f"  last pruning: {p['at']}, {p['count']} {p['kind']} events older than {p['before']}")
+    if st["last_rebuild"]:
+        r = st["last_rebuild"]
+        print(f"  last rebuild: {r['at']}, records from {r['since'] or 'the start'} derived again "
+              f"({r['deleted']} deleted, {r['derived']} derived)")
     if st["unsynced_clock_events"]:
         print(s(f"  {st['unsynced_clock_events']} events wait for the clock to synchronise", "yellow"))
     for stage in st["stages"]:

@@ -12,7 +12,8 @@ from datetime import datetime, time as dtime
 from zoneinfo import ZoneInfo
 
 from ..config.schema import Config
-from ..metrics import METRIC_KEYS, Period, Tally, tally, tally_journal
+from .. import records
+from ..metrics import METRIC_KEYS, Period, Tally, tally
 from ..timefmt import iso_ms, parse_ts
 from .ui import JSON_C1, Style, num, pct, printable, table
 
@@ -47,16 +48,10 @@ def group_key(cfg: Config, by: str):
 
 
 def grouped_journal(cfg: Config, journal, by: str, lo: int | None, hi: int | None) -> dict[str, dict]:
-    """A report from the core's settled records of the period only (``Journal.records``),
-    streamed in one pass: its time and memory do not grow with the journal."""
-    res = tally_journal(journal.records(lo, hi), {"groups": group_key(cfg, by), "total": lambda p, t, o: "total"})
-    groups = res["groups"]
-    if by == "point":
-        for pid in cfg.points:
-            groups.setdefault(pid, Tally())
-    out = {k: v.result() for k, v in sorted(groups.items())}
-    out["total"] = res["total"].get("total", Tally()).result()
-    return out
+    """A report from the records index of the period only (``appliance.records``): its time
+    and memory do not grow with the journal."""
+    tallies = records.report(journal.db, by, cfg.time.timezone, lo, hi, cfg.points)
+    return {k: t.result() for k, t in tallies.items()}
 
 
 def grouped(cfg: Config, records: list, by: str, lo: int | None, hi: int | None) -> dict[str, dict]:
@@ -97,7 +92,7 @@ def rating_log_rows(journal, lo: int | None = None, hi: int | None = None):
     """The rating log from the core's settled ratings, in time order, streamed."""
     from .. import vocabulary as v
     decode = msgspec.json.Decoder(v.RatingSettled).decode
-    for _, point, t, owner, data in journal.records(lo, hi, types=[v.RATING_SETTLED]):
+    for point, t, owner, data in journal.records(v.RATING_SETTLED, lo, hi):
         r = decode(data)
         remote, button = r.remote, r.button
         if remote is None:                          # settled before the record carried them

@@ -147,3 +147,18 @@ def test_status_shows_microphone_rf_and_clip_health(tmp_path, config_path):
     assert st["unknown_remote_presses"] == 1 and st["clips"] == {"made": 1, "deleted": 1, "deleted_before_ack": 1}
     text = run_cli("--config", str(config_path), "status").stdout
     assert "microphone: lost" in text and "1 before the cloud acknowledged them" in text
+
+
+def test_status_shows_the_last_pruning_and_rebuild(tmp_path, config_path):
+    from appliance import vocabulary as v
+    from appliance.journal import Journal
+    with Journal(tmp_path / "state" / "journal.db") as j:
+        j.append(v.Pruned(kind="raw", count=812, first_seq=1, last_seq=900, before="2026-08-01T00:00:00.000Z")
+                 .as_event(1_795_165_200_000, None, "core"))
+        j.append(v.Rebuild(since="2026-11-01T00:00:00.000Z", deleted=40, derived=41)
+                 .as_event(1_795_165_201_000, None, "cli"))
+    st = json.loads(run_cli("--config", str(config_path), "status", "--json").stdout)
+    assert st["last_pruning"]["count"] == 812 and st["last_rebuild"]["derived"] == 41
+    text = run_cli("--config", str(config_path), "status").stdout
+    assert "last pruning: 2026-11-20T09:00:00.000Z, 812 raw events older than 2026-08-01" in text
+    assert "last rebuild: 2026-11-20T09:00:01.000Z, records from 2026-11-01T00:00:00.000Z derived again" in text
