@@ -35,8 +35,9 @@ class CoreState:
     held: list[InputEvent] = field(default_factory=list)   # taken, not yet released (reorder window)
 
 
-def output_event(kind: str, rec: object) -> NewEvent | None:
-    """A pipeline record as a derived journal event with an idempotency key."""
+def output_event(kind: str, rec: object, cfg: Config | None = None) -> NewEvent | None:
+    """A pipeline record as a derived journal event with an idempotency key (``cfg`` gives
+    a call its incident snapshot: the button's name, location, type code and extra fields)."""
     if isinstance(rec, Contact):
         if kind == "contact_opened":
             return v.ContactOpened(contact=rec.id, opened=rec.opened).as_event(
@@ -50,6 +51,10 @@ def output_event(kind: str, rec: object) -> NewEvent | None:
                                    rating_class=rec.rating.cls if rec.rating else None,
                                    revenue=round(sum(s.amount or 0.0 for s in rec.sales), 2))
         return settled.as_event(rec.closed, rec.point, "core", f"core:contact:{rec.id}")
+    if isinstance(rec, Rating) and kind == "press":
+        return v.RatingPressed(rating=rec.ref, value=rec.value, cls=rec.cls, owner=rec.owner,
+                               misuse=rec.status == "misuse", remote=rec.remote, button=rec.button).as_event(
+            rec.t, rec.point, "core", f"core:press:{rec.ref}")
     if isinstance(rec, Rating):
         return v.RatingSettled(rating=rec.ref, value=rec.value, cls=rec.cls, status=rec.status, owner=rec.owner,
                                contact=rec.contact, remote=rec.remote, button=rec.button).as_event(
@@ -57,10 +62,30 @@ def output_event(kind: str, rec: object) -> NewEvent | None:
     if isinstance(rec, Sale):
         return v.SaleSettled(sale=rec.ref, receipt=rec.receipt, contact=rec.contact, owner=rec.owner,
                              amount=rec.amount).as_event(rec.t, rec.point, "core", f"core:sale:{rec.ref}")
+    if isinstance(rec, Call) and kind == "call_opened":
+        snap = call_button(cfg, rec.remote, rec.button) if cfg is not None else {}
+        return v.CallOpened(call=rec.id, owner=rec.owner, complaint=rec.complaint, press=rec.ref, remote=rec.remote,
+                            button=rec.button, **snap).as_event(rec.t, rec.point, "core", f"core:call_opened:{rec.id}")
+    if isinstance(rec, Call) and kind == "call_escalated":
+        from .timefmt import iso_ms
+        return v.CallEscalated(call=rec.id, owner=rec.owner, opened=iso_ms(rec.t)).as_event(
+            rec.escalated_at or rec.t, rec.point, "core", f"core:call_escalated:{rec.id}")
     if isinstance(rec, Call):
-        return v.CallSettled(owner=rec.owner, answered_s=rec.answered_s).as_event(
+        return v.CallSettled(owner=rec.owner, answered_s=rec.answered_s, call=rec.id or None,
+                             escalated=rec.escalated, complaint=rec.complaint).as_event(
             rec.t, rec.point, "core", f"core:call:{rec.point}:{rec.t}")
     return None
+
+
+def call_button(cfg: Config, remote: str | None, button: int | None) -> dict:
+    """The configured incident snapshot of a call button (empty for a call from the till)."""
+    from .config.schema import CallButton
+    r = cfg.remotes.get(remote or "")
+    m = r.buttons.get(button) if r is not None and button is not None else None
+    if not isinstance(m, CallButton):
+        return {}
+    return {"name": m.name or (r.name if r else ""), "location": m.location, "type_code": m.type_code,
+            "extra": dict(m.extra)}
 
 
 def counting_time(rec: object) -> tuple[int, str | None] | None:
@@ -124,7 +149,7 @@ class CoreStage:
                 st.pipeline.advance(watermark)
             outputs = st.pipeline.drain()
             for kind, rec in outputs:
-                ev = output_event(kind, rec)
+                ev = output_event(kind, rec, self.cfg)
                 if ev is None:
                     continue
                 ev.id = derived_id(ev.ts, ev.key)        # the same record has the same id, rebuilt or not

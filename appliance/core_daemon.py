@@ -15,6 +15,10 @@ from .journal import Journal
 from .limits import TimeWindow
 from .pos_api import PosApi
 from .pruning import prune
+from . import alerts
+from .ids import device_id
+from .notify import Notifications
+from .notify.report import extender
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +26,7 @@ POLL_S = 0.1
 DROP_SCAN_S = 2.0
 CLOCK_CHECK_S = 10.0
 PRUNE_S = 60.0          # a few short batches a minute: a backlog of years goes within hours
+ALERTS_S = 30.0         # windowed and silence alerts, scheduled reports
 
 
 def correct_clock(journal: Journal, clock: Clock) -> int:
@@ -41,8 +46,11 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
     pos = PosApi(cfg, str(journal.path), clock).start() if cfg.pos.listen else None
     drop = DropFolder(cfg, journal, cfg.pos.drop_dir, window=lambda: TimeWindow.live(clock.now(), cfg.time.max_ahead_s)
                       ) if cfg.pos.drop_dir else None
+    notify = Notifications(cfg, journal, device_id(cfg), extender(cfg, journal)).start()
     jobs = [Job("clock", CLOCK_CHECK_S, lambda: correct_clock(journal, clock)),
             Job("journal retention", PRUNE_S, lambda: prune(cfg, journal, clock.now_ms(), max_batches=20))]
+    if cfg.notifications:
+        jobs.append(Job("alerts and reports", ALERTS_S, lambda: alerts.evaluate(cfg, journal, clock.now_ms())))
     if drop:
         jobs.append(Job("drop folder", DROP_SCAN_S, drop.scan))
         jobs.append(Job("drop archive", 3600.0, lambda: drop.tidy(cfg.journal.keep_raw_days)))
@@ -51,9 +59,14 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
     def close() -> None:
         if pos:
             pos.stop()
+        notify.stop()
         journal.close()
-    # every tick: time moves timers on even without events
-    return run_loop("core", lambda: stage.step(clock.now_ms()), tick_s=POLL_S, jobs=jobs, stop=stop, on_stop=close,
-                    healthy=lambda: pos is None or pos.alive(),
+
+    def step() -> None:
+        now = clock.now_ms()
+        stage.step(now)                     # every tick: time moves timers on even without events
+        notify.step(now)                    # routing only: sending is the couriers' (threads)
+    return run_loop("core", step, tick_s=POLL_S, jobs=jobs, stop=stop, on_stop=close,
+                    healthy=lambda: (pos is None or pos.alive()) and notify.alive(),
                     ready_status=f"core: {len(cfg.points)} points",
                     status=lambda: f"core: at seq {journal.cursor('core')}, {stage.emitted} records derived")

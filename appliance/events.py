@@ -13,13 +13,13 @@ from typing import Iterable, Iterator, Literal, Union
 import msgspec
 from msgspec import Struct
 
-from .config.schema import CallButton, Config, PresenceButton, RatingButton, StaffButton, presence_source
+from .config.schema import AnswerButton, CallButton, Config, PresenceButton, RatingButton, StaffButton, presence_source
 from .errors import EventError
 from .journal import NewEvent
 from .limits import FIXED, MAX_DEPTH, TimeWindow, nesting_depth
 from .timefmt import parse_ts
 
-INPUT_TYPES = ("presence", "rating", "button", "sale", "staff", "sensor", "call")
+INPUT_TYPES = ("presence", "rating", "button", "sale", "staff", "sensor", "call", "answer")
 """Event types a user may feed; ``button`` never lands as such (it is mapped)."""
 
 Ts = Union[str, int]
@@ -74,7 +74,14 @@ class CallIn(_In, tag="call"):
     button: int | None = None
 
 
-AnyIn = Union[PresenceIn, RatingIn, ButtonIn, SaleIn, StaffIn, SensorIn, CallIn]
+class AnswerIn(_In, tag="answer"):
+    point: str
+    staff: str | None = None
+    remote: str | None = None
+    button: int | None = None
+
+
+AnyIn = Union[PresenceIn, RatingIn, ButtonIn, SaleIn, StaffIn, SensorIn, CallIn, AnswerIn]
 _decoder = msgspec.json.Decoder(AnyIn)
 
 
@@ -197,8 +204,20 @@ def _call(raw: CallIn, ts: int, p, cfg: Config) -> NewEvent:
     return NewEvent("call", ts, data, raw.point)
 
 
+def _answer(raw: AnswerIn, ts: int, p, cfg: Config) -> NewEvent:
+    data: dict = {}
+    if raw.staff is not None:
+        staff = raw.staff.strip()
+        if not staff or len(staff) > 64:
+            raise EventError("staff: expected a name of 1–64 characters")
+        data["staff"] = staff
+    if raw.remote is not None:
+        data["remote"], data["button"] = raw.remote.lower(), raw.button
+    return NewEvent("answer", ts, data, raw.point)
+
+
 _NORMALISE = {PresenceIn: _presence, SensorIn: _sensor, RatingIn: _rating_event, SaleIn: _sale,
-              StaffIn: _staff, CallIn: _call}
+              StaffIn: _staff, CallIn: _call, AnswerIn: _answer}
 
 
 def map_button(remote: str, button: int, press: str, ts: int, cfg: Config) -> NewEvent:
@@ -222,6 +241,8 @@ def map_button(remote: str, button: int, press: str, ts: int, cfg: Config) -> Ne
         return NewEvent("call", ts, {"press": press, **src}, r.point)
     if isinstance(m, StaffButton):
         return NewEvent("staff", ts, {"staff": m.staff, "action": "login", **src}, r.point)
+    if isinstance(m, AnswerButton):
+        return NewEvent("answer", ts, {**({"staff": m.staff} if m.staff else {}), **src}, r.point)
     raise EventError(f"remote {rid} button {button}: unsupported meaning")  # pragma: no cover
 
 

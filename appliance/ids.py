@@ -26,3 +26,15 @@ def derived_id(ms: int, *parts: object) -> str:
     """
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=10).digest()
     return uuid7(max(ms, 0), digest)
+
+
+def device_id(cfg) -> str:
+    """The box's id: ``[device] id``, else derived from /etc/machine-id (the host name when
+    there is none)."""
+    if cfg.device.id:
+        return cfg.device.id
+    try:
+        return "ca-" + open("/etc/machine-id").read().strip()[:12]
+    except OSError:
+        import os
+        return "ca-" + os.uname().nodename

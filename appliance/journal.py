@@ -133,7 +133,26 @@ def _m3(db: sqlite3.Connection) -> None:
         db.executemany(rec.INSERT, out)
 
 
-MIGRATIONS = [_m1, _m2, _m3]
+def _m4(db: sqlite3.Connection) -> None:
+    """Each destination's outbox (appliance.notify): messages routed and not yet confirmed,
+    and the dead-letter list."""
+    _script(db, """
+    CREATE TABLE IF NOT EXISTS outbox(
+        destination TEXT NOT NULL,
+        key         TEXT NOT NULL,      -- idempotency key: one message per event and destination
+        created     INTEGER NOT NULL,   -- wall ms when it was routed
+        due         INTEGER NOT NULL,   -- wall ms of its next attempt
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        dead        INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT,
+        message     BLOB NOT NULL,      -- appliance.routing.Message, JSON
+        PRIMARY KEY (destination, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS outbox_due ON outbox(destination, dead, due)
+    """)
+
+
+MIGRATIONS = [_m1, _m2, _m3, _m4]
 """Schema migrations; index + 1 is the resulting ``PRAGMA user_version``."""
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -44,6 +44,8 @@ class Tally:
     calls: int = 0
     answered: int = 0
     answered_ms: int = 0
+    escalations: int = 0
+    complaints: int = 0
     tags: Counter = field(default_factory=Counter)
 
     def add_contact(self, c: Contact) -> None:
@@ -87,10 +89,12 @@ class Tally:
         self.cents += cents(amount)
 
     def add_call(self, c: Call) -> None:
-        self.call(c.answered_s)
+        self.call(c.answered_s, c.escalated, c.complaint)
 
-    def call(self, answered_s: float | None) -> None:
+    def call(self, answered_s: float | None, escalated: bool = False, complaint: bool = False) -> None:
         self.calls += 1
+        self.escalations += escalated
+        self.complaints += complaint
         if answered_s is not None:
             self.answered += 1
             self.answered_ms += round(answered_s * 1000)
@@ -109,7 +113,7 @@ class Tally:
         elif isinstance(rec, v.SaleSettled):
             self.sale(rec.amount)
         elif isinstance(rec, v.CallSettled):
-            self.call(rec.answered_s)
+            self.call(rec.answered_s, rec.escalated, rec.complaint)
 
     def empty(self) -> bool:
         """Nothing counted: no contact, orphan or misuse press, receipt or call."""
@@ -118,7 +122,7 @@ class Tally:
     def merge(self, other: "Tally") -> None:
         """Add another tally's counts (the lengths' histograms too; not a set median)."""
         for f in ("contacts", "length_ms", "rated", "ratings", "top", "negative", "orphans", "misuse", "superseded",
-                  "receipts", "cents", "calls", "answered", "answered_ms"):
+                  "receipts", "cents", "calls", "answered", "answered_ms", "escalations", "complaints"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         for f in ("durations", "distribution", "orphan_distribution", "tags"):
             getattr(self, f).update(getattr(other, f))
@@ -154,6 +158,8 @@ class Tally:
             "calls": self.calls,
             "calls_answered": self.answered,
             "call_answer_mean_s": self.answered_ms / (1000 * self.answered) if self.answered else None,
+            "call_escalations": self.escalations,
+            "call_complaints": self.complaints,
         }
 
 

@@ -63,6 +63,13 @@ class Call:
     t: int
     owner: str | None
     answered_s: float | None = None
+    id: str = ""
+    complaint: bool = False
+    escalated: bool = False
+    remote: str | None = None
+    button: int | None = None
+    escalated_at: int | None = None
+    ref: str = ""                       # the opening press's journal id (its press track)
 
 
 @dataclass(slots=True)
@@ -100,9 +107,11 @@ def contact_json(c: Contact) -> dict:
 
 
 Emit = Callable[[str, object], None]
-"""emit(kind, record): kinds 'contact_opened', 'contact_closed', 'contact', 'rating',
-'sale', 'call'. A 'rating' record is emitted once its status is final (orphan, misuse,
-counted or superseded — the last two when its contact is finalised)."""
+"""emit(kind, record): kinds 'contact_opened', 'contact_closed', 'contact', 'press', 'rating',
+'sale', 'call_opened', 'call_escalated', 'call'. A 'press' is a rating press as taken (for
+instant alerts); its 'rating' record is emitted once its status is final (orphan, misuse,
+counted or superseded — the last two when its contact is finalised). A 'call' is emitted
+when the call is answered."""
 
 
 class PointTracker:
@@ -127,6 +136,7 @@ class PointTracker:
         self.pending: list[Rating | Sale] = []  # in (t, order) order
         self.presses: deque[int] = deque()   # rating press times within the misuse window
         self.call: Call | None = None
+        self.escalate_ms = ms(p.escalate_after_s)
 
     def _use(self, source: str | None) -> None:
         """Take presence from 'rf' or 'sensor'; None: undecided until the first such event."""
@@ -139,8 +149,22 @@ class PointTracker:
             self.presence = RfPresence(self, self.min_contact, ms(p.max_contact_s))
         else:
             self.presence = NoPresence()
-        self.next_due: Callable[[], int] = self.presence.next_due   # the point's next timer
-        self.fire: Callable[[int], None] = self.presence.fire
+
+    def next_due(self) -> int:
+        """The point's next timer: its presence's, or the open call's escalation."""
+        due = self.presence.next_due()
+        c = self.call
+        if c is not None and not c.escalated:
+            due = min(due, c.t + self.escalate_ms)
+        return due
+
+    def fire(self, t: int) -> None:
+        c = self.call
+        if c is not None and not c.escalated and c.t + self.escalate_ms <= t:
+            c.escalated, c.escalated_at = True, t
+            self.emit("call_escalated", c)
+            return
+        self.presence.fire(t)
 
     def _presence_from(self, kind: str, ref: str) -> bool:
         if self.source is None:
@@ -198,7 +222,9 @@ class PointTracker:
             else:
                 self.owners.logout(t, order, data["staff"])
         elif etype == "call":
-            self._call(t, order, data.get("press", "short"))
+            self._call(t, order, data, ref)
+        elif etype == "answer":
+            self._answer(t)
 
     def _rating(self, t: int, order: int, data: dict, ref: str) -> None:
         value = data["value"]
@@ -211,8 +237,10 @@ class PointTracker:
             presses.popleft()
         if len(presses) >= self.p.misuse_presses:
             r.status = "misuse"
+            self.emit("press", r)
             self.emit("rating", r)
             return
+        self.emit("press", r)
         self._insert(r)
 
     def _insert(self, item: Rating | Sale) -> None:
@@ -225,16 +253,30 @@ class PointTracker:
                 i -= 1
             pend.insert(i, item)
 
-    def _call(self, t: int, order: int, press: str) -> None:
-        if press == "long":
-            if self.call is not None:
-                self.call.answered_s = (t - self.call.t) / 1000
-                self.emit("call", self.call)
-                self.call = None
-            return
-        if self.call is not None:
-            self.emit("call", self.call)
-        self.call = Call(self.pid, t, self.owners.at(t, order))
+    def _call(self, t: int, order: int, data: dict, ref: str = "") -> None:
+        """A short press opens a call (another press while it is open changes nothing); a
+        held one is a complaint: it opens a call that goes straight to escalation, or makes
+        the open call one."""
+        complaint = data.get("press", "short") == "long"
+        c = self.call
+        if c is None:
+            c = self.call = Call(self.pid, t, self.owners.at(t, order), id=derived_id(t, self.pid, "call", t, order),
+                                 complaint=complaint, escalated=complaint, remote=data.get("remote"),
+                                 button=data.get("button"), escalated_at=t if complaint else None, ref=ref)
+            self.emit("call_opened", c)
+        elif complaint and not c.complaint:
+            c.complaint = True
+            if not c.escalated:
+                c.escalated, c.escalated_at = True, t
+                self.emit("call_escalated", c)
+
+    def _answer(self, t: int) -> None:
+        """A staff fob (or the CLI) closes the open call at this point; none open: nothing."""
+        c = self.call
+        if c is not None:
+            c.answered_s = (t - c.t) / 1000
+            self.emit("call", c)
+            self.call = None
 
     # --- settling ----------------------------------------------------------------------
 
@@ -337,6 +379,5 @@ class PointTracker:
             self.pending.sort(key=lambda i: (i.t, i.order))
         self._use(None)
         self._settle(NEVER)
-        if self.call is not None:
-            self.emit("call", self.call)
-            self.call = None
+        # an open call stays open (not settled): the live core, which never sees the end of
+        # input, counts it the same way

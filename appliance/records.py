@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from operator import itemgetter
 from typing import Iterable, Iterator
@@ -38,6 +38,8 @@ STATUSES = ("counted", "superseded", "orphan", "misuse")
 """A settled rating's status -> its code in ``shape`` (bits 0-15)."""
 TAG_BIT = {tag: 1 << i for i, tag in enumerate(TAGS)}
 CLASS_SHIFT = 16
+ESCALATED, COMPLAINT = 1, 2
+"""A call's ``shape`` bits."""
 COLUMNS = ("kind", "t", "seq", "point", "owner", "dur_ms", "value", "shape", "superseded", "cents", "answered_ms")
 
 
@@ -62,6 +64,7 @@ def columns(seq: int, type: str, point: str | None, t: int, owner: str | None, d
         amount = cents(data.get("amount"))
     else:
         answered = None if data.get("answered_s") is None else round(data["answered_s"] * 1000)
+        shape = ESCALATED * bool(data.get("escalated")) | COMPLAINT * bool(data.get("complaint"))
     return (kind, t, seq, point, owner, dur, value, shape, superseded, amount, answered)
 
 
@@ -72,16 +75,21 @@ def _class_from_tags(tags: list[str]) -> str:
 INSERT = f"INSERT OR IGNORE INTO records({', '.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})"
 
 
-# --- groups -----------------------------------------------------------------------------------
+# --- scans ------------------------------------------------------------------------------------
 
 @dataclass
-class Group:
-    """The records one row of a report counts: time ranges [lo, hi) and an optional filter on
-    point or owner (``where``: an SQL condition on ``records``, ``args`` its values)."""
-    label: str
-    ranges: list[tuple[int, int]] = field(default_factory=list)
+class Scan:
+    """Records read in one pass: time ranges [lo, hi), an optional filter (``where``, an SQL
+    condition with ``args``) and the label each row counts under (``label``: an SQL
+    expression — a quoted constant for a period, the point or the owner column)."""
+    ranges: list[tuple[int, int]]
+    label: str = "'total'"
     where: str = ""
     args: tuple = ()
+
+    @property
+    def constant(self) -> bool:
+        return self.label.startswith("'")
 
 
 def span(db: sqlite3.Connection, lo: int | None, hi: int | None) -> tuple[int, int] | None:
@@ -99,17 +107,22 @@ def span(db: sqlite3.Connection, lo: int | None, hi: int | None) -> tuple[int, i
     return (lo, hi) if lo < hi else None
 
 
-def period_groups(unit: str, tz: str, lo: int, hi: int) -> list[Group]:
-    """One group per hour, day, week or month of the zone that [lo, hi) touches, clipped to
-    it. A local hour that happens twice (the autumn change) is one group with two ranges."""
+def period_scans(unit: str, tz: str, lo: int, hi: int) -> list[Scan]:
+    """One scan per hour, day, week or month of the zone that [lo, hi) touches, clipped to
+    it. A local hour that happens twice (the autumn change) is one scan with two ranges."""
     zone = ZoneInfo(tz)
     label = Period(unit, tz)
-    groups: dict[str, Group] = {}
+    scans: dict[str, Scan] = {}
     for a, b in _boundaries(unit, zone, lo, hi):
         a, b = max(a, lo), min(b, hi)
         if a < b:
-            groups.setdefault(label(a), Group(label(a))).ranges.append((a, b))
-    return list(groups.values())
+            name = label(a)
+            scans.setdefault(name, Scan([], _quote(name))).ranges.append((a, b))
+    return list(scans.values())
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _boundaries(unit: str, zone: ZoneInfo, lo: int, hi: int) -> Iterator[tuple[int, int]]:
@@ -153,121 +166,151 @@ def _midnight(d: date, zone: ZoneInfo) -> int:
     return int(datetime.combine(d, dtime(0), zone).timestamp() * 1000)
 
 
-def column_groups(db: sqlite3.Connection, column: str, lo: int, hi: int, absent: str | None) -> list[Group]:
-    """One group per distinct point or owner among the records of [lo, hi); ``absent`` labels
-    the records with none (or leaves them out when None)."""
-    assert column in ("point", "owner")
-    seen: set = set()
-    for kind in KINDS.values():
-        seen.update(x for (x,) in db.execute(f"SELECT DISTINCT {column} FROM records WHERE kind = ? AND t >= ? "
-                                             f"AND t < ?", (kind, lo, hi)))
-    out = []
-    for x in sorted(seen, key=lambda x: (x is None, x or "")):
-        if x is None:
-            if absent is not None:
-                out.append(Group(absent, [(lo, hi)], f"{column} IS NULL"))
-        else:
-            out.append(Group(x, [(lo, hi)], f"{column} = ?", (x,)))
-    return out
-
-
 # --- tallies ----------------------------------------------------------------------------------
 
 class Tallier:
-    """Fills tallies from the records index: one pass per kind and group over its ranges."""
+    """Fills tallies from the records index. Per scan: one pass over its contacts, whose
+    small tuples are counted in C (``Counter``) — lengths by whole second and by remainder,
+    so sums stay exact and memory stays bounded — one aggregate query per other kind, and
+    one pass that reads only the contacts in the seconds holding the medians."""
 
     def __init__(self, db: sqlite3.Connection, chunk: int = 20_000):
         self.db = db
         self.chunk = chunk
 
-    def _rows(self, kind: int, g: Group, cols: str, extra: str = "", args: tuple = ()) -> Iterator[list]:
-        where = " AND " + g.where if g.where else ""
-        for lo, hi in g.ranges:
-            cur = self.db.execute(f"SELECT {cols} FROM records WHERE kind = ? AND t >= ? AND t < ?{where}{extra}",
-                                  (kind, lo, hi, *g.args, *args))
+    def _rows(self, kind: int, scan: Scan, cols: str, extra: str = "", args: tuple = (),
+              group: str = "") -> Iterator[list]:
+        where = " AND " + scan.where if scan.where else ""
+        for lo, hi in scan.ranges:
+            cur = self.db.execute(f"SELECT {cols} FROM records WHERE kind = ? AND t >= ? AND t < ?{where}{extra}"
+                                  f"{group}", (kind, lo, hi, *scan.args, *args))
             while rows := cur.fetchmany(self.chunk):
                 yield rows
 
-    def tally(self, g: Group) -> tuple[Tally, Counter]:
-        """The group's tally and its contacts' lengths counted by whole second."""
-        t = Tally()
-        seconds: Counter = Counter()
+    def tally(self, scan: Scan) -> tuple[dict[str, Tally], dict[str, Counter]]:
+        """The tallies of a scan's labels (medians set) and their lengths by whole second."""
+        out: dict[str, Tally] = {}
+
+        def tally(label: str) -> Tally:
+            t = out.get(label)
+            if t is None:
+                t = out[label] = Tally()
+            return t
+        lab = scan.label
         shapes: Counter = Counter()
-        for rows in self._rows(CONTACT, g, "value, shape, dur_ms / 1000"):
-            shapes.update(map(itemgetter(0, 1), rows))
-            seconds.update(map(itemgetter(2), rows))
-        for rows in self._rows(CONTACT, g, "COUNT(*), TOTAL(dur_ms), TOTAL(superseded)"):
-            (n, length, superseded), = rows
-            t.contacts += n
-            t.length_ms += int(length)
-            t.superseded += int(superseded)
-        for (value, shape), k in shapes.items():
+        secs: Counter = Counter()
+        rems: Counter = Counter()
+        for rows in self._rows(CONTACT, scan, f"{lab}, value, shape, superseded, dur_ms / 1000, dur_ms % 1000"):
+            shapes.update(map(itemgetter(0, 1, 2, 3), rows))
+            secs.update(map(itemgetter(0, 4), rows))
+            rems.update(map(itemgetter(0, 5), rows))
+        for (label, value, shape, superseded), k in shapes.items():
+            t = tally(label)
+            t.contacts += k
+            t.superseded += (superseded or 0) * k
             for tag, bit in TAG_BIT.items():
                 if shape & bit:
                     t.tags[tag] += k
             if value is not None:
                 t.rated += k
                 t._rating(value, CLASSES[shape >> CLASS_SHIFT], k)
-        for rows in self._rows(RATING, g, "value, shape", " AND (shape & 65535) >= ?", (STATUSES.index("orphan"),)):
-            for (value, shape), k in Counter(rows).items():
+        seconds: dict[str, Counter] = {}
+        for (label, sec), k in secs.items():
+            out[label].length_ms += sec * 1000 * k
+            seconds.setdefault(label, Counter())[sec] = k
+        for (label, rem), k in rems.items():
+            out[label].length_ms += rem * k
+        group = "" if scan.constant else " GROUP BY 1"
+        for rows in self._rows(RATING, scan, f"{lab}, value, shape, COUNT(*)", " AND (shape & 65535) >= ?",
+                               (STATUSES.index("orphan"),), " GROUP BY 2, 3" if scan.constant else " GROUP BY 1, 2, 3"):
+            for label, value, shape, k in rows:
+                if not k:
+                    continue
                 if STATUSES[shape & 0xFFFF] == "orphan":
-                    t.orphan(value, CLASSES[shape >> CLASS_SHIFT], k)
+                    tally(label).orphan(value, CLASSES[shape >> CLASS_SHIFT], k)
                 else:
-                    t.misuse += k
-        for rows in self._rows(SALE, g, "COUNT(*), TOTAL(cents)"):
-            (n, amount), = rows
-            t.receipts += n
-            t.cents += int(amount)
-        for rows in self._rows(CALL, g, "COUNT(*), COUNT(answered_ms), TOTAL(answered_ms)"):
-            (n, answered, answered_ms), = rows
-            t.calls += n
-            t.answered += answered
-            t.answered_ms += int(answered_ms)
-        return t, seconds
+                    tally(label).misuse += k
+        for rows in self._rows(SALE, scan, f"{lab}, COUNT(*), TOTAL(cents)", group=group):
+            for label, n, amount in rows:
+                if n:
+                    t = tally(label)
+                    t.receipts += n
+                    t.cents += int(amount)
+        for rows in self._rows(CALL, scan, f"{lab}, COUNT(*), COUNT(answered_ms), TOTAL(answered_ms), "
+                                           "TOTAL(shape & 1), TOTAL((shape & 2) / 2)", group=group):
+            for label, n, answered, answered_ms, escalated, complaints in rows:
+                if n:
+                    t = tally(label)
+                    t.calls += n
+                    t.answered += answered
+                    t.answered_ms += int(answered_ms)
+                    t.escalations += int(escalated)
+                    t.complaints += int(complaints)
+        for label, median in self.medians(scan, {k: (seconds[k], out[k].contacts) for k in seconds}).items():
+            out[label].median = median
+        return out, seconds
 
-    def median(self, g: Group, seconds: Counter, n: int) -> float | None:
-        """The exact median length (as ``statistics.median`` of the lengths in seconds): the
-        second holding each middle contact, then its rank inside that second."""
-        if not n:
-            return None
-        ranks = sorted({(n - 1) // 2, n // 2})
-        found = []
-        for rank in ranks:
-            below = 0
-            for sec in sorted(seconds):
-                if below + seconds[sec] > rank:
-                    found.append(self._nth(g, sec, rank - below))
-                    break
-                below += seconds[sec]
-        return found[0] / 1000 if len(found) == 1 else (found[0] / 1000 + found[1] / 1000) / 2
+    def medians(self, scan: Scan, lengths: dict[str, tuple[Counter, int]]) -> dict[str, float]:
+        """The exact median length of each label (as ``statistics.median`` of the lengths in
+        seconds): the second holding each middle contact, from the counts by second, then one
+        pass over the contacts of those seconds only for their rank inside them."""
+        wanted: dict[tuple[str, int], set[int]] = {}      # (label, second) -> ranks inside it
+        picks: dict[str, list[tuple[int, int]]] = {}      # label -> (second, rank inside) per middle
+        for label, (secs, n) in lengths.items():
+            if not n:
+                continue
+            for rank in sorted({(n - 1) // 2, n // 2}):
+                below = 0
+                for sec in sorted(secs):
+                    if below + secs[sec] > rank:
+                        wanted.setdefault((label, sec), set()).add(rank - below)
+                        picks.setdefault(label, []).append((sec, rank - below))
+                        break
+                    below += secs[sec]
+        if not wanted:
+            return {}
+        found: dict[tuple[str, int], list[int]] = {}
+        candidates = sorted({sec for _, sec in wanted})
+        marks = ",".join("?" * len(candidates))
+        for rows in self._rows(CONTACT, scan, f"{scan.label}, dur_ms", f" AND dur_ms / 1000 IN ({marks})",
+                               tuple(candidates)):
+            for label, dur in rows:
+                key = (label, dur // 1000)
+                if key in wanted:
+                    found.setdefault(key, []).append(dur)
+        out = {}
+        for label, middle in picks.items():
+            ms = [sorted(found[(label, sec)])[k] for sec, k in middle]
+            out[label] = ms[0] / 1000 if len(ms) == 1 else (ms[0] / 1000 + ms[1] / 1000) / 2
+        return out
 
-    def _nth(self, g: Group, sec: int, k: int) -> int:
-        lengths = sorted(x for rows in self._rows(CONTACT, g, "dur_ms", " AND dur_ms >= ? AND dur_ms < ?",
-                                                  (sec * 1000, sec * 1000 + 1000)) for (x,) in rows)
-        return lengths[k]
 
-
-def tally_groups(db: sqlite3.Connection, groups: Iterable[Group], total: Group | None = None,
-                 partition: bool = True) -> tuple[dict[str, Tally], Tally | None]:
-    """The tally of each group and of ``total``; when the groups partition ``total`` its
-    counts are their sum (only its median is read again)."""
+def tally_scans(db: sqlite3.Connection, scans: Iterable[Scan], total: Scan | None = None,
+                partition: bool = True) -> tuple[dict[str, Tally], Tally | None]:
+    """The tally of every label of the scans and of ``total``; when the scans partition
+    ``total`` its counts are their sum (only its median is read again)."""
     tallier = Tallier(db)
     out: dict[str, Tally] = {}
-    all_seconds: Counter = Counter()
-    whole = Tally()
-    for g in groups:
-        t, seconds = tallier.tally(g)
-        if t.empty():
-            continue                        # a period without records has no row
-        t.median = tallier.median(g, seconds, t.contacts)
-        out[g.label] = t
-        whole.merge(t)
-        all_seconds.update(seconds)
+    seconds: Counter = Counter()
+    for scan in scans:
+        tallies, secs = tallier.tally(scan)
+        for label, t in tallies.items():
+            if label in out:                # cannot happen: a label is one scan's
+                raise ValueError(f"label {label!r} in two scans")
+            out[label] = t
+        for c in secs.values():
+            seconds.update(c)
     if total is None:
         return out, None
-    if not partition:
-        whole, all_seconds = tallier.tally(total)
-    whole.median = tallier.median(total, all_seconds, whole.contacts)
+    if partition:
+        whole = Tally()
+        for t in out.values():
+            whole.merge(t)
+    else:
+        tallies, secs = tallier.tally(total)
+        whole = tallies.get("total", Tally())
+        seconds = secs.get("total", Counter())
+    whole.median = tallier.medians(total, {"total": (seconds, whole.contacts)}).get("total")
     return out, whole
 
 
@@ -282,13 +325,14 @@ def report(db: sqlite3.Connection, by: str, tz: str, lo: int | None, hi: int | N
         a, b = s
         partition = True
         if by == "point":
-            groups = column_groups(db, "point", a, b, None)
+            scans = [Scan([(a, b)], "point")]
             partition = not _has_pointless(db, a, b)
         elif by == "owner":
-            groups = column_groups(db, "owner", a, b, "(nobody)")
+            scans = [Scan([(a, b)], "COALESCE(owner, '(nobody)')")]
         else:
-            groups = period_groups(by, tz, a, b)
-        out, total = tally_groups(db, groups, Group("total", [(a, b)]), partition)
+            scans = period_scans(by, tz, a, b)
+        out, total = tally_scans(db, scans, Scan([(a, b)]), partition)
+        out.pop(None, None)                 # records without a point: in the total only
     if by == "point":
         for pid in points:
             out.setdefault(pid, Tally())

@@ -21,11 +21,17 @@ from .journal import Event, NewEvent
 
 # --- input events (appliance.events validates them) --------------------------------------
 PRESENCE, SENSOR, RATING, SALE, STAFF, CALL = "presence", "sensor", "rating", "sale", "staff", "call"
-CORE_INPUT_TYPES = (PRESENCE, RATING, SALE, STAFF, SENSOR, CALL)
+ANSWER = "answer"
+CORE_INPUT_TYPES = (PRESENCE, RATING, SALE, STAFF, SENSOR, CALL, ANSWER)
 """Journal event types the core pipeline consumes."""
 
 # --- derived by the core -------------------------------------------------------------------
 CONTACT_OPENED, CONTACT_CLOSED, CONTACT = "contact_opened", "contact_closed", "contact"
+RATING_PRESSED, CALL_OPENED, CALL_ESCALATED = "rating_pressed", "call_opened", "call_escalated"
+# --- alerts, reports and their delivery (appliance.alerts, appliance.notify) --------------------
+ALERT_OPENED, ALERT_CLOSED, ALERT_ACKED = "alert_opened", "alert_closed", "alert_acked"
+REPORT_DUE = "report_due"
+NOTIFICATION_SENT, NOTIFICATION_DEAD = "notification_sent", "notification_dead"
 RATING_SETTLED, SALE_SETTLED, CALL_SETTLED = "rating_settled", "sale_settled", "call_settled"
 # --- the audio daemon ------------------------------------------------------------------------
 CLIP, CLIP_TAGS, CLIP_DELETED, MIC_STATE = "clip", "clip_tags", "clip_deleted", "mic_state"
@@ -110,6 +116,15 @@ class CallPress(Payload):
     button: int | None = None
 
 
+class CallAnswer(Payload):
+    """A staff member's fob (a button with meaning ``answer``) or ``appliancectl calls
+    answer`` closed the open call at the point."""
+    TYPE: ClassVar[str] = ANSWER
+    staff: Name | None = None
+    remote: Name | None = None
+    button: int | None = None
+
+
 # --- the core's derived records ----------------------------------------------------------------
 
 class ContactOpened(Payload):
@@ -168,6 +183,104 @@ class CallSettled(Payload):
     TYPE: ClassVar[str] = CALL_SETTLED
     owner: str | None
     answered_s: float | None
+    call: str | None = None             # the call's id (absent in early journals)
+    escalated: bool = False
+    complaint: bool = False
+
+
+class RatingPressed(Payload):
+    """A rating press as the core took it (owner and class known, misuse decided): what
+    instant alerts are sent from, seconds after the press, long before its contact closes."""
+    TYPE: ClassVar[str] = RATING_PRESSED
+    rating: str                         # the input event's ref
+    value: int
+    cls: str = msgspec.field(name="class")
+    owner: str | None
+    misuse: bool = False
+    remote: str | None = None
+    button: int | None = None
+
+
+class CallOpened(Payload):
+    """A staff call opened (a short press), or a complaint (a held button: ``complaint``,
+    already escalated), with its incident snapshot."""
+    TYPE: ClassVar[str] = CALL_OPENED
+    call: str
+    owner: str | None
+    complaint: bool = False
+    press: str = ""                     # the press's journal id (its press track)
+    remote: str | None = None
+    button: int | None = None
+    name: str = ""
+    location: str = ""
+    type_code: int = 0
+    extra: dict[str, str] = {}
+
+
+class CallEscalated(Payload):
+    """An open call not answered within the point's ``escalate_after_s``."""
+    TYPE: ClassVar[str] = CALL_ESCALATED
+    call: str
+    owner: str | None
+    opened: str                         # ISO 8601
+
+
+# --- alerts and reports ------------------------------------------------------------------------
+
+class AlertOpened(Payload):
+    """A windowed figure crossed its threshold, or something went quiet (``rule`` names
+    the destination's rule: ``windows[0]``, ``silence[1]``)."""
+    TYPE: ClassVar[str] = ALERT_OPENED
+    alert: str
+    destination: str
+    rule: str
+    what: str                           # e.g. "negative_share 0.62 ≥ 0.5 over 15 min (8 ratings)"
+    value: float | None = None
+
+
+class AlertClosed(Payload):
+    TYPE: ClassVar[str] = ALERT_CLOSED
+    alert: str
+    destination: str
+    rule: str
+    what: str
+
+
+class AlertAcked(Payload):
+    TYPE: ClassVar[str] = ALERT_ACKED
+    alert: str
+    comment: str = ""
+    by: str = ""
+
+
+class ReportDue(Payload):
+    """A scheduled report of [start, end) for one destination."""
+    TYPE: ClassVar[str] = REPORT_DUE
+    destination: str
+    every: str
+    start: str
+    end: str
+    chart: bool = True
+
+
+class NotificationSent(Payload):
+    """A destination confirmed a message (``key``: its idempotency key)."""
+    TYPE: ClassVar[str] = NOTIFICATION_SENT
+    destination: str
+    key: str
+    kind: str
+    attempts: int
+    clip: str | None = None
+
+
+class NotificationDead(Payload):
+    """A message given up after ``attempts`` failures: on the dead-letter list."""
+    TYPE: ClassVar[str] = NOTIFICATION_DEAD
+    destination: str
+    key: str
+    kind: str
+    attempts: int
+    error: str
 
 
 # --- audio -----------------------------------------------------------------------------------------
@@ -273,7 +386,8 @@ class Pruned(Payload):
 PAYLOADS: dict[str, type[Payload]] = {cls.TYPE: cls for cls in (
     PresenceChange, SensorReading, RatingPress, Receipt, StaffChange, CallPress, ContactOpened, ContactClosed,
     ContactSettled, RatingSettled, SaleSettled, CallSettled, Clip, ClipTags, ClipDeleted, ClipAcked, MicState,
-    UnknownRemote, UnknownRemotes, RadioState, Rebuild, Pruned)}
+    UnknownRemote, UnknownRemotes, RadioState, Rebuild, Pruned, CallAnswer, RatingPressed, CallOpened, CallEscalated,
+    AlertOpened, AlertClosed, AlertAcked, ReportDue, NotificationSent, NotificationDead)}
 """Every event type the journal holds, and its payload."""
 
 

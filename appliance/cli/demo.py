@@ -76,7 +76,18 @@ buttons = {{ 1 = {{ meaning = "presence", state = "arrived" }}, 2 = {{ meaning =
 [remotes.7c2e10]
 point = "till2"
 name = "till 2 green/red remote"
-buttons = {{ 1 = {{ meaning = "rating", value = 1 }}, 2 = {{ meaning = "rating", value = 2 }}, 3 = {{ meaning = "call" }} }}
+buttons = {{ 1 = {{ meaning = "rating", value = 1 }}, 2 = {{ meaning = "rating", value = 2 }}, 3 = {{ meaning = "call", name = "till 2 call button", location = "checkout 2" }} }}
+
+[remotes.9b0001]
+point = "till2"
+name = "Carla's staff fob"
+buttons = {{ 1 = {{ meaning = "answer", staff = "carla" }} }}
+
+[notifications.rating_log]
+kind = "csv"                        # a line per rating press and staff call, as they happen
+directory = "{state_dir}/rating-log"
+calls = true
+escalations = true
 
 [pos]
 listen = "127.0.0.1:{port}"
@@ -127,7 +138,9 @@ def script(seed: int = 2026) -> list[Step]:
     burst = parse_ts(f"{DAY}T15:42:00Z")   # a child finds the remote
     steps += [Step(burst + i * 900, "press", {"remote": "7c2e10", "button": 1 + i % 2}) for i in range(7)]
     steps.append(Step(parse_ts(f"{DAY}T11:17:00Z"), "press", {"remote": "7c2e10", "button": 3, "press": "short"}))
-    steps.append(Step(parse_ts(f"{DAY}T11:18:10Z"), "press", {"remote": "7c2e10", "button": 3, "press": "long"}))
+    steps.append(Step(parse_ts(f"{DAY}T11:18:10Z"), "press", {"remote": "9b0001", "button": 1}))
+    steps.append(Step(parse_ts(f"{DAY}T16:05:00Z"), "press", {"remote": "7c2e10", "button": 3, "press": "short"}))
+    steps.append(Step(parse_ts(f"{DAY}T16:09:30Z"), "press", {"remote": "9b0001", "button": 1}))
     return sorted(steps)
 
 
@@ -160,6 +173,12 @@ class Display:
             why = ("(no contact within the grace window)" if r.status == "orphan"
                    else "(5 presses in 10 s: kept out of the indices)")
             print(f"  {s(clock, 'grey')} {ev.point:6} {s('◆', colour)} {r.status} rating {r.value} {s(why, 'dim')}")
+        elif ev.type == v.CALL_OPENED:
+            call = v.read(ev, v.CallOpened)
+            what = "complaint (button held)" if call.complaint else "staff call"
+            print(f"  {s(clock, 'grey')} {ev.point:6} {s('☎', 'cyan')} {what} from {call.location or call.name}")
+        elif ev.type == v.CALL_ESCALATED:
+            print(f"  {s(clock, 'grey')} {ev.point:6} {s('☎', 'red')} staff call not answered in 2 min: escalated")
         elif ev.type == v.CALL_SETTLED:
             call = v.read(ev, v.CallSettled)
             ans = f"answered in {call.answered_s:.0f} s" if call.answered_s is not None else "not answered"
@@ -246,7 +265,7 @@ def run_demo(speed: float = 1000.0, keep: bool = False, state_dir: str | None = 
             if h != hour and now >= OPEN_AT:
                 hour = h
                 print(s(f"── {h[11:13]}:00 ─ {display.contacts} contacts so far", "grey"))
-            if now > done_at and i == len(steps) and _core_caught_up(journal):
+            if now > done_at and i == len(steps) and _core_caught_up(journal) and _delivered(journal):
                 break
             if core.poll() is not None:
                 raise RuntimeError(f"the core daemon exited with status {core.returncode}; see {work}/core.log")
@@ -264,6 +283,7 @@ def run_demo(speed: float = 1000.0, keep: bool = False, state_dir: str | None = 
         except subprocess.TimeoutExpired:
             core.kill()
         log.close()
+    _rating_log(work, s)
     _final_report(cfg, work, s)
     if keep or state_dir:
         print(s(f"\nThe demo's files stay in {work}: try", "grey"),
@@ -292,6 +312,23 @@ def _inject(step: Step, cfg, journal: Journal, port: int, token: str) -> None:
 def _core_caught_up(journal: Journal) -> bool:
     core = next((st for st in journal.stages() if st["name"] == "core"), None)
     return core is not None and core["cursor"] >= journal.last_seq() and core["info"].get("held") == 0
+
+
+def _delivered(journal: Journal) -> bool:
+    """Every routed message confirmed by its destination (the outboxes are empty)."""
+    return journal.db.execute("SELECT COUNT(*) FROM outbox WHERE dead = 0").fetchone()[0] == 0
+
+
+def _rating_log(work: Path, s: Style) -> None:
+    files = sorted((work / "rating-log").glob("*.csv"))
+    lines = sum(len(f.read_text().splitlines()) - 1 for f in files)
+    print(s("The live rating log", "bold"), s("([notifications.rating_log], kind = \"csv\")", "grey"))
+    print(f"  {lines} lines (a rating press or a staff call each, written as it happened) in "
+          f"{', '.join(str(f) for f in files) or 'no file'}")
+    for f in files[:1]:
+        for line in f.read_text().splitlines()[:4]:
+            print(s(f"    {line}", "grey"))
+    print()
 
 
 def _final_report(cfg, work: Path, s: Style) -> None:

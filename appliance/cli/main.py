@@ -20,9 +20,7 @@ from ..config.schema import Config
 from ..errors import ApplianceError, ConfigError, JournalError
 from ..logs import setup as setup_logging
 from .report import GROUPINGS
-from .ui import Style, json_line, printable
-
-EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_IO = 0, 1, 2, 3
+from .ui import EXIT_BAD_INPUT, EXIT_IO, EXIT_OK, EXIT_PARTIAL, Style, json_line, printable  # noqa: F401
 
 
 def config_path(args: argparse.Namespace) -> str:
@@ -463,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_sync_status)
     x.add_argument("--json", action="store_true")
 
+    from .notify import register as register_notify
+    register_notify(sub, add)
     from audio_capture.cli import register as register_audio
     from rf_receiver.cli import register as register_rf   # rf_receiver's commands, dispatched here
     register_rf(sub, add)

@@ -13,6 +13,10 @@ _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), *range(0x7f, 0xa0)) 
 JSON_C1 = {c: f"\\u{c:04x}" for c in range(0x7f, 0xa0)}
 
 
+EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_IO = 0, 1, 2, 3
+"""appliancectl's exit codes: done; done in part; bad input (nothing changed); I/O failure."""
+
+
 def printable(text: object) -> str:
     """Journalled text as a terminal may show it: control characters (a till could write
     escape sequences into a technician's terminal) become visible \\xNN escapes."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import platform
 import threading
 import time
@@ -25,6 +24,7 @@ from .. import vocabulary as v
 from ..config import config_hash
 from ..config.schema import Config, schema_json
 from ..files import write_atomic
+from ..ids import device_id
 from ..journal import Journal
 from ..logs import fields
 from .clip_upload import PROBE, SEND, ClipUpload, TokenBucket
@@ -40,15 +40,6 @@ STATUS_FILE = "sync-status.json"
 MAX_BATCH_BYTES = 256 * 1024
 WINDOW = 4                      # batches in flight before an ack must come
 CLIP_WINDOW = 8                 # clips uploading at once
-
-
-def device_id(cfg: Config) -> str:
-    if cfg.device.id:
-        return cfg.device.id
-    try:
-        return "ca-" + open("/etc/machine-id").read().strip()[:12]
-    except OSError:
-        return "ca-" + os.uname().nodename
 
 
 class AckWindow:

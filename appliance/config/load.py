@@ -221,6 +221,14 @@ def _check(value: Any, t: Any, path: str, errors: list[str]) -> None:
         if len(non_none) == 1:
             _check(value, non_none[0], path, errors)
             return
+        if not structs:                         # e.g. a rating class or a value
+            for x in non_none:
+                sub: list[str] = []
+                _check(value, x, path, sub)
+                if not sub:
+                    return
+            errors.append(f"{path}: expected {describe(t)}, got {_got(value)}")
+            return
     if isinstance(t, mi.StructType):
         if t.tag_field:
             _check_tagged(value, [t], path, errors)
@@ -325,6 +333,7 @@ def _cross_check(cfg: Config) -> list[str]:
             errors.append(f"sensors.{sid}.point: no point {_got(s.point)}")
         if s.kind == "distance" and s.echo_pin is None:
             errors.append(f"sensors.{sid}.echo_pin: a distance sensor needs its echo pin")
+    errors += _check_notifications(cfg)
     if cfg.sync.broker and not cfg.sync.broker.startswith(("mqtt://", "mqtts://")):
         errors.append(f"sync.broker: expected \"mqtt://host:port\" or \"mqtts://host:port\", got {_got(cfg.sync.broker)}")
     if cfg.pos.listen:
@@ -335,6 +344,35 @@ def _cross_check(cfg: Config) -> list[str]:
             errors.append("pos.token: the POS API needs a token (put it in the secrets file)")
         elif len(cfg.pos.token) < 16:
             errors.append("pos.token: use at least 16 characters")
+    return errors
+
+
+def _check_notifications(cfg: Config) -> list[str]:
+    errors = []
+    values = {v for p in cfg.points.values() for v in p.rating_scale}
+    for name, n in cfg.notifications.items():
+        path = f"notifications.{name}"
+        for i, pid in enumerate(n.points):
+            if pid not in cfg.points:
+                errors.append(f"{path}.points[{i}]: no point {_got(pid)} (points: {', '.join(cfg.points) or 'none'})")
+        for i, r in enumerate(n.ratings):
+            if isinstance(r, int) and r not in values:
+                errors.append(f"{path}.ratings[{i}]: {r} is on no point's rating scale "
+                              f"({', '.join(map(str, sorted(values))) or 'none'})")
+        for i, w in enumerate(n.windows):
+            if (w.above is None) == (w.below is None):
+                errors.append(f"{path}.windows[{i}]: give exactly one of above or below")
+        for i, s in enumerate(n.silence):
+            if s.what == "point" and s.id not in cfg.points:
+                errors.append(f"{path}.silence[{i}].id: no point {_got(s.id)}")
+            elif s.what == "remote" and s.id.lower() not in {r.lower() for r in cfg.remotes}:
+                errors.append(f"{path}.silence[{i}].id: no remote {_got(s.id)}")
+            elif s.what == "microphone" and s.id:
+                errors.append(f"{path}.silence[{i}].id: the microphone takes no id")
+        url = getattr(n, "url", None) or getattr(n, "api_base", None)
+        if url is not None and not url.startswith(("http://", "https://")):
+            key = "url" if hasattr(n, "url") else "api_base"
+            errors.append(f"{path}.{key}: expected an http:// or https:// URL, got {_got(url)}")
     return errors
 
 

@@ -56,6 +56,8 @@ class Point(_Section):
     sale_grace_s: NonNegative = 30.0
     misuse_presses: PositiveInt = 5
     misuse_window_s: NonNegative = 10.0
+    escalate_after_s: Positive = 120.0
+    """A staff call not answered within this goes to the escalation recipients."""
     pos: bool = False
     rating_scale: dict[int, RatingClass] = field(
         default_factory=lambda: {1: "negative", 2: "top"})
@@ -71,14 +73,24 @@ class PresenceButton(Struct, tag_field="meaning", tag="presence", forbid_unknown
 
 
 class CallButton(Struct, tag_field="meaning", tag="call", forbid_unknown_fields=True):
-    pass
+    """A staff-call button: a short press calls, a held one (``[rf] long_press_s``) is a
+    complaint. The rest is the call's incident snapshot, sent with it."""
+    name: str = ""
+    location: str = ""
+    type_code: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class AnswerButton(Struct, tag_field="meaning", tag="answer", forbid_unknown_fields=True):
+    """A staff member's fob: closes the open call at the remote's point."""
+    staff: str = ""
 
 
 class StaffButton(Struct, tag_field="meaning", tag="staff", forbid_unknown_fields=True):
     staff: str
 
 
-ButtonMeaning = Union[RatingButton, PresenceButton, CallButton, StaffButton]
+ButtonMeaning = Union[RatingButton, PresenceButton, CallButton, StaffButton, AnswerButton]
 
 
 class Remote(_Section):
@@ -194,40 +206,130 @@ class Time(_Section):
     (and never before 2020); before the clock syncs only the fixed bounds apply."""
 
 
-class Telegram(Struct, tag_field="kind", tag="telegram", forbid_unknown_fields=True, kw_only=True):
+Tag = Literal["rated", "positive", "not_positive", "negative", "unrated", "productive", "unproductive", "long",
+              "truncated"]
+"""Every tag a contact can get (ARCHITECTURE §4)."""
+WindowMetric = Literal["negative_share", "csi", "cdi", "cci", "eli", "response_rate", "conversion"]
+
+
+class WindowRule(_Section):
+    """An alert opened when a figure over the last ``over_s`` crosses a threshold (with at
+    least ``min_count`` ratings for the shares of ratings, ``min_count`` contacts for the
+    indices); it closes by itself when the figure recovers."""
+    metric: WindowMetric = "negative_share"
+    above: Annotated[float, Meta(ge=0, le=1)] | None = None
+    below: Annotated[float, Meta(ge=0, le=1)] | None = None
+    over_s: Annotated[float, Meta(ge=60, le=31 * 86400)] = 900.0
+    min_count: PositiveInt = 4
+
+
+class SilenceRule(_Section):
+    """An alert when a point (no input), a remote (no press) or the microphone (no audio
+    level) stays quiet for longer than ``after_s`` between ``from_`` and ``to`` local time."""
+    what: Literal["point", "remote", "microphone"]
+    id: str = ""
+    """The point or the remote id ("point", "remote"); empty for the microphone."""
+    after_s: Annotated[float, Meta(ge=60, le=7 * 86400)] = 3600.0
+    start: ClockTime = "00:00"
+    end: ClockTime = "23:59"
+
+
+class ReportRule(_Section):
+    """A scheduled report: ``every`` hour, day (at ``at``, e.g. closing time) or week (on
+    Mondays at ``at``), of the period that just ended, by point and by owner."""
+    every: Literal["hour", "day", "week"] = "day"
+    at: ClockTime = "21:00"
+    chart: bool = True
+
+
+class _Sink(Struct, forbid_unknown_fields=True, kw_only=True):
+    """What every destination takes: the rules that select its messages and its retries."""
+    on: list[Tag] = field(default_factory=list)
+    """Contacts with any of these tags are sent when they close."""
+    ratings: list[Union[RatingClass, int]] = field(default_factory=list)
+    """Rating presses of these classes or values are sent when journalled (instant alerts)."""
+    calls: bool = False
+    """Staff calls are sent when they open."""
+    escalations: bool = False
+    """Escalated calls and complaints (a held call button) are sent."""
+    points: list[str] = field(default_factory=list)
+    """Only these points (all when empty)."""
+    owners: list[str] = field(default_factory=list)
+    """Only contacts, presses and calls of these staff members (all when empty)."""
+    attach: Literal["contact", "press", "none"] = "contact"
+    windows: list[WindowRule] = field(default_factory=list)
+    silence: list[SilenceRule] = field(default_factory=list)
+    reports: list[ReportRule] = field(default_factory=list)
+    max_attempts: Annotated[int, Meta(ge=1, le=1000)] = 10
+    """Failed sends are retried with exponential backoff; after this many the message goes
+    to the dead-letter list."""
+    retry_s: Annotated[float, Meta(ge=0.01, le=3600)] = 5.0
+    """The first retry's delay; each next one doubles it (with jitter), at most an hour."""
+    timeout_s: Annotated[float, Meta(gt=0, le=600)] = 20.0
+    clip_wait_s: Annotated[float, Meta(ge=0, le=3600)] = 120.0
+    """How long a message waits for its clip to be cut; then it goes without it and says so."""
+
+
+class Telegram(_Sink, tag_field="kind", tag="telegram", kw_only=True, forbid_unknown_fields=True):
     token: str
     chat_id: str
-    on: list[str] = field(default_factory=lambda: ["negative"])
+    api_base: str = "https://api.telegram.org"
+    """The Bot API's base URL (a self-hosted Bot API server, or a test server)."""
+    on: list[Tag] = field(default_factory=lambda: ["negative"])
 
 
-class Email(Struct, tag_field="kind", tag="email", forbid_unknown_fields=True, kw_only=True):
+class Email(_Sink, tag_field="kind", tag="email", kw_only=True, forbid_unknown_fields=True):
     host: str
     port: Port = 587
     starttls: bool = True
+    implicit_tls: bool = False
+    """TLS from the first byte (port 465) instead of STARTTLS."""
     username: str = ""
     password: str = ""
     sender: str
     to: list[str]
-    on: list[str] = field(default_factory=lambda: ["negative"])
+    ca_file: str = ""
+    """Trust these CAs instead of the system's (a private mail server)."""
+    on: list[Tag] = field(default_factory=lambda: ["negative"])
 
 
-class Ftp(Struct, tag_field="kind", tag="ftp", forbid_unknown_fields=True, kw_only=True):
+class Ftp(_Sink, tag_field="kind", tag="ftp", kw_only=True, forbid_unknown_fields=True):
     host: str
     port: Port = 21
     tls: bool = True
     username: str = ""
     password: str = ""
     directory: str = "/"
-    on: list[str] = field(default_factory=lambda: ["negative", "unproductive"])
+    ca_file: str = ""
+    on: list[Tag] = field(default_factory=lambda: ["negative", "unproductive"])
 
 
-class Webhook(Struct, tag_field="kind", tag="webhook", forbid_unknown_fields=True, kw_only=True):
+class Webhook(_Sink, tag_field="kind", tag="webhook", kw_only=True, forbid_unknown_fields=True):
     url: str
     token: str = ""
-    on: list[str] = field(default_factory=lambda: ["negative"])
+    """Sent as ``Authorization: Bearer <token>`` when set."""
+    secret: str = ""
+    """When set, ``X-Signature: sha256=<hex HMAC-SHA256 of the body>``."""
+    ca_file: str = ""
+    on: list[Tag] = field(default_factory=lambda: ["negative"])
 
 
-Notification = Union[Telegram, Email, Ftp, Webhook]
+class Sms(_Sink, tag_field="kind", tag="sms", kw_only=True, forbid_unknown_fields=True):
+    """A USB GSM modem on a serial port (AT commands, text mode)."""
+    device: str = "/dev/ttyUSB0"
+    baud: PositiveInt = 115200
+    to: list[Annotated[str, Meta(pattern=r"^\+?[0-9]{3,20}$")]]
+    attach: Literal["contact", "press", "none"] = "none"
+
+
+class CsvLog(_Sink, tag_field="kind", tag="csv", kw_only=True, forbid_unknown_fields=True):
+    """A live rating log: ``<directory>/<date>.csv``, a line per rating press as it happens."""
+    directory: str
+    attach: Literal["contact", "press", "none"] = "none"
+    ratings: list[Union[RatingClass, int]] = field(default_factory=lambda: ["top", "neutral", "negative"])
+
+
+Notification = Union[Telegram, Email, Ftp, Webhook, Sms, CsvLog]
 
 
 class Config(_Section):

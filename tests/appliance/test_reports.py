@@ -50,6 +50,11 @@ def days(seed: int, start_ms: int, hours: int) -> list[dict]:
                 out.append({"ts": iso_ms(t + rnd.randint(0, dur + 35_000)), "type": "sale", "point": point,
                             "receipt": f"R{receipt}", "amount": rnd.choice([None, 9.5, 120.0])})
             out.append({"ts": iso_ms(t + dur), "type": "presence", "point": point, "state": "left"})
+            if rnd.random() < 0.1:                      # a staff call, answered or not, held or not
+                out.append({"ts": iso_ms(t + 1000), "type": "call", "point": point,
+                            "press": rnd.choice(["short", "short", "long"])})
+                if rnd.random() < 0.7:
+                    out.append({"ts": iso_ms(t + rnd.randint(2_000, 300_000)), "type": "answer", "point": point})
             t += dur + rnd.randint(0, 900_000)
     out.sort(key=lambda e: e["ts"])
     return [{k: v for k, v in e.items() if v is not None} for e in out]

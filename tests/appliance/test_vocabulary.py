@@ -12,7 +12,8 @@ from appliance.journal import Journal, NewEvent
 
 T0 = 1_795_165_200_000
 PAYLOADS = {v.CONTACT_OPENED: v.ContactOpened, v.CONTACT_CLOSED: v.ContactClosed, v.CONTACT: v.ContactSettled,
-            v.RATING_SETTLED: v.RatingSettled, v.SALE_SETTLED: v.SaleSettled, v.CALL_SETTLED: v.CallSettled}
+            v.RATING_SETTLED: v.RatingSettled, v.SALE_SETTLED: v.SaleSettled, v.CALL_SETTLED: v.CallSettled,
+            v.RATING_PRESSED: v.RatingPressed, v.CALL_OPENED: v.CallOpened, v.CALL_ESCALATED: v.CallEscalated}
 
 
 def test_every_core_output_reads_back_typed(tmp_path):
@@ -22,7 +23,7 @@ def test_every_core_output_reads_back_typed(tmp_path):
             ("presence", 0, {"state": "arrived"}), ("rating", 10, {"value": 2, "class": "top"}),
             ("sale", 12, {"receipt": "R1", "amount": 12.5}), ("call", 13, {"press": "short"}),
             ("presence", 30, {"state": "left"}), ("rating", 500, {"value": 1, "class": "negative"}),
-            ("call", 510, {"press": "long"})]])
+            ("answer", 510, {"staff": "dana"}), ("call", 600, {"press": "long"})]])
         CoreStage(cfg, j, reorder_ms=0).step(T0 + 3_600_000)
         derived = [e for e in j.iter_all() if e.source == "core"]
     assert {e.type for e in derived} == set(PAYLOADS)
@@ -33,7 +34,11 @@ def test_every_core_output_reads_back_typed(tmp_path):
     orphan = next(p for p in typed if isinstance(p, v.RatingSettled) and p.status == "orphan")
     assert (orphan.value, orphan.cls) == (1, "negative")
     [call] = [p for p in typed if isinstance(p, v.CallSettled)]
-    assert call.answered_s == 497.0
+    assert call.answered_s == 497.0 and call.escalated and not call.complaint    # 120 s passed unanswered
+    opened = [p for p in typed if isinstance(p, v.CallOpened)]
+    assert [c.complaint for c in opened] == [False, True]                    # the held button: a complaint
+    assert len([p for p in typed if isinstance(p, v.CallEscalated)]) == 1    # a complaint opens escalated
+    assert {p.value for p in typed if isinstance(p, v.RatingPressed)} == {1, 2}
 
 
 def test_payload_to_event_and_back():
