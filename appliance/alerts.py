@@ -26,6 +26,8 @@ from .timefmt import iso_ms
 
 log = logging.getLogger(__name__)
 
+REPORT_LATE_MS = 6 * 3_600_000
+"""A report missed (the box was off at its time) is still sent this long after."""
 INPUT_TYPES = (v.PRESENCE, v.SENSOR, v.RATING, v.SALE, v.STAFF, v.CALL, v.ANSWER)
 """What counts as a point's or a remote's activity."""
 
@@ -180,8 +182,8 @@ def evaluate(cfg: Config, journal: Journal, now_ms: int) -> int:
                                open_, now_ms, s.id if s.what == "point" else None)
         for i, r in enumerate(n.reports):
             start, end = last_report(r, now_ms, cfg.time.timezone)
-            if now_ms - end > 86_400_000:
-                continue                    # long down: the missed ones are not sent late
+            if now_ms - end > REPORT_LATE_MS:
+                continue                    # long down: a missed report is not sent the next day
             seq = journal.append(v.ReportDue(destination=name, every=r.every, start=iso_ms(start), end=iso_ms(end),
                                              chart=r.chart).as_event(end, None, "core", f"report:{name}:{i}:{end}"))
             written += seq is not None

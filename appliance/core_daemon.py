@@ -65,7 +65,7 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
     def step() -> None:
         now = clock.now_ms()
         stage.step(now)                     # every tick: time moves timers on even without events
-        notify.step(now)                    # routing only: sending is the couriers' (threads)
+        notify.step()                       # routing only: sending is the couriers' (threads)
     return run_loop("core", step, tick_s=POLL_S, jobs=jobs, stop=stop, on_stop=close,
                     healthy=lambda: (pos is None or pos.alive()) and notify.alive(),
                     ready_status=f"core: {len(cfg.points)} points",

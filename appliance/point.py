@@ -10,7 +10,7 @@ emitted) once the horizon has passed closed + max(grace).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from .config.schema import Point
@@ -162,7 +162,7 @@ class PointTracker:
         c = self.call
         if c is not None and not c.escalated and c.t + self.escalate_ms <= t:
             c.escalated, c.escalated_at = True, t
-            self.emit("call_escalated", c)
+            self.emit("call_escalated", replace(c))
             return
         self.presence.fire(t)
 
@@ -237,10 +237,10 @@ class PointTracker:
             presses.popleft()
         if len(presses) >= self.p.misuse_presses:
             r.status = "misuse"
-            self.emit("press", r)
+            self.emit("press", replace(r))       # a copy: the record goes on changing
             self.emit("rating", r)
             return
-        self.emit("press", r)
+        self.emit("press", replace(r))
         self._insert(r)
 
     def _insert(self, item: Rating | Sale) -> None:
@@ -263,12 +263,12 @@ class PointTracker:
             c = self.call = Call(self.pid, t, self.owners.at(t, order), id=derived_id(t, self.pid, "call", t, order),
                                  complaint=complaint, escalated=complaint, remote=data.get("remote"),
                                  button=data.get("button"), escalated_at=t if complaint else None, ref=ref)
-            self.emit("call_opened", c)
+            self.emit("call_opened", replace(c))     # as it opened: later presses change the call
         elif complaint and not c.complaint:
             c.complaint = True
             if not c.escalated:
                 c.escalated, c.escalated_at = True, t
-                self.emit("call_escalated", c)
+                self.emit("call_escalated", replace(c))
 
     def _answer(self, t: int) -> None:
         """A staff fob (or the CLI) closes the open call at this point; none open: nothing."""

@@ -48,7 +48,7 @@ def cmd_notify_test(args: argparse.Namespace, cfg: Config) -> int:
 def notify_status(cfg: Config, j: Journal | None, now_ms: int) -> dict:
     out = {}
     for name, n in cfg.notifications.items():
-        st: dict = {"kind": n.kind, "outbox": 0, "oldest_s": None, "dead_letters": 0, "last_success": None,
+        st: dict = {"kind": type(n).__struct_config__.tag, "outbox": 0, "oldest_s": None, "dead_letters": 0, "last_success": None,
                     "last_error": None, "dead": []}
         if j is not None:
             pending = j.db.execute("SELECT COUNT(*), MIN(created) FROM outbox WHERE destination = ? AND dead = 0",

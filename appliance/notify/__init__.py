@@ -29,8 +29,8 @@ class Notifications:
             self.threads.append(t)
         return self
 
-    def step(self, now_ms: int) -> int:
-        return sum(st.step(now_ms) for st in self.stages)
+    def step(self) -> int:
+        return sum(st.step() for st in self.stages)
 
     def alive(self) -> bool:
         """Every courier thread runs (a dead one makes the daemon unhealthy: systemd restarts it)."""

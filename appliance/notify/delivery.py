@@ -58,8 +58,9 @@ class RouteStage:
     """One destination's routing stage: journal events -> outbox messages."""
 
     def __init__(self, cfg: Config, journal: Journal, name: str, device: str,
-                 extend: Callable[[Message], Message] | None = None):
+                 extend: Callable[[Message], Message] | None = None, clock: Callable[[], float] = time.time):
         self.journal = journal
+        self.clock = clock                  # the outbox's times are the couriers' (wall) clock
         self.name = stage_name(name)
         self.rules = Rules(name, cfg.notifications[name], cfg, device)
         self.extend = extend or (lambda m: m)
@@ -67,8 +68,9 @@ class RouteStage:
             db.execute("INSERT OR IGNORE INTO stages(name, cursor, updated) VALUES (?, (SELECT COALESCE(MAX(seq), 0)"
                        " FROM events), ?)", (self.name, int(time.time() * 1000)))
 
-    def step(self, now_ms: int, batch: int = 500) -> int:
+    def step(self, batch: int = 500) -> int:
         """Route what came since the cursor. Returns the number of messages queued."""
+        now_ms = int(self.clock() * 1000)
         if self.journal.last_seq() <= self.journal.cursor(self.name):
             return 0                            # nothing new: no write transaction
         queued = 0
