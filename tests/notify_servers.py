@@ -93,7 +93,7 @@ class HttpRecorder:
         self.thread.start()
 
     def ok(self) -> list[Request]:
-        return [r for r, s in zip(self.requests, self.statuses) if s == 200]
+        return [r for r, s in zip(self.requests, self.statuses, strict=True) if s == 200]
 
     def close(self):
         self.server.shutdown()

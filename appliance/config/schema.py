@@ -199,7 +199,7 @@ class Pos(_Section):
 class Time(_Section):
     timezone: str = "UTC"
     """Zone of shift schedules and of day/hour periods in reports."""
-    reorder_s: NonNegative = 2.0
+    reorder_s: NonNegative = 0.5
     """How long the live core holds events so that late ones are taken in time order."""
     max_ahead_s: Annotated[float, Meta(ge=60, le=30 * 86400)] = 86400.0
     """An event from the till may be at most this far ahead of the box's synchronised clock

@@ -30,7 +30,13 @@ class Notifications:
         return self
 
     def step(self) -> int:
-        return sum(st.step() for st in self.stages)
+        queued = 0
+        for st, courier in zip(self.stages, self.couriers, strict=True):
+            n = st.step()
+            if n:
+                courier.wake.set()
+            queued += n
+        return queued
 
     def alive(self) -> bool:
         """Every courier thread runs (a dead one makes the daemon unhealthy: systemd restarts it)."""
@@ -38,5 +44,7 @@ class Notifications:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self.stop_event.set()
+        for c in self.couriers:
+            c.wake.set()
         for t in self.threads:
             t.join(timeout_s)

@@ -112,6 +112,8 @@ class Courier:
         self.clips_dir = Path(cfg.device.state_dir) / "clips"
         self.sent = 0
         self.failed = 0
+        self.wake = threading.Event()
+        """Set by the routing stage when it queued something: the courier goes at once."""
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -120,7 +122,8 @@ class Courier:
         with Journal(self.journal_path) as j:
             while not stop.is_set():
                 if not self.step(j):
-                    stop.wait(idle_s)
+                    self.wake.wait(idle_s)
+                    self.wake.clear()
 
     def due(self, j: Journal, limit: int = 20) -> list[tuple[str, int, int, bytes]]:
         return j.db.execute("SELECT key, created, attempts, message FROM outbox WHERE destination = ? AND dead = 0"

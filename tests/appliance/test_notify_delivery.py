@@ -269,7 +269,7 @@ max_attempts = 10
             due.append(row)
             clock.t = row[1] / 1000                      # the next attempt is due: time jumps there
         # 500, timeout, 503: three failures, each next attempt later by ~1, 2, 4 s (±25 %)
-        gaps = [(b[1] - a[1]) / 1000 for a, b in zip(due, due[1:])]
+        gaps = [(b[1] - a[1]) / 1000 for a, b in zip(due, due[1:], strict=False)]
         assert [a for a, _ in due] == [1, 2, 3] and 1.5 <= gaps[0] <= 2.5 and 3 <= gaps[1] <= 5
         assert len(srv.ok()) == 1 and srv.statuses == [500, 503, 200]
         for _ in range(5):                               # nothing left, nothing again
