@@ -17,7 +17,8 @@ from .point import Call, Contact, Rating, Sale
 
 METRIC_KEYS = ("contacts", "mean_duration_s", "median_duration_s", "ratings", "top", "negative",
                "orphan_ratings", "misuse", "response_rate", "csi", "cdi", "cci", "eli",
-               "receipts", "conversion")
+               "receipts", "conversion", "calls", "calls_answered", "call_answer_mean_s", "call_escalations",
+               "call_complaints")
 
 
 @dataclass(slots=True)

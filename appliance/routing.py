@@ -64,6 +64,11 @@ class Rules:
                        owner=owner, title=title, lines=head + lines,
                        body={"event": kind, "device": self.device, **body}, clip=clip, folder=folder)
 
+    def recipients(self, point: str | None, owner: str | None, what: str) -> list[str]:
+        """The destinations a call (``calls``) or its escalation (``escalations``) goes to."""
+        return sorted(name for name, n in self.cfg.notifications.items() if getattr(n, what)
+                      and (not n.points or point in n.points) and (not n.owners or owner in n.owners))
+
     def select(self, ev: Event) -> Message | None:
         """The message this destination gets for a journal event, or None."""
         n = self.n
@@ -98,7 +103,9 @@ class Rules:
                 return None
             call = {"id": c.call, "point": ev.point, "opened": iso_ms(ev.ts), "owner": c.owner,
                     "complaint": c.complaint, "escalated": c.complaint, "name": c.name, "location": c.location,
-                    "type_code": c.type_code, "remote": c.remote, "button": c.button, **c.extra}
+                    "type_code": c.type_code, "remote": c.remote, "button": c.button,
+                    "recipients": self.recipients(ev.point, c.owner, "escalations" if c.complaint else "calls"),
+                    "escalation": self.recipients(ev.point, c.owner, "escalations"), **c.extra}
             what = "Complaint" if c.complaint else "Staff call"
             clip = ["press", c.press] if n.attach == "press" and c.press else None
             return self._message(ev, "call", f"{what} at {c.location or c.name or ev.point}",

@@ -156,7 +156,7 @@ def register(sub, add) -> None:
     d = add(rsub, "decode", "decode pulse trains (JSON lines) into presses", cmd_decode, config="optional")
     d.add_argument("--pulses", required=True, help='pulse file, one {"pulses": [[level, µs], ...]} per line; - = stdin')
     d.add_argument("--min-frames", type=int, default=2, help="matching frames for a press (default 2)")
-    d.add_argument("--long-press-s", type=float, default=1.5, help="held this long: a long press (default 1.5)")
+    d.add_argument("--long-press-s", type=float, default=3.0, help="held this long: a long press (default 3)")
     for name, helptext, func in (("listen", "print presses live from the configured source", cmd_listen),
                                  ("learn", "show new remotes and buttons; --meaning writes one into the config",
                                   cmd_learn)):

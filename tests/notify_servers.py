@@ -146,7 +146,7 @@ class FtpServer:
         from pyftpdlib.authorizers import DummyAuthorizer
         from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
         from pyftpdlib.ioloop import IOLoop
-        from pyftpdlib.servers import ThreadedFTPServer
+        from pyftpdlib.servers import FTPServer
         home.mkdir(parents=True, exist_ok=True)
         auth = DummyAuthorizer()
         auth.add_user(user, password, str(home), perm="elradfmwMT")
@@ -162,7 +162,7 @@ class FtpServer:
         handler.log_prefix = ""
         import logging
         logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
-        self.server = ThreadedFTPServer(("127.0.0.1", 0), handler, ioloop=IOLoop())   # not the shared singleton
+        self.server = FTPServer(("127.0.0.1", 0), handler, ioloop=IOLoop())   # its own loop, not the singleton
         self.port = self.server.address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"timeout": 0.05, "blocking": True},
                                        daemon=True)

@@ -21,7 +21,8 @@ GROUPINGS = ("point", "owner", "day", "hour", "week", "month")
 TABLE_COLUMNS = [("contacts", "contacts", str), ("mean_duration_s", "mean s", num),
                  ("response_rate", "response", pct), ("csi", "CSI", pct), ("cdi", "CDI", pct),
                  ("cci", "CCI", pct), ("eli", "ELI", pct), ("orphan_ratings", "orphans", str),
-                 ("misuse", "misuse", str), ("receipts", "receipts", str), ("conversion", "conv.", pct)]
+                 ("misuse", "misuse", str), ("receipts", "receipts", str), ("conversion", "conv.", pct),
+                 ("calls", "calls", str), ("call_escalations", "escal.", str)]
 
 
 def parse_bound(value: str | None, tz: str) -> int | None:

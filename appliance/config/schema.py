@@ -131,7 +131,8 @@ class Rf(_Section):
     source: Literal["gpio", "rtl_433", "nrf24", "none"] = "gpio"
     pin: Annotated[int, Meta(ge=0, le=53)] = 27
     min_frames: PositiveInt = 2
-    long_press_s: Positive = 1.5
+    long_press_s: Positive = 3.0
+    """A call button held this long is a complaint (as call-button systems do)."""
     decoders: dict[Identifier, RfDecoder] = field(default_factory=dict)
 
 

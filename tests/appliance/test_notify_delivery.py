@@ -423,6 +423,7 @@ escalations = true
             [call] = [r.json()["call"] for r in staff.requests]
             assert call["location"] == "checkout 2" and call["type_code"] == 7 and call["floor"] == "ground"
             assert call["opened"] == "2026-11-20T10:00:00.000Z" and not call["escalated"]
+            assert call["recipients"] == ["staff"] and call["escalation"] == ["manager"]
             assert manager.requests == []
             at(press + 119_999)                               # 2 min not yet passed: no escalation
             assert manager.requests == []

@@ -35,7 +35,7 @@ def test_rf_daemon_journals_mapped_presses_and_unknown_remotes(tmp_path):
     cfg_path = make_config(tmp_path, RF_CONFIG)
     trains = [merge(press(code(5), 24, unit=350, repeats=5, seed=1)
                     + press(0xBEEF17, 24, unit=420, repeats=4, seed=2)          # unknown remote
-                    + press(code(8), 24, unit=350, repeats=40, seed=3)          # held: a long call
+                    + press(code(8), 24, unit=350, repeats=90, seed=3)          # held 3 s: a complaint
                     + press(code(2), 24, unit=350, repeats=3, seed=4)
                     + [(0, 400_000)])]
     pulses = pulse_file(tmp_path / "p.jsonl", trains)
