@@ -96,7 +96,9 @@ def span(db: sqlite3.Connection, lo: int | None, hi: int | None) -> tuple[int, i
     """[lo, hi) narrowed to the records there are (None when there are none)."""
     first = last = None
     for kind in KINDS.values():
-        a, b = db.execute("SELECT MIN(t), MAX(t) FROM records WHERE kind = ?", (kind,)).fetchone()
+        # one aggregate a query: SQLite answers MIN or MAX alone from the index's end
+        a = db.execute("SELECT MIN(t) FROM records WHERE kind = ?", (kind,)).fetchone()[0]
+        b = db.execute("SELECT MAX(t) FROM records WHERE kind = ?", (kind,)).fetchone()[0]
         if a is not None:
             first = a if first is None else min(first, a)
             last = b if last is None else max(last, b)

@@ -112,13 +112,20 @@ def calls(j: Journal, since_ms: int) -> list[dict]:
     return sorted(out.values(), key=lambda c: c["opened"])
 
 
-def cmd_calls(args: argparse.Namespace, cfg: Config) -> int:
+def _read(cfg: Config, query):
+    """``query(journal)`` on the journal read-only; None (and a word) when there is none yet."""
     j = _journal(cfg)
     if j is None:
-        print("no journal yet")
-        return EXIT_OK
+        print("no journal yet (appliance-core has not run)")
+        return None
     with j:
-        found = calls(j, int(time.time() * 1000) - round(args.days * 86_400_000))
+        return query(j)
+
+
+def cmd_calls(args: argparse.Namespace, cfg: Config) -> int:
+    found = _read(cfg, lambda j: calls(j, int(time.time() * 1000) - round(args.days * 86_400_000)))
+    if found is None:
+        return EXIT_OK
     if args.open:
         found = [c for c in found if c["open"]]
     if args.json:
@@ -161,12 +168,9 @@ def alert_list(j: Journal) -> list[dict]:
 
 
 def cmd_alerts(args: argparse.Namespace, cfg: Config) -> int:
-    j = _journal(cfg)
-    if j is None:
-        print("no journal yet")
+    found = _read(cfg, alert_list)
+    if found is None:
         return EXIT_OK
-    with j:
-        found = alert_list(j)
     if args.open:
         found = [a for a in found if a["closed"] is None]
     if args.json:
