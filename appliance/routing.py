@@ -51,6 +51,7 @@ class Rules:
         self.values = {r for r in n.ratings if isinstance(r, int)}
         self.points = set(n.points)
         self.owners = set(n.owners)
+        self.attach = n.attach if cfg.audio.source != "none" else "none"   # no microphone: no track to wait for
 
     def _wanted(self, point: str | None, owner: str | None) -> bool:
         return (not self.points or point in self.points) and (not self.owners or owner in self.owners)
@@ -80,7 +81,7 @@ class Rules:
             contact = {"id": c.contact, "point": c.point, "opened": c.opened, "closed": c.closed,
                        "duration_s": c.duration_s, "owner": c.owner, "rating": c.rating, "sales": c.sales,
                        "tags": c.tags}
-            clip = ["contact", c.contact] if n.attach == "contact" else None
+            clip = ["contact", c.contact] if self.attach == "contact" else None
             rating = f", rating {c.rating}" if c.rating is not None else ""
             return self._message(ev, "contact", f"{hit[0].replace('_', ' ').capitalize()} contact at "
                                  f"{ev.point}{rating}", [f"length: {c.duration_s:.0f} s", f"tags: {', '.join(c.tags)}"]
@@ -92,7 +93,7 @@ class Rules:
                 return None
             rating = {"ref": r.rating, "point": ev.point, "ts": iso_ms(ev.ts), "value": r.value, "class": r.cls,
                       "owner": r.owner, "remote": r.remote, "button": r.button}
-            clip = ["press", r.rating] if n.attach == "press" else None
+            clip = ["press", r.rating] if self.attach == "press" else None
             return self._message(ev, "rating", f"{r.cls.capitalize()} rating {r.value} at {ev.point}",
                                  [f"rating: {r.value} ({r.cls})"] + ([f"remote: {r.remote} button {r.button}"]
                                                                      if r.remote else []),
@@ -107,7 +108,7 @@ class Rules:
                     "recipients": self.recipients(ev.point, c.owner, "escalations" if c.complaint else "calls"),
                     "escalation": self.recipients(ev.point, c.owner, "escalations"), **c.extra}
             what = "Complaint" if c.complaint else "Staff call"
-            clip = ["press", c.press] if n.attach == "press" and c.press else None
+            clip = ["press", c.press] if self.attach == "press" and c.press else None
             return self._message(ev, "call", f"{what} at {c.location or c.name or ev.point}",
                                  [f"{k}: {x}" for k, x in (("button", c.name), ("location", c.location),
                                                            ("type", c.type_code or None)) if x]

@@ -19,7 +19,7 @@ import msgspec
 from msgspec import inspect as mi
 
 from ..errors import ConfigError
-from .schema import SECRET_KEYS, WEEKDAYS, Config
+from .schema import SECRET_KEYS, WEEKDAYS, Config, CsvLog, Sms
 
 _CONFIG_INFO = mi.type_info(Config)
 CREDENTIALS_NAME = "appliance-secrets.toml"
@@ -369,6 +369,9 @@ def _check_notifications(cfg: Config) -> list[str]:
                 errors.append(f"{path}.silence[{i}].id: no remote {_got(s.id)}")
             elif s.what == "microphone" and s.id:
                 errors.append(f"{path}.silence[{i}].id: the microphone takes no id")
+        if isinstance(n, (Sms, CsvLog)) and n.attach != "none":
+            errors.append(f"{path}.attach: an {'SMS' if isinstance(n, Sms) else 'CSV log'} carries no audio: "
+                          f"use \"none\" (or leave it out)")
         url = getattr(n, "url", None) or getattr(n, "api_base", None)
         if url is not None and not url.startswith(("http://", "https://")):
             key = "url" if hasattr(n, "url") else "api_base"

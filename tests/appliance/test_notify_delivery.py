@@ -32,6 +32,8 @@ id = "box-7"
 state_dir = "{state}"
 [time]
 timezone = "Europe/Berlin"
+[audio]
+source = "alsa"                 # a microphone: messages wait for their tracks
 [points.till1]
 pos = true
 rating_scale = {{ 1 = "negative", 2 = "negative", 3 = "neutral", 4 = "neutral", 5 = "top" }}
@@ -565,6 +567,8 @@ what = "microphone"
 id = "x"
 """)
     text = str(err.value)
+    with pytest.raises(ConfigError, match=r'notifications.s.attach: an SMS carries no audio'):
+        parse_config(BASE.format(state="/tmp/x") + '[notifications.s]\nkind = "sms"\nto = ["+4917"]\nattach = "press"\n')
     for part in ("notifications.a.points[0]: no point \"till9\"", "notifications.a.ratings[1]: 9 is on no point",
                  "notifications.a.silence[0].id: the microphone takes no id", "notifications.a.url: expected an http"):
         assert part in text, text
