@@ -292,6 +292,9 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
                              "last_commit_age_s": round((now - s["updated"]) / 1000, 1), **s["info"]}
                             for s in j.stages()]
             st["by_type"] = j.count_by_type()
+            from .notify import notify_status
+            st["notifications"] = {name: {k: d[k] for k in ("kind", "outbox", "dead_letters", "last_success")}
+                                   for name, d in notify_status(cfg, j, now).items()}
             st.update(health.box(cfg, j))
     if args.json:
         print(json.dumps(st, indent=2))
@@ -305,6 +308,9 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
     print(f"  journal: {st['journal']} — {st['events']} events from {st['oldest_event']} to {st['last_event']}, "
           f"{st['size_bytes'] / 1e6:.1f} MB; raw events kept {st['retention']['keep_raw_days']:g} days, "
           f"settled records {st['retention']['keep_days']:g} days")
+    for name, d in st["notifications"].items():
+        dead = s(f", {d['dead_letters']} dead letters (appliancectl notify status)", "red") if d["dead_letters"] else ""
+        print(f"  notify {name} ({d['kind']}): {d['outbox']} queued, last sent {d['last_success'] or 'never'}{dead}")
     if st["last_pruning"]:
         p = st["last_pruning"]
         print(f"  last pruning: {p['at']}, {p['count']} {p['kind']} events older than {p['before']}")

@@ -45,6 +45,19 @@ def cmd_notify_test(args: argparse.Namespace, cfg: Config) -> int:
     return EXIT_OK
 
 
+def cmd_notify_retry(args: argparse.Namespace, cfg: Config) -> int:
+    if args.name not in cfg.notifications:
+        print(f"notify retry: no destination {args.name!r} (configured: {', '.join(cfg.notifications) or 'none'})")
+        return EXIT_BAD_INPUT
+    now = int(time.time() * 1000)
+    with Journal.in_dir(cfg.device.state_dir) as j:
+        with j.transaction() as db:
+            n = db.execute("UPDATE outbox SET dead = 0, attempts = 0, due = ? WHERE destination = ? AND dead = 1",
+                           (now, args.name)).rowcount
+    print(f"{args.name}: {n} dead letter(s) queued again; appliance-core sends them now")
+    return EXIT_OK
+
+
 def notify_status(cfg: Config, j: Journal | None, now_ms: int) -> dict:
     out = {}
     for name, n in cfg.notifications.items():
@@ -200,6 +213,8 @@ def register(sub, add) -> None:
     x.add_argument("name")
     x = add(nsub, "status", "per destination: outbox, last success, last error, dead letters", cmd_notify_status)
     x.add_argument("--json", action="store_true")
+    x = add(nsub, "retry", "queue a destination's dead letters again (after fixing what failed)", cmd_notify_retry)
+    x.add_argument("name")
 
     s = add(sub, "calls", "staff calls: open, answered, escalated, complaints", cmd_calls)
     s.add_argument("--open", action="store_true", help="only the calls nobody answered yet")

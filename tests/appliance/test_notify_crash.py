@@ -110,6 +110,12 @@ url = "http://127.0.0.1:{free_port()}/h"
         assert st["hook"] == {**st["hook"], "kind": "webhook", "outbox": 0, "dead_letters": 0}
         text = run_cli("--config", str(cfg_path), "notify", "status").stdout
         assert "dead letter down:e1 after 10 attempts: HTTP 500" in text
+        status = run_cli("--config", str(cfg_path), "status").stdout
+        assert "notify down (webhook): 0 queued, last sent never, 1 dead letters" in status
+        retry = run_cli("--config", str(cfg_path), "notify", "retry", "down")
+        assert retry.returncode == 0 and "1 dead letter(s) queued again" in retry.stdout
+        st = json.loads(run_cli("--config", str(cfg_path), "notify", "status", "--json").stdout)
+        assert st["down"]["dead_letters"] == 0 and st["down"]["outbox"] == 1
         calls = json.loads(run_cli("--config", str(cfg_path), "calls", "--days", "3650", "--json").stdout)
         assert [(c["call"], c["open"]) for c in calls] == [("k1", True)]
         answer = run_cli("--config", str(cfg_path), "calls", "answer", "till1", "--staff", "anna")
