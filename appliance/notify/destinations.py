@@ -62,10 +62,22 @@ def _tls(ca_file: str) -> ssl.SSLContext:
 
 # --- HTTP --------------------------------------------------------------------------------------
 
+def shown_url(url: str) -> str:
+    """A URL as logs and errors may show it: no user, password or query (they may hold secrets)."""
+    u = urlsplit(url)
+    host = u.hostname or ""
+    return f"{u.scheme}://{host}{f':{u.port}' if u.port else ''}{u.path}"
+
+
 def _post(url: str, body: bytes, headers: dict, timeout: float, ca_file: str = "",
           shown: str = "") -> tuple[int, bytes]:
     """POST; (status, body). ``shown`` is the URL as errors may show it (no token)."""
+    shown = shown or shown_url(url)
     u = urlsplit(url)
+    if u.username or u.password:                # http://user:pass@host: HTTP basic auth
+        import base64
+        cred = base64.b64encode(f"{u.username or ''}:{u.password or ''}".encode()).decode()
+        headers = {"Authorization": f"Basic {cred}", **headers}
     conn: http.client.HTTPConnection
     if u.scheme == "https":
         conn = http.client.HTTPSConnection(u.hostname, u.port, timeout=timeout, context=_tls(ca_file))
@@ -77,7 +89,7 @@ def _post(url: str, body: bytes, headers: dict, timeout: float, ca_file: str = "
         resp = conn.getresponse()
         return resp.status, resp.read(64 * 1024)
     except (OSError, http.client.HTTPException) as exc:
-        raise DeliveryError(f"{shown or url}: {type(exc).__name__}: {exc}") from None
+        raise DeliveryError(f"{shown}: {type(exc).__name__}: {exc}") from None
     finally:
         conn.close()
 
@@ -123,7 +135,7 @@ class WebhookDestination:
             headers["Authorization"] = f"Bearer {self.n.token}"
         status, _ = _post(self.n.url, data, headers, self.n.timeout_s, self.n.ca_file)
         if not 200 <= status < 300:
-            raise DeliveryError(f"{self.n.url}: HTTP {status}")
+            raise DeliveryError(f"{shown_url(self.n.url)}: HTTP {status}")
 
 
 class TelegramDestination:
