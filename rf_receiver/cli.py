@@ -140,8 +140,10 @@ def learn_into_config(path: Path, remote: str, button: int, point: str, meaning:
         entry["value"] = int(value)
     elif meaning == "presence":
         entry["state"] = value
-    elif meaning == "staff":
+    elif meaning in ("staff", "answer") and value:
         entry["staff"] = value
+    elif meaning == "call" and value:
+        entry["location"] = value
     r["buttons"][str(button)] = entry
     text = tomlkit.dumps(doc)
     parse_config(text, source=str(path), base_dir=path.parent)   # raises ConfigError: file untouched
@@ -166,5 +168,6 @@ def register(sub, add) -> None:
         x.add_argument("--timeout", type=float, default=0, help="stop after this many seconds")
         if name == "learn":
             x.add_argument("--point", help="point of the new button")
-            x.add_argument("--meaning", choices=["rating", "presence", "call", "staff"])
-            x.add_argument("--value", help="rating value, presence state (arrived/left/dwell) or staff name")
+            x.add_argument("--meaning", choices=["rating", "presence", "call", "staff", "answer"])
+            x.add_argument("--value", help="rating value, presence state (arrived/left/dwell), staff name (staff, "
+                                           "answer) or a call button's location")
