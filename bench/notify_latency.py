@@ -201,35 +201,37 @@ def main() -> int:
             cfg = tmp / f"{state.name}.toml"
             cfg.write_text(CONFIG.format(state=state, http=srv.server_address[1], smtp=smtp_port, hang=hang))
             core = run_core(cfg, tmp / "core.log")
-            time.sleep(2.0)
-            with Journal(state / "journal.db") as j:
-                res: dict = {}
-                if phase == "healthy":
-                    committed = {}
-                    now = int(time.time() * 1000)
-                    for i in range(args.presses):
-                        ts = now + i * 50
-                        while time.time() * 1000 < ts:
-                            time.sleep(0.001)
-                        j.append(NewEvent("rating", ts, {"value": 1, "class": "negative"}, "till1", "bench"))
-                        committed[iso_ms(ts)] = time.time()
-                    deadline = time.time() + 60
-                    while time.time() < deadline and not all(k in arr.http and k in arr.smtp for k in committed):
-                        time.sleep(0.05)
-                    http_lat = [arr.http[k] - t for k, t in committed.items() if k in arr.http]
-                    smtp_lat = [arr.smtp[k] - t for k, t in committed.items() if k in arr.smtp]
-                    res.update({
-                        "webhook": {"n": len(http_lat), "p50_ms": round(1000 * statistics.median(http_lat), 1),
-                                    "p99_ms": round(1000 * pct(http_lat, 0.99), 1)},
-                        "smtp": {"n": len(smtp_lat), "p50_ms": round(1000 * statistics.median(smtp_lat), 1),
-                                 "p99_ms": round(1000 * pct(smtp_lat, 0.99), 1)},
-                    })
-                cl = contact_latency(j, args.contacts)
-                res["contact_opened_p50_ms"] = round(1000 * statistics.median(cl), 1)
-                res["contact_opened_p99_ms"] = round(1000 * pct(cl, 0.99), 1)
-                res["contacts"] = len(cl)
-            core.send_signal(signal.SIGTERM)
-            core.wait(30)
+            try:
+                time.sleep(2.0)
+                with Journal(state / "journal.db") as j:
+                    res: dict = {}
+                    if phase == "healthy":
+                        committed = {}
+                        now = int(time.time() * 1000)
+                        for i in range(args.presses):
+                            ts = now + i * 50
+                            while time.time() * 1000 < ts:
+                                time.sleep(0.001)
+                            j.append(NewEvent("rating", ts, {"value": 1, "class": "negative"}, "till1", "bench"))
+                            committed[iso_ms(ts)] = time.time()
+                        deadline = time.time() + 60
+                        while time.time() < deadline and not all(k in arr.http and k in arr.smtp for k in committed):
+                            time.sleep(0.05)
+                        http_lat = [arr.http[k] - t for k, t in committed.items() if k in arr.http]
+                        smtp_lat = [arr.smtp[k] - t for k, t in committed.items() if k in arr.smtp]
+                        res.update({
+                            "webhook": {"n": len(http_lat), "p50_ms": round(1000 * statistics.median(http_lat), 1),
+                                        "p99_ms": round(1000 * pct(http_lat, 0.99), 1)},
+                            "smtp": {"n": len(smtp_lat), "p50_ms": round(1000 * statistics.median(smtp_lat), 1),
+                                     "p99_ms": round(1000 * pct(smtp_lat, 0.99), 1)},
+                        })
+                    cl = contact_latency(j, args.contacts)
+                    res["contact_opened_p50_ms"] = round(1000 * statistics.median(cl), 1)
+                    res["contact_opened_p99_ms"] = round(1000 * pct(cl, 0.99), 1)
+                    res["contacts"] = len(cl)
+            finally:
+                core.send_signal(signal.SIGTERM)
+                core.wait(30)
             out[phase] = res
         out["bare_http_post"] = {"p50_ms": round(1000 * statistics.median(bare_http), 2),
                                  "p99_ms": round(1000 * pct(bare_http, 0.99), 2)}
