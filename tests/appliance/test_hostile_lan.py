@@ -46,15 +46,21 @@ class Core:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Core":
+        log = open(self.cfg.parent / "core.log", "ab")     # a file: a pipe nobody reads would block its logging
         self.proc = subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "--config", str(self.cfg), "run",
-                                      "core"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                                      "core"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                      preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)))
         wait_port(self.port, self.proc, "core's POS API")
         return self
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(20)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()                # never left running after the test
+            self.proc.wait()
+            raise
 
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
