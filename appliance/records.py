@@ -201,11 +201,33 @@ class Tallier:
         lab = scan.label
         shapes: Counter = Counter()
         secs: Counter = Counter()
-        rems: Counter = Counter()
-        for rows in self._rows(CONTACT, scan, f"{lab}, value, shape, superseded, dur_ms / 1000, dur_ms % 1000"):
-            shapes.update(map(itemgetter(0, 1, 2, 3), rows))
-            secs.update(map(itemgetter(0, 4), rows))
-            rems.update(map(itemgetter(0, 5), rows))
+        seconds: dict[str, Counter] = {}
+        if scan.constant:
+            # one label: the sums come from one aggregate pass, the fetch carries three columns
+            label = scan.label.strip("'").replace("''", "'")
+            for rows in self._rows(CONTACT, scan, "value, shape, dur_ms / 1000"):
+                shapes.update(map(itemgetter(0, 1), rows))
+                secs.update(map(itemgetter(2), rows))
+            for rows in self._rows(CONTACT, scan, "COUNT(*), TOTAL(dur_ms), TOTAL(superseded)"):
+                (n, length, superseded), = rows
+                if n:
+                    t = tally(label)
+                    t.length_ms += int(length)
+                    t.superseded += int(superseded)
+            shapes = Counter({(label, value, shape, 0): k for (value, shape), k in shapes.items()})
+            if secs:
+                seconds[label] = secs
+        else:
+            rems: Counter = Counter()
+            for rows in self._rows(CONTACT, scan, f"{lab}, value, shape, superseded, dur_ms / 1000, dur_ms % 1000"):
+                shapes.update(map(itemgetter(0, 1, 2, 3), rows))
+                secs.update(map(itemgetter(0, 4), rows))
+                rems.update(map(itemgetter(0, 5), rows))
+            for (label, sec), k in secs.items():
+                tally(label).length_ms += sec * 1000 * k
+                seconds.setdefault(label, Counter())[sec] = k
+            for (label, rem), k in rems.items():
+                tally(label).length_ms += rem * k
         for (label, value, shape, superseded), k in shapes.items():
             t = tally(label)
             t.contacts += k
@@ -216,12 +238,6 @@ class Tallier:
             if value is not None:
                 t.rated += k
                 t._rating(value, CLASSES[shape >> CLASS_SHIFT], k)
-        seconds: dict[str, Counter] = {}
-        for (label, sec), k in secs.items():
-            out[label].length_ms += sec * 1000 * k
-            seconds.setdefault(label, Counter())[sec] = k
-        for (label, rem), k in rems.items():
-            out[label].length_ms += rem * k
         group = "" if scan.constant else " GROUP BY 1"
         for rows in self._rows(RATING, scan, f"{lab}, value, shape, COUNT(*)", " AND (shape & 65535) >= ?",
                                (STATUSES.index("orphan"),), " GROUP BY 2, 3" if scan.constant else " GROUP BY 1, 2, 3"):
@@ -346,3 +362,16 @@ def report(db: sqlite3.Connection, by: str, tz: str, lo: int | None, hi: int | N
 def _has_pointless(db: sqlite3.Connection, lo: int, hi: int) -> bool:
     return any(db.execute("SELECT 1 FROM records WHERE kind = ? AND t >= ? AND t < ? AND point IS NULL LIMIT 1",
                           (k, lo, hi)).fetchone() for k in KINDS.values())
+
+
+def rating_log(db: sqlite3.Connection, lo: int | None, hi: int | None) -> Iterator[tuple]:
+    """(point, t, owner, value, class, status, remote, button, remote key present, press ref)
+    of the settled ratings counting in [lo, hi), in time order, streamed."""
+    cur = db.execute("SELECT r.point, r.t, r.owner, r.value, r.shape, json_extract(e.data, '$.remote'), "
+                     "json_extract(e.data, '$.button'), json_type(e.data, '$.remote'), json_extract(e.data, '$.rating')"
+                     " FROM records r JOIN events e ON e.seq = r.seq WHERE r.kind = ? AND r.t >= ? AND r.t < ?"
+                     " ORDER BY r.t, r.seq", (RATING, -(1 << 62) if lo is None else lo, (1 << 62) if hi is None else hi))
+    while rows := cur.fetchmany(2000):
+        for point, t, owner, value, shape, remote, button, has_remote, ref in rows:
+            yield (point, t, owner, value, CLASSES[shape >> CLASS_SHIFT], STATUSES[shape & 0xFFFF], remote, button,
+                   has_remote, ref)

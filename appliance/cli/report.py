@@ -7,7 +7,6 @@ import csv
 import io
 import json
 
-import msgspec
 from datetime import datetime, time as dtime
 from zoneinfo import ZoneInfo
 
@@ -90,18 +89,15 @@ RATING_LOG_HEADER = ["datetime", "remote", "button", "point", "owner", "value", 
 
 
 def rating_log_rows(journal, lo: int | None = None, hi: int | None = None):
-    """The rating log from the core's settled ratings, in time order, streamed."""
-    from .. import vocabulary as v
-    decode = msgspec.json.Decoder(v.RatingSettled).decode
-    for point, t, owner, data in journal.records(v.RATING_SETTLED, lo, hi):
-        r = decode(data)
-        remote, button = r.remote, r.button
-        if remote is None:                          # settled before the record carried them
-            press = journal.by_id(r.rating)
+    """The rating log from the core's settled ratings, in time order, streamed: value, class
+    and status from the records index, remote and button from the record (JSON read by
+    SQLite); records settled before they carried the remote look up the press."""
+    for point, t, owner, value, cls, status, remote, button, has_remote, ref in records.rating_log(journal.db, lo, hi):
+        if has_remote is None:                      # settled before the record carried them
+            press = journal.by_id(ref)
             if press is not None:
                 remote, button = press.data.get("remote"), press.data.get("button")
-        yield [iso_ms(t), remote or "", "" if button is None else button, point, owner or "", r.value, r.cls,
-               r.status]
+        yield [iso_ms(t), remote or "", "" if button is None else button, point, owner or "", value, cls, status]
 
 
 def rating_log_csv(records: list) -> str:

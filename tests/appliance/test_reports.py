@@ -155,3 +155,23 @@ def test_lengths_give_exactly_the_mean_and_median_statistics_gives():
         res = t.result()
         assert res["mean_duration_s"] == float(Fraction(sum(ms), 1000 * n))
         assert res["median_duration_s"] == statistics.median([m / 1000 for m in ms])
+
+
+def test_the_rating_log_finds_the_remote_of_records_settled_before_they_carried_it(tmp_path):
+    from appliance import records
+    from appliance.cli.report import rating_log_rows
+    from appliance.journal import NewEvent
+    t = parse_ts("2026-11-20T09:00:00Z")
+    with Journal(tmp_path / "j.db") as j:
+        press = j.append(NewEvent("rating", t, {"value": 1, "class": "negative", "remote": "a1b2c3", "button": 1},
+                                  "till1", "rf"))
+        press_id = j.db.execute("SELECT id FROM events WHERE seq = ?", (press,)).fetchone()[0]
+        old = {"rating": press_id, "value": 1, "class": "negative", "status": "orphan", "owner": None, "contact": None}
+        seq = j.append(NewEvent("rating_settled", t, old, "till1", "core", key="core:rating:old"))
+        j.db.execute(records.INSERT, records.columns(seq, "rating_settled", "till1", t, None, old))
+        new = {**old, "rating": "x", "remote": None, "button": None}      # a press from the till: no remote
+        seq = j.append(NewEvent("rating_settled", t + 1, new, "till1", "core", key="core:rating:new"))
+        j.db.execute(records.INSERT, records.columns(seq, "rating_settled", "till1", t + 1, None, new))
+        assert list(rating_log_rows(j)) == [
+            ["2026-11-20T09:00:00.000Z", "a1b2c3", 1, "till1", "", 1, "negative", "orphan"],
+            ["2026-11-20T09:00:00.001Z", "", "", "till1", "", 1, "negative", "orphan"]]
