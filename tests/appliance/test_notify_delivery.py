@@ -572,3 +572,36 @@ id = "x"
     for part in ("notifications.a.points[0]: no point \"till9\"", "notifications.a.ratings[1]: 9 is on no point",
                  "notifications.a.silence[0].id: the microphone takes no id", "notifications.a.url: expected an http"):
         assert part in text, text
+
+
+def test_a_modem_that_answers_error_is_retried_and_the_text_goes_once(tmp_path):
+    modem = Modem(fail_sends=2)
+    try:
+        cfg, j, route = _one_destination(tmp_path, f"""
+[notifications.duty]
+kind = "sms"
+device = "{modem.device}"
+to = ["+4915100000009"]
+ratings = ["negative"]
+retry_s = 0.01
+timeout_s = 3
+""", name="duty")
+        courier = Courier(cfg, j.path, "duty", seed=2)
+        _negative_press(j, T0)
+        CoreStage(cfg, j, reorder_ms=0).step(T0 + 1000)
+        route.step()
+        import time
+        for _ in range(100):
+            courier.step(j)
+            if j.count(v.NOTIFICATION_SENT):
+                break
+            time.sleep(0.02)
+        [sent] = [v.read(e, v.NotificationSent) for e in j.iter_all([v.NOTIFICATION_SENT])]
+        assert sent.attempts == 3 and courier.failed == 2                  # ERROR, ERROR, then through
+        assert [num for num, _ in modem.sent] == ["+4915100000009"]        # the text went once
+        for _ in range(5):
+            courier.step(j)
+        assert len(modem.sent) == 1 and j.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+        j.close()
+    finally:
+        modem.close()
