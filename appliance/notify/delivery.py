@@ -119,11 +119,17 @@ class Courier:
         return int(self.clock() * 1000)
 
     def run(self, stop: threading.Event, idle_s: float = 0.5) -> None:
-        with Journal(self.journal_path) as j:
-            while not stop.is_set():
-                if not self.step(j):
-                    self.wake.wait(idle_s)
-                    self.wake.clear()
+        """Until ``stop``. An error here ends the thread: the core daemon then reports itself
+        unhealthy and systemd restarts it (the outbox is in the journal: nothing is lost)."""
+        try:
+            with Journal(self.journal_path) as j:
+                while not stop.is_set():
+                    if not self.step(j):
+                        self.wake.wait(idle_s)
+                        self.wake.clear()
+        except Exception:
+            log.exception("notify %s: the courier stopped", self.name)
+            raise
 
     def due(self, j: Journal, limit: int = 20) -> list[tuple[str, int, int, bytes]]:
         return j.db.execute("SELECT key, created, attempts, message FROM outbox WHERE destination = ? AND dead = 0"

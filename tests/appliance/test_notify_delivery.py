@@ -605,3 +605,24 @@ timeout_s = 3
         j.close()
     finally:
         modem.close()
+
+
+def test_a_courier_that_dies_makes_the_core_unhealthy(tmp_path):
+    """A dead courier thread is noticed: the core daemon stops petting the watchdog."""
+    from appliance.notify import Notifications
+    cfg, j, _ = _one_destination(tmp_path, """
+[notifications.hook]
+kind = "webhook"
+url = "http://127.0.0.1:9/h"
+""")
+    n = Notifications(cfg, j, "box-7")
+    n.couriers[0].journal_path = tmp_path             # a folder: it cannot open its journal
+    n.start()
+    n.threads[0].join(5)
+    assert not n.alive()
+    n.stop()
+    ok = Notifications(cfg, j, "box-7").start()
+    assert ok.alive()
+    ok.stop()
+    assert not ok.threads[0].is_alive()
+    j.close()
