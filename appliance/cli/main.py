@@ -344,6 +344,22 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
     return EXIT_OK
 
 
+def _sync_daemon_alive(pid: object) -> bool:
+    """The status file's writer still runs (it writes only when something changed)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass                                    # another user's process: the service's
+    try:
+        return b"sync" in Path(f"/proc/{pid}/cmdline").read_bytes()   # not a recycled pid
+    except OSError:
+        return True
+
+
 def cmd_sync_status(args: argparse.Namespace, cfg: Config | None) -> int:
     from .. import health
     from ..cloud.sync import STATUS_FILE
@@ -360,7 +376,7 @@ def cmd_sync_status(args: argparse.Namespace, cfg: Config | None) -> int:
         daemon = json.loads((Path(cfg.device.state_dir) / STATUS_FILE).read_text())
     except (OSError, ValueError):
         pass
-    fresh = bool(daemon) and time.time() - daemon.get("time", 0) < 5
+    fresh = bool(daemon) and _sync_daemon_alive(daemon.get("pid"))
     st = {"broker": cfg.sync.broker or None, "daemon_running": fresh,
           "connected": bool(fresh and daemon.get("connected")), "backlog": b["count"],
           "backlog_bytes": b["bytes"], "backlog_oldest_age_s": b["oldest_age_s"], "acked_upto": b["acked_upto"],

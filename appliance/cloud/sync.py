@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import platform
 import threading
 import time
@@ -141,6 +142,7 @@ class SyncStage:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client_started = False
+        self._status_written: dict | None = None
 
     def _t(self, name: str) -> str:
         return topic(self.prefix, self.device, name)
@@ -370,12 +372,17 @@ class SyncStage:
         return {"device": self.device, "connected": self.connected.is_set(), "broker": f"{self.host}:{self.port}",
                 "acked_upto": self.acked, "sent_upto": self.sent, "batches": self.batches,
                 "last_ack": self.last_ack_time, "uploaded_clip_bytes": self.uploaded_bytes,
-                "clips_uploading": sorted(self.uploading), "time": time.time()}
+                "clips_uploading": sorted(self.uploading), "pid": os.getpid()}
 
     def write_status(self) -> None:
-        """For ``appliancectl sync status``; a full disk delays it, never stops the sync."""
+        """For ``appliancectl sync status``, only when it changed: an idle box writes nothing
+        to its SD card. A full disk delays it, never stops the sync."""
+        doc = self.status_doc()
+        if doc == self._status_written:
+            return
         try:
-            write_atomic(Path(self.cfg.device.state_dir) / STATUS_FILE, json.dumps(self.status_doc()))
+            write_atomic(Path(self.cfg.device.state_dir) / STATUS_FILE, json.dumps({**doc, "time": time.time()}))
+            self._status_written = doc
         except OSError as exc:
             log.warning("sync: status file not written: %s", exc.strerror or exc)
 

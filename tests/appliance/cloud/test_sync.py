@@ -151,6 +151,12 @@ def test_health_info_and_sync_status(tmp_path, broker):
             time.sleep(0.1)
         time.sleep(1.5)
         st = _json.loads(run_cli("--config", str(tmp_path / "box.toml"), "sync", "status", "--json").stdout)
+        status_file = tmp_path / "state" / "sync-status.json"
+        written = status_file.stat().st_mtime_ns
+        time.sleep(3)                                  # idle: nothing changes, nothing is written
+        assert status_file.stat().st_mtime_ns == written
+        assert _json.loads(run_cli("--config", str(tmp_path / "box.toml"), "sync", "status", "--json").stdout)[
+            "daemon_running"]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
@@ -162,6 +168,8 @@ def test_health_info_and_sync_status(tmp_path, broker):
     health = _json.loads(seen["health"])
     assert {"uptime_s", "load", "disk", "backlog", "time_synced", "versions", "rf_last_seen"} <= set(health)
     assert st["daemon_running"] and st["connected"] and st["backlog"] == 30   # no ingest: nothing acknowledged
+    after = _json.loads(run_cli("--config", str(tmp_path / "box.toml"), "sync", "status", "--json").stdout)
+    assert after["daemon_running"] is False                                     # stopped: said so
 
 
 def test_fleet_report_counts_what_the_boxes_counted(tmp_path, broker):
