@@ -361,17 +361,6 @@ class Journal:
         from . import records as rec
         self.db.execute(rec.INSERT, rec.columns(seq, type, point, t, owner, data))
 
-    def records(self, type: str, lo: int | None = None, hi: int | None = None
-                ) -> Iterator[tuple[str | None, int, str | None, str]]:
-        """(point, t, owner, data) of the settled records of one type counting in [lo, hi),
-        in time order, streamed (bounded memory whatever the period)."""
-        from . import records as rec
-        cur = self.db.execute("SELECT r.point, r.t, r.owner, e.data FROM records r JOIN events e ON e.seq = r.seq"
-                              " WHERE r.kind = ? AND r.t >= ? AND r.t < ? ORDER BY r.t, r.seq",
-                              (rec.KINDS[type], -(1 << 62) if lo is None else lo, (1 << 62) if hi is None else hi))
-        while rows := cur.fetchmany(1000):
-            yield from rows
-
     def count(self, type: str | None = None) -> int:
         """Events in the journal (of one type)."""
         if type is None:

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 from . import vocabulary as v
-from .metrics import Period, Tally, cents
+from .metrics import Period, Tally, cents, class_from_tags
 from .point import TAGS
 
 KINDS = {v.CONTACT: 0, v.RATING_SETTLED: 1, v.SALE_SETTLED: 2, v.CALL_SETTLED: 3}
@@ -52,7 +52,7 @@ def columns(seq: int, type: str, point: str | None, t: int, owner: str | None, d
         dur = round(data["duration_s"] * 1000)
         value = data.get("rating")
         if value is not None:
-            cls = data.get("rating_class") or _class_from_tags(data["tags"])
+            cls = data.get("rating_class") or class_from_tags(data["tags"])
             shape |= CLASSES.index(cls) << CLASS_SHIFT
         for tag in data["tags"]:
             shape |= TAG_BIT[tag]
@@ -66,10 +66,6 @@ def columns(seq: int, type: str, point: str | None, t: int, owner: str | None, d
         answered = None if data.get("answered_s") is None else round(data["answered_s"] * 1000)
         shape = ESCALATED * bool(data.get("escalated")) | COMPLAINT * bool(data.get("complaint"))
     return (kind, t, seq, point, owner, dur, value, shape, superseded, amount, answered)
-
-
-def _class_from_tags(tags: list[str]) -> str:
-    return "top" if "positive" in tags else "negative" if "negative" in tags else "neutral"
 
 
 INSERT = f"INSERT OR IGNORE INTO records({', '.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})"
