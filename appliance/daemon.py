@@ -112,3 +112,16 @@ def run_loop(name: str, step: Callable[[], object], *, tick_s: float, jobs: Iter
             on_stop()
         log.info("%s stopped", name)
     return 0
+
+
+def process_alive(pid: object) -> bool:
+    """A process with this pid exists (another user's counts: a service's daemon)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -20,6 +20,7 @@ from . import vocabulary as v
 from .config.schema import Config
 from .core import HEARTBEAT_MS, STAGE, CoreStage
 from .errors import ApplianceError
+from .daemon import process_alive
 from .journal import Journal
 from .timefmt import iso_ms, parse_ts
 
@@ -38,15 +39,7 @@ def core_is_running(journal: Journal, now_ms: int) -> bool:
     if stage is None or now_ms - stage["updated"] >= HEARTBEAT_MS * 1.5:
         return False
     pid = stage["info"].get("pid")
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid != os.getpid() and process_alive(pid)
 
 
 def rebuild(cfg: Config, journal: Journal, since_ms: int | None, now_ms: int,

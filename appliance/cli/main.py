@@ -346,14 +346,9 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
 
 def _sync_daemon_alive(pid: object) -> bool:
     """The status file's writer still runs (it writes only when something changed)."""
-    if not isinstance(pid, int) or pid <= 0:
+    from ..daemon import process_alive
+    if not process_alive(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass                                    # another user's process: the service's
     try:
         return b"sync" in Path(f"/proc/{pid}/cmdline").read_bytes()   # not a recycled pid
     except OSError:
