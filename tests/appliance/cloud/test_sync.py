@@ -209,6 +209,10 @@ def test_fleet_report_counts_what_the_boxes_counted(tmp_path, broker):
             stage.start()
             assert run_until(lambda s=stage: s.acked == j.last_seq(), stage)
             stage.stop()
+    # the ingest stores each box's retained "offline" when it arrives: wait for it, not for luck
+    end = time.monotonic() + 30
+    while any(d["online"] for d in store.devices()) and time.monotonic() < end:
+        time.sleep(0.02)
     ingest.stop()
     store.close()
     r = subprocess.run([sys.executable, "-m", "fleet.cli", "report", "--db", str(tmp_path / "ingest.db")],
