@@ -85,15 +85,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 2
     store = IngestStore(args.db)
     settings = BrokerSettings(args.broker, args.ca_file or "", args.cert_file or "", args.key_file or "",
-                              args.username or "", broker_password(args))
+                              args.username or "", broker_password(args),
+                              protocol="3.1.1" if args.protocol == "3.1.1" else "5")
     quotas = Quotas(args.quota_records_per_min, int(args.quota_mb_per_min * 1024 * 1024),
                     args.quota_clips_per_hour, int(args.quota_clip_mb * 1024 * 1024))
-    ingest = Ingest(settings, store, args.prefix, args.client_id, clips_dir=args.clips, quotas=quotas)
+    ingest = Ingest(settings, store, args.prefix, args.client_id, group=args.group, clips_dir=args.clips,
+                    quotas=quotas, protocol_auto=args.protocol == "auto", shared=args.shared)
     ingest.start()
-
-    def step() -> None:
-        if not ingest.alive():          # a dead network loop stores nothing: exit, be restarted
-            raise RuntimeError("the MQTT network loop has stopped")
+    step = ingest.step                  # protocol fallback; a dead network loop restarted (or exit: be restarted)
 
     def close() -> None:
         ingest.stop()
@@ -133,7 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--db", required=True, help="SQLite file of the ingest")
     s.add_argument("--clips", help="folder for reassembled clips")
     s.add_argument("--prefix", default="ca/v1")
-    s.add_argument("--client-id", default="ingest-1")
+    s.add_argument("--client-id", default="ingest-1", help="unique per worker (default ingest-1)")
+    s.add_argument("--group", default="ingest", help="workers of one group share the devices (default ingest)")
+    s.add_argument("--protocol", choices=["auto", "5", "3.1.1"], default="auto",
+                   help="MQTT version; auto tries 5 and falls back to 3.1.1 (default auto)")
+    s.add_argument("--shared", choices=["auto", "yes", "no"], default="auto",
+                   help="share the subscription among workers ($share/GROUP/...): auto = where the broker "
+                        "offers it (MQTT 5), else one worker (default auto)")
     for opt in ("ca-file", "cert-file", "key-file", "username"):
         s.add_argument(f"--{opt}")
     s.add_argument("--password-file", help=f"file holding the broker password (or set {PASSWORD_ENV})")

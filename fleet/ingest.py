@@ -6,6 +6,7 @@ Acks are end to end: ``upto`` is the highest seq below which the ingest holds ev
 record of that device, so a device never forgets a record the cloud does not have."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ from pathlib import Path
 from appliance.files import atomic_path, write_atomic
 import msgspec
 
-from appliance.cloud.mqtt import BrokerSettings, make_client, network_alive
+from appliance.cloud.mqtt import BrokerSettings, Handshake, make_client, network_alive, other_protocol
 from appliance.cloud.mqtt import start as mqtt_start
 from appliance.cloud.wire import (ACK, JOURNAL, MANIFEST, MAX_CHUNK_BYTES, STATUS, Ack, Topic, WireError, decode_batch,
                                   decode_manifest, decode_status, encode, parse_topic, safe_name, topic)
@@ -246,20 +247,30 @@ def device_of(prefix: str, name: str) -> str:
 
 
 class Ingest:
+    """``protocol_auto``: try the settings' MQTT version, switch to the other when the broker
+    does not take it (:class:`Handshake`). ``shared``: ``auto`` shares the journal and clip
+    subscriptions among workers (``$share/<group>/...``) where the broker says it can (MQTT 5
+    CONNACK), else one worker subscribes plainly; ``yes``/``no`` force it."""
+
+    MAX_RESTARTS = 5                    # network loops restarted within RESTART_WINDOW_S before giving up
+    RESTART_WINDOW_S = 600.0
+
     def __init__(self, settings: BrokerSettings, store: IngestStore, prefix: str = "ca/v1",
                  client_id: str = "ingest-1", group: str = "ingest", clips_dir: str | Path | None = None,
-                 quotas: Quotas | None = None):
+                 quotas: Quotas | None = None, protocol_auto: bool = False, shared: str = "auto"):
         self.store = store
         self.clips = ClipAssembler(Path(clips_dir)) if clips_dir else None
         self.prefix = prefix
         self.group = group
-        self.client, self.host, self.port = make_client(settings, client_id)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.subscribed = threading.Event()     # every subscription granted (set on each connect)
-        self._pending_subs: set[int] = set()
+        self.client_id = client_id
+        self.protocol_auto = protocol_auto
+        self.shared = shared
+        self.sharing: bool | None = None        # what the last connect chose
         self.settings = settings
+        self.subscribed = threading.Event()     # every subscription granted (set on each connect)
+        self._pending_subs: dict[int, str] = {}
+        self.restarts: list[float] = []
+        self._new_client()
         self.quotas = quotas or Quotas()
         self.quota: dict[str, DeviceQuota] = {}
         self.rejections = Rejections()
@@ -270,21 +281,59 @@ class Ingest:
     def rejected(self) -> int:
         return self.rejections.total
 
+    def _new_client(self) -> None:
+        self.client, self.host, self.port = make_client(self.settings, self.client_id)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.handshake = Handshake()
+        self.handshake.attach(self.client)
+
+    def _share(self, properties) -> bool:
+        if self.shared != "auto":
+            return self.shared == "yes"
+        if self.settings.protocol != "5":
+            return False                # MQTT 3.1.1 has no shared subscriptions in its standard
+        return getattr(properties, "SharedSubscriptionAvailable", 1) != 0
+
+    def topics(self, share: bool) -> list[str]:
+        """Journal (and clip) topics, shared among workers or not; status always plain."""
+        base = f"$share/{self.group}/{self.prefix}/+" if share else f"{self.prefix}/+"
+        return [f"{base}/{JOURNAL}", f"{self.prefix}/+/{STATUS}"] + ([f"{base}/clip/+/+"] if self.clips else [])
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.handshake.connack(reason_code)
         if reason_code.is_failure:
             log.warning("ingest: broker refused: %s", reason_code)
             return
-        share = f"$share/{self.group}/{self.prefix}/+"
-        topics = [f"{share}/{JOURNAL}", f"{self.prefix}/+/{STATUS}"] + ([f"{share}/clip/+/+"] if self.clips else [])
+        share = self._share(properties)
+        if share != self.sharing:
+            log.info("ingest: %s", f"sharing the subscription with the other workers of group {self.group!r}"
+                     if share else "no shared subscriptions on this broker: one worker takes every device")
+        self.sharing = share
+        self._subscribe(client, self.topics(share))
+        log.info("ingest: connected to %s:%d (MQTT %s)", self.host, self.port, self.settings.protocol)
+
+    def _subscribe(self, client, topics: list[str]) -> None:
         self.subscribed.clear()
-        self._pending_subs = {client.subscribe(t, qos=1)[1] for t in topics}
-        log.info("ingest: connected to %s:%d", self.host, self.port)
+        self._pending_subs = {client.subscribe(t, qos=1)[1]: t for t in topics}
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.handshake.closed()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        t = self._pending_subs.pop(mid, "")
         if any(rc.is_failure for rc in reason_codes):
-            log.error("ingest: the broker refused a subscription: %s", reason_codes)
+            if t.startswith("$share/") and self.shared == "auto":
+                plain = t.split("/", 2)[2]
+                log.warning("ingest: the broker refused the shared subscription %s; one worker subscribes to %s",
+                            t, plain)
+                self.sharing = False
+                self._pending_subs[client.subscribe(plain, qos=1)[1]] = plain
+                return
+            log.error("ingest: the broker refused the subscription %s: %s", t, reason_codes)
             return
-        self._pending_subs.discard(mid)
         if not self._pending_subs:
             self.subscribed.set()
 
@@ -364,6 +413,36 @@ class Ingest:
     def start(self) -> None:
         mqtt_start(self.client, self.host, self.port, self.settings)
         self.started = True
+
+    def _replace_client(self, protocol: str) -> None:
+        try:
+            self.client.disconnect()
+            self.client.loop_stop()
+        except Exception:  # noqa: BLE001 - the old client may be half dead; it is dropped either way
+            log.debug("ingest: stopping the old client failed", exc_info=True)
+        self.settings = dataclasses.replace(self.settings, protocol=protocol)
+        self.sharing = None
+        self._new_client()
+        self.start()
+
+    def step(self, now: float | None = None) -> None:
+        """On the owner's thread: switch protocol when ``protocol_auto`` and the broker did not
+        take this one; restart a network loop that died (a bug in paho or in a callback), at
+        most ``MAX_RESTARTS`` times in ``RESTART_WINDOW_S``, then raise (the process exits and
+        its supervisor restarts it: never up and deaf)."""
+        now = time.monotonic() if now is None else now
+        if self.protocol_auto and self.started and self.handshake.failed(now):
+            new = other_protocol(self.settings.protocol)
+            log.warning("ingest: the broker did not accept MQTT %s; trying MQTT %s", self.settings.protocol, new)
+            self._replace_client(new)
+            return
+        if not self.alive():
+            self.restarts = [t for t in self.restarts if now - t < self.RESTART_WINDOW_S] + [now]
+            if len(self.restarts) > self.MAX_RESTARTS:
+                raise RuntimeError(f"the MQTT network loop died {len(self.restarts)} times in "
+                                   f"{self.RESTART_WINDOW_S:.0f} s")
+            log.error("ingest: the MQTT network loop had stopped; restarting it")
+            self._replace_client(self.settings.protocol)
 
     def stop(self) -> None:
         """A deliberate stop ends the session: the broker then gives this worker's share

@@ -60,3 +60,38 @@ class Mosquitto:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+class Amqtt:
+    """amqtt (PyPI), a second, independent broker implementation: MQTT 3.1.1 only, no shared
+    subscriptions. Runs as its own process on loopback."""
+
+    def __init__(self, workdir: Path, port: int | None = None):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> "Amqtt":
+        import sys
+        conf = self.dir / "amqtt.yaml"
+        conf.write_text(f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{self.port}\n"
+                        "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n")
+        binary = Path(sys.executable).with_name("amqtt")
+        self.proc = subprocess.Popen([str(binary), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.dir / "amqtt.log", "ab"))
+        wait_port(self.port, self.proc, "amqtt", timeout=30)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -82,6 +83,49 @@ def network_alive(client: mqtt.Client) -> bool:
 def refused_for_protocol(reason_code) -> bool:
     """The broker does not speak the MQTT version we asked for (CONNACK 1 / reason 132)."""
     return getattr(reason_code, "value", reason_code) in (1, 132)
+
+
+HANDSHAKE_S = 5.0
+"""How long a CONNACK may take once the connection is open before ``auto`` tries the other
+protocol (some 3.1.1-only brokers answer an MQTT 5 CONNECT with nothing at all)."""
+
+
+class Handshake:
+    """Whether a broker speaks the protocol asked for, in every way one can say no: a CONNACK
+    refusing the version, the connection closed before any CONNACK, or no CONNACK within
+    ``HANDSHAKE_S`` of the socket opening. A broker that is down (no socket) says nothing
+    about protocols and never triggers a switch. Callbacks come on paho's thread; ``failed``
+    is read on the owner's."""
+
+    def __init__(self, timeout_s: float | None = None):
+        self.timeout_s = HANDSHAKE_S if timeout_s is None else timeout_s
+        self.opened_at: float | None = None     # socket open, CONNACK not yet seen
+        self.refused = False
+
+    def attach(self, client: mqtt.Client) -> None:
+        client.on_socket_open = self._opened
+
+    def _opened(self, client, userdata, sock) -> None:
+        self.opened_at = time.monotonic()
+
+    def connack(self, reason_code) -> None:
+        self.opened_at = None
+        if reason_code.is_failure and refused_for_protocol(reason_code):
+            self.refused = True
+
+    def closed(self) -> None:
+        """on_disconnect: closed before a CONNACK came means this protocol was not spoken."""
+        if self.opened_at is not None:
+            self.opened_at = None
+            self.refused = True
+
+    def failed(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return self.refused or (self.opened_at is not None and now - self.opened_at > self.timeout_s)
+
+
+def other_protocol(protocol: str) -> str:
+    return "3.1.1" if protocol == "5" else "5"
 
 
 def connect_properties(session_expiry_s: int = 7 * 86400):

@@ -29,7 +29,7 @@ from ..ids import device_id
 from ..journal import Journal
 from ..logs import fields
 from .clip_upload import PROBE, SEND, ClipUpload, TokenBucket
-from .mqtt import BrokerSettings, make_client, network_alive, refused_for_protocol
+from .mqtt import BrokerSettings, Handshake, make_client, network_alive, other_protocol
 from .mqtt import start as mqtt_start
 from .wire import (ACK, HEALTH, INFO, JOURNAL, STATUS, Batch, Record, Status, WireError, clip_topic, decode_ack,
                    encode, topic)
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 STAGE = box_health.SYNC_STAGE
 STATUS_FILE = "sync-status.json"
+PROTOCOL_FILE = "sync-protocol"
+"""With ``protocol = "auto"``: the MQTT version the broker last accepted, tried first next time."""
 MAX_BATCH_BYTES = 256 * 1024
 WINDOW = 4                      # batches in flight before an ack must come
 CLIP_WINDOW = 8                 # clips uploading at once
@@ -108,7 +110,11 @@ class SyncStage:
         self.prefix = cfg.sync.prefix
         self.settings = BrokerSettings.from_config(cfg.sync)
         self.fallback_allowed = cfg.sync.protocol == "auto"
-        self.wants_fallback = False
+        if self.fallback_allowed:
+            remembered = remembered_protocol(cfg.device.state_dir)
+            if remembered:
+                self.settings = dataclasses.replace(self.settings, protocol=remembered)
+        self.worked: str | None = None          # a protocol the broker accepted, to remember (main thread)
         self.lock = threading.Lock()            # clip state shared with paho's thread
         self.connected = threading.Event()
         self.window = AckWindow(journal.cursor(STAGE))
@@ -141,6 +147,8 @@ class SyncStage:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.handshake = Handshake()
+        self.handshake.attach(self.client)
         self.client_started = False
         self._status_written: dict | None = None
 
@@ -150,11 +158,11 @@ class SyncStage:
     # --- paho callbacks (its network thread) ---------------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.handshake.connack(reason_code)
         if reason_code.is_failure:
             log.warning("sync: broker refused the connection: %s", reason_code)
-            if self.fallback_allowed and self.settings.protocol == "5" and refused_for_protocol(reason_code):
-                self.wants_fallback = True
             return
+        self.worked = self.settings.protocol
         client.subscribe(self._t(ACK), qos=1)
         client.publish(self._t(STATUS), encode(Status(state="online")), qos=1, retain=True)
         client.publish(self._t(INFO), json.dumps(info_payload(self.cfg, self.device)).encode(), qos=1, retain=True)
@@ -166,6 +174,7 @@ class SyncStage:
         log.info("sync: connected to %s:%d as %s", self.host, self.port, self.device)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.handshake.closed()
         self.connected.clear()
         log.warning("sync: disconnected (%s); will reconnect", reason_code)
 
@@ -203,18 +212,29 @@ class SyncStage:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def _fall_back(self) -> None:
-        """The broker speaks MQTT 3.1.1 only: a new client with new settings (paho's thread
-        of the old one is stopped first; nothing is changed under a running thread)."""
-        log.warning("sync: the broker refused MQTT 5; falling back to 3.1.1")
-        self.wants_fallback = False
+    def _switch_protocol(self) -> None:
+        """``auto``: the broker did not take this MQTT version (refused, closed, or silent):
+        a new client with the other one (paho's thread of the old one is stopped first;
+        nothing is changed under a running thread)."""
+        new = other_protocol(self.settings.protocol)
+        log.warning("sync: the broker did not accept MQTT %s (refused, closed or no answer within %.0f s); "
+                    "trying MQTT %s", self.settings.protocol, self.handshake.timeout_s, new)
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
         self.client_started = False
-        self.settings = dataclasses.replace(self.settings, protocol="3.1.1")
+        self.settings = dataclasses.replace(self.settings, protocol=new)
         self._new_client()
         self.start()
+
+    def _remember_protocol(self) -> None:
+        worked, self.worked = self.worked, None
+        if worked and self.fallback_allowed and remembered_protocol(self.cfg.device.state_dir) != worked:
+            try:
+                write_atomic(Path(self.cfg.device.state_dir) / PROTOCOL_FILE, worked + "\n")
+                log.info("sync: the broker speaks MQTT %s; remembered for the next start", worked)
+            except OSError as exc:
+                log.warning("sync: could not remember the MQTT version: %s", exc.strerror or exc)
 
     def alive(self) -> bool:
         """paho's network thread runs (once started): a dead one would leave the box deaf."""
@@ -224,8 +244,10 @@ class SyncStage:
         """Commit acks, send what the window allows. Returns records sent."""
         if not self.alive():
             raise RuntimeError("sync: the MQTT network loop has stopped")
-        if self.wants_fallback:
-            self._fall_back()
+        if self.fallback_allowed and self.client_started and self.handshake.failed():
+            self._switch_protocol()
+        if self.worked:
+            self._remember_protocol()
         upto = self.window.take_pending()
         if upto is not None:
             upto = min(upto, self.journal.last_seq())
@@ -385,6 +407,14 @@ class SyncStage:
             self._status_written = doc
         except OSError as exc:
             log.warning("sync: status file not written: %s", exc.strerror or exc)
+
+
+def remembered_protocol(state_dir: str) -> str | None:
+    try:
+        text = (Path(state_dir) / PROTOCOL_FILE).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if text in ("5", "3.1.1") else None
 
 
 def info_payload(cfg: Config, device: str) -> dict:

@@ -256,7 +256,7 @@ def test_auto_falls_back_to_3_1_1_when_the_broker_refuses_5(tmp_path, broker):
         fill(j, 10)
         stage = SyncStage(cfg, j)
         assert stage.client.protocol == 5
-        stage.wants_fallback = True                 # as _on_connect sets it on CONNACK 1 / reason 132
+        stage.handshake.refused = True              # as a CONNACK 1 / reason 132 sets it
         stage.start()
         try:
             stage.step()
