@@ -51,3 +51,12 @@ def atomic_write(path: str | Path, mode: str = "w", *, durable: bool = True) -> 
 def write_atomic(path: str | Path, content: str | bytes, *, durable: bool = True) -> None:
     with atomic_write(path, "wb" if isinstance(content, bytes) else "w", durable=durable) as f:
         f.write(content)
+
+
+def write_private(path: str | Path, content: bytes) -> None:
+    """Like :func:`write_atomic`, readable by the owner only (mode 0600) before a byte of the
+    content is written: private keys."""
+    with atomic_path(path) as tmp:
+        os.chmod(tmp, 0o600)
+        with open(tmp, "wb") as f:
+            f.write(content)

@@ -28,13 +28,32 @@ def derived_id(ms: int, *parts: object) -> str:
     return uuid7(max(ms, 0), digest)
 
 
+SERIAL_FILES = ("/sys/firmware/devicetree/base/serial-number", "/proc/device-tree/serial-number")
+MACHINE_ID = "/etc/machine-id"
+
+
+def hardware_id() -> str:
+    """The Raspberry Pi's serial number from the device tree; else /etc/machine-id; else the
+    host name. Stable across reinstalls of the SD card (the serial) or of the OS (machine-id)."""
+    import re
+    for path in SERIAL_FILES:
+        try:
+            serial = open(path, "rb").read().rstrip(b"\0\n ").decode("ascii").lower()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if re.fullmatch(r"[0-9a-f]{8,32}", serial):
+            return serial
+    try:
+        mid = open(MACHINE_ID).read().strip()
+        if mid:
+            return mid[:12]
+    except OSError:
+        pass
+    return os.uname().nodename
+
+
 def device_id(cfg) -> str:
-    """The box's id: ``[device] id``, else derived from /etc/machine-id (the host name when
-    there is none)."""
+    """The box's id: ``[device] id``, else ``ca-`` and its hardware id (:func:`hardware_id`)."""
     if cfg.device.id:
         return cfg.device.id
-    try:
-        return "ca-" + open("/etc/machine-id").read().strip()[:12]
-    except OSError:
-        import os
-        return "ca-" + os.uname().nodename
+    return "ca-" + hardware_id()

@@ -390,6 +390,11 @@ class Journal:
         r = self.db.execute(f"SELECT {_COLS} FROM events WHERE id = ?", (event_id,)).fetchone()
         return _row(r) if r else None
 
+    def by_key(self, key: str) -> Event | None:
+        """The event appended with this idempotency key, if any."""
+        r = self.db.execute(f"SELECT {_COLS} FROM events WHERE key = ?", (key,)).fetchone()
+        return _row(r) if r else None
+
     def latest(self, type: str) -> Event | None:
         """The last event of a type (by seq)."""
         r = self.db.execute(f"SELECT {_COLS} FROM events WHERE type = ? ORDER BY seq DESC LIMIT 1",

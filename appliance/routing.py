@@ -139,3 +139,11 @@ class Rules:
                                  {"report": {"every": r.every, "start": r.start, "end": r.end, "chart": r.chart}},
                                  None, "report", None)
         return None
+
+
+def test_message(destination: str, device: str, now: int) -> Message:
+    """``appliancectl notify test`` and the fleet's ``test_notification`` command."""
+    return Message(destination=destination, key=f"{destination}:test:{now}", kind="test", t=now,
+                   title=f"Contact Analyzer {device}: test message",
+                   lines=[f"time: {iso_ms(now)}", f"destination: {destination}"],
+                   body={"event": "test", "device": device, "ts": iso_ms(now)}, folder="test")

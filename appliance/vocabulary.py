@@ -37,6 +37,7 @@ RATING_SETTLED, SALE_SETTLED, CALL_SETTLED = "rating_settled", "sale_settled", "
 CLIP, CLIP_TAGS, CLIP_DELETED, MIC_STATE = "clip", "clip_tags", "clip_deleted", "mic_state"
 # --- the sync daemon -------------------------------------------------------------------------
 CLIP_ACKED = "clip_acked"
+COMMAND, COMMAND_RESULT = "command", "command_result"     # fleet commands, journalled before they run
 # --- the rf daemon ---------------------------------------------------------------------------
 UNKNOWN_REMOTE, UNKNOWN_REMOTES, RADIO_STATE = "unknown_remote", "unknown_remotes", "radio_state"
 # --- the technician ---------------------------------------------------------------------------
@@ -324,6 +325,24 @@ class ClipAcked(Payload):
     clip: str
 
 
+class CommandReceived(Payload):
+    """A fleet command, journalled before it runs (key ``cmd:<id>``: one run per id)."""
+    TYPE: ClassVar[str] = COMMAND
+    id: Name
+    action: Name
+    args: dict = {}
+    expires: int = 0
+
+
+class CommandDone(Payload):
+    """What a fleet command did (key ``cmd-result:<id>``): a repeated id gets this again."""
+    TYPE: ClassVar[str] = COMMAND_RESULT
+    id: Name
+    status: Literal["ok", "error", "expired", "rejected"]
+    result: dict = {}
+    error: str = ""
+
+
 class MicState(Payload):
     TYPE: ClassVar[str] = MIC_STATE
     state: str                          # ok | silent | clipping | lost
@@ -387,7 +406,8 @@ PAYLOADS: dict[str, type[Payload]] = {cls.TYPE: cls for cls in (
     PresenceChange, SensorReading, RatingPress, Receipt, StaffChange, CallPress, ContactOpened, ContactClosed,
     ContactSettled, RatingSettled, SaleSettled, CallSettled, Clip, ClipTags, ClipDeleted, ClipAcked, MicState,
     UnknownRemote, UnknownRemotes, RadioState, Rebuild, Pruned, CallAnswer, RatingPressed, CallOpened, CallEscalated,
-    AlertOpened, AlertClosed, AlertAcked, ReportDue, NotificationSent, NotificationDead)}
+    AlertOpened, AlertClosed, AlertAcked, ReportDue, NotificationSent, NotificationDead, CommandReceived,
+    CommandDone)}
 """Every event type the journal holds, and its payload."""
 
 

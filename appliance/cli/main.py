@@ -128,18 +128,25 @@ def cmd_journal_import(args: argparse.Namespace, cfg: Config | None) -> int:
 
 
 def cmd_run(args: argparse.Namespace, cfg: Config | None) -> int:
+    """A daemon, with a watcher that restarts it (exit 0; systemd starts it again) when its
+    part of the configuration changed or a restart was requested."""
+    import threading
+
+    from ..config.watch import ConfigWatch
+    stop = threading.Event()
+    ConfigWatch(args.config_path, cfg, args.daemon, stop).start()
     if args.daemon == "core":
         from ..core_daemon import run
-        return run(cfg)
+        return run(cfg, stop)
     if args.daemon == "rf":
         from rf_receiver.daemon import run as run_rf   # the front door dispatches to rf_receiver
-        return run_rf(cfg, pulses_file=args.pulses)
+        return run_rf(cfg, stop, pulses_file=args.pulses)
     if args.daemon == "sync":
-        from ..cloud.sync import run as run_sync
-        return run_sync(cfg)
+        from provisioning.agent import run as run_sync   # ... to provisioning (sync + fleet agent)
+        return run_sync(cfg, stop, config_path=args.config_path)
     if args.daemon == "audio":
         from audio_capture.daemon import run as run_audio   # ... and to audio_capture
-        return run_audio(cfg, wav=args.wav)
+        return run_audio(cfg, stop, wav=args.wav)
     raise AssertionError(args.daemon)   # argparse allows only the four
 
 

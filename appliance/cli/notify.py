@@ -25,16 +25,11 @@ def _journal(cfg: Config, readonly: bool = True) -> Journal | None:
 
 def cmd_notify_test(args: argparse.Namespace, cfg: Config) -> int:
     from ..notify.destinations import DeliveryError, open_destination
-    from ..routing import Message
+    from ..routing import test_message
     if args.name not in cfg.notifications:
         print(f"notify test: no destination {args.name!r} (configured: {', '.join(cfg.notifications) or 'none'})")
         return EXIT_BAD_INPUT
-    now = int(time.time() * 1000)
-    device = device_id(cfg)
-    msg = Message(destination=args.name, key=f"{args.name}:test:{now}", kind="test", t=now,
-                  title=f"Contact Analyzer {device}: test message", lines=[f"time: {iso_ms(now)}",
-                                                                           f"destination: {args.name}"],
-                  body={"event": "test", "device": device, "ts": iso_ms(now)}, folder="test")
+    msg = test_message(args.name, device_id(cfg), int(time.time() * 1000))
     t0 = time.monotonic()
     try:
         open_destination(cfg.notifications[args.name]).send(msg, None)

@@ -102,13 +102,32 @@ class AckWindow:
             return bool(self.in_flight) and now - self.progress_at > timeout_s
 
 
+class Extension:
+    """More than the journal on the same connection (the provisioning agent: remote config,
+    commands, certificate renewal). ``topics`` are suffixes under the device's root;
+    ``on_message`` and ``on_connected`` run on paho's thread and contain their own failures;
+    ``step`` runs on the stage's thread."""
+    topics: tuple[str, ...] = ()
+
+    def on_connected(self, stage: "SyncStage") -> None:
+        pass
+
+    def on_message(self, stage: "SyncStage", suffix: str, payload: bytes) -> None:
+        pass
+
+    def step(self, stage: "SyncStage") -> None:
+        pass
+
+
 class SyncStage:
-    def __init__(self, cfg: Config, journal: Journal, device: str | None = None):
+    def __init__(self, cfg: Config, journal: Journal, device: str | None = None,
+                 settings: BrokerSettings | None = None, extensions: list[Extension] | None = None):
         self.cfg = cfg
         self.journal = journal
         self.device = device or device_id(cfg)
         self.prefix = cfg.sync.prefix
-        self.settings = BrokerSettings.from_config(cfg.sync)
+        self.settings = settings or BrokerSettings.from_config(cfg.sync)
+        self.extensions = list(extensions or [])
         self.fallback_allowed = cfg.sync.protocol == "auto"
         if self.fallback_allowed:
             remembered = remembered_protocol(cfg.device.state_dir)
@@ -164,6 +183,9 @@ class SyncStage:
             return
         self.worked = self.settings.protocol
         client.subscribe(self._t(ACK), qos=1)
+        for ext in self.extensions:
+            for t in ext.topics:
+                client.subscribe(self._t(t), qos=1)
         client.publish(self._t(STATUS), encode(Status(state="online")), qos=1, retain=True)
         client.publish(self._t(INFO), json.dumps(info_payload(self.cfg, self.device)).encode(), qos=1, retain=True)
         self.window.rewind()                    # resend what the ingest has not acknowledged
@@ -172,6 +194,11 @@ class SyncStage:
                 c.reconnected(self.clip_progress.get(c.clip))
         self.connected.set()
         log.info("sync: connected to %s:%d as %s", self.host, self.port, self.device)
+        for ext in self.extensions:
+            try:
+                ext.on_connected(self)
+            except Exception:  # noqa: BLE001 - paho's thread must live on
+                log.exception("sync: %s failed on connect", type(ext).__name__)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.handshake.closed()
@@ -181,6 +208,9 @@ class SyncStage:
     def _on_message(self, client, userdata, msg) -> None:
         """An ack from the ingest. It may only confirm what this box sent: anything else is
         ignored and logged, and nothing it holds stops paho's network loop."""
+        if msg.topic != self._t(ACK):
+            self._dispatch(msg)
+            return
         try:
             ack = decode_ack(msg.payload)
             self.window.on_ack(ack.upto)
@@ -195,6 +225,39 @@ class SyncStage:
             log.warning("sync: ignored a bad ack: %s", exc)
         except Exception:  # noqa: BLE001 - paho's thread must live on
             log.exception("sync: an ack could not be handled")
+
+    def _dispatch(self, msg) -> None:
+        root = self._t("")
+        suffix = msg.topic[len(root):] if msg.topic.startswith(root) else ""
+        for ext in self.extensions:
+            try:
+                ext.on_message(self, suffix, msg.payload)
+            except Exception:  # noqa: BLE001 - one bad message fails alone
+                log.exception("sync: %s could not handle a message on %s", type(ext).__name__, msg.topic[:200])
+
+    def publish(self, suffix: str, payload: bytes, retain: bool = False, qos: int = 1):
+        """Publish under this device's root (any thread)."""
+        return self.client.publish(self._t(suffix), payload, qos=qos, retain=retain)
+
+    def resend_from(self, seq: int) -> int:
+        """Send the journal again from ``seq`` (the ingest keeps records by id: duplicates
+        are harmless); the committed cursor does not move back. Returns the seq it starts at."""
+        seq = max(1, min(seq, self.journal.last_seq() + 1))
+        with self.window.lock:
+            self.window.sent, self.window.in_flight = seq - 1, []
+            self.window.progress_at = time.monotonic()
+        return seq
+
+    def reconnect_with(self, settings: BrokerSettings) -> None:
+        """A new certificate (renewal): a new client with the new settings; the journal's
+        place is the stage cursor and does not move."""
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+        self.client_started = False
+        self.settings = settings
+        self._new_client()
+        self.start()
 
     # --- the loop (main thread) ------------------------------------------------------------
 
@@ -248,6 +311,8 @@ class SyncStage:
             self._switch_protocol()
         if self.worked:
             self._remember_protocol()
+        for ext in self.extensions:
+            ext.step(self)
         upto = self.window.take_pending()
         if upto is not None:
             upto = min(upto, self.journal.last_seq())
@@ -425,20 +490,23 @@ def info_payload(cfg: Config, device: str) -> dict:
 
 
 def run(cfg: Config, stop: threading.Event | None = None) -> int:
-    """``appliancectl run sync``."""
-    from ..daemon import Job, run_loop
+    """The sync stage alone (``appliancectl run sync`` adds the fleet agent: provisioning.agent)."""
     if not cfg.sync.broker:
         log.error('sync: [sync] broker is empty: nothing to sync to')
         return 3
     journal = Journal.in_dir(cfg.device.state_dir)
-    stage = SyncStage(cfg, journal)
+    return loop(SyncStage(cfg, journal), journal, stop)
+
+
+def loop(stage: SyncStage, journal: Journal, stop: threading.Event | None = None) -> int:
+    from ..daemon import Job, run_loop
     stage.start()
 
     def close() -> None:
         stage.stop()
         journal.close()
     return run_loop("sync", stage.step, tick_s=0.05, stop=stop, on_stop=close,
-                    jobs=[Job("health", cfg.sync.health_interval_s, stage.publish_health),
+                    jobs=[Job("health", stage.cfg.sync.health_interval_s, stage.publish_health),
                           Job("status file", 1.0, stage.write_status)],
                     status=lambda: f"sync: {'connected' if stage.connected.is_set() else 'offline'}, "
                                    f"acked up to {stage.acked}")

@@ -20,13 +20,23 @@ from ..limits import MAX_DEPTH, nesting_depth
 
 STATUS, INFO, HEALTH, JOURNAL, ACK = "status", "info", "health", "journal", "ack"
 MANIFEST = "manifest"
+CONFIG_DESIRED, CONFIG_REPORTED = "config/desired", "config/reported"
+CMD, RESULT = "cmd", "result"                   # cmd/<id> down, cmd/<id>/result up
+CSR, CERT = "csr", "cert"                       # certificate renewal on the device's own root
+PROVISION = "provision"
+"""Enrolment by claim: ``<prefix>/provision/<request>/csr`` up, ``…/cert`` down (the only
+topics the shared claim credential may use)."""
+RESERVED_IDS = frozenset({PROVISION, "claim", "ingest", "operator", "fleet", "homeassistant"})
+"""Service identities under the same topic root: never a device's id."""
 
 SEQ_MAX = 2**53 - 1
 """Sequence numbers and times are JSON numbers every client reads exactly."""
 MAX_CHUNKS = 4096
 MAX_CHUNK_BYTES = 1024 * 1024
 MAX_CLIP_BYTES = 256 * 1024 * 1024
-MAX_PAYLOAD = {JOURNAL: 1024 * 1024, STATUS: 4096, ACK: 256 * 1024, MANIFEST: 64 * 1024}
+MAX_PAYLOAD = {JOURNAL: 1024 * 1024, STATUS: 4096, ACK: 256 * 1024, MANIFEST: 64 * 1024,
+               CONFIG_DESIRED: 512 * 1024, CONFIG_REPORTED: 256 * 1024, CMD: 64 * 1024, RESULT: 256 * 1024,
+               CSR: 16 * 1024, CERT: 32 * 1024, HEALTH: 64 * 1024, INFO: 256 * 1024}
 
 NAME_RE = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
 """Device ids, clip ids, clip file names, points: ASCII letters, digits, ``_ - .``, not
@@ -58,8 +68,8 @@ class WireError(ApplianceError, ValueError):
 class Topic:
     """An inbound topic of one of the documented shapes."""
     device: str
-    kind: str                   # journal | status | clip
-    clip: str | None = None
+    kind: str                   # journal | status | health | info | config/reported | clip | result
+    clip: str | None = None     # the clip id, or the command id of a result
     part: str | None = None     # chunk number (ASCII digits) or "manifest"
 
     @property
@@ -78,8 +88,16 @@ def parse_topic(prefix: str, name: str) -> Topic:
     if not parts or not safe_name(parts[0]):
         raise WireError("topic: bad device id")
     device, rest = parts[0], parts[1:]
-    if rest in ([JOURNAL], [STATUS]):
+    if device in RESERVED_IDS:
+        raise WireError(f"topic: {device!r} is a service identity, not a device")
+    if rest in ([JOURNAL], [STATUS], [HEALTH], [INFO], [CSR]):
         return Topic(device, rest[0])
+    if rest == CONFIG_REPORTED.split("/"):
+        return Topic(device, CONFIG_REPORTED)
+    if len(rest) == 3 and rest[0] == CMD and rest[2] == RESULT:
+        if not safe_name(rest[1]):
+            raise WireError("topic: bad command id")
+        return Topic(device, RESULT, rest[1])
     if len(rest) == 3 and rest[0] == "clip":
         clip, part = rest[1], rest[2]
         if not safe_name(clip):
@@ -197,3 +215,101 @@ def decode_manifest(payload: bytes) -> ClipManifest:
 
 def decode_status(payload: bytes) -> Status:
     return _decode(_status, "status", payload, MAX_PAYLOAD[STATUS])
+
+
+# --- provisioning, remote configuration, commands (ARCHITECTURE §7) -------------------------
+
+Pem = Annotated[str, Meta(max_length=12_000)]
+Text = Annotated[str, Meta(max_length=2_000)]
+
+
+class CsrRequest(msgspec.Struct, kw_only=True):
+    """A box's certificate signing request: on ``provision/<request>/csr`` with a claim token
+    (enrolment), or on its own ``csr`` topic (renewal, no token)."""
+    device: SafeName
+    csr: Pem
+    token: Annotated[str, Meta(max_length=256)] = ""
+
+
+class CertResponse(msgspec.Struct, kw_only=True):
+    """The signed certificate and the fleet CA, or why not."""
+    device: SafeName
+    cert: Pem = ""
+    ca: Pem = ""
+    error: Text = ""
+
+
+class DesiredConfig(msgspec.Struct, kw_only=True):
+    """Retained on ``config/desired``: the TOML text as it would be on disk, and a version."""
+    version: Annotated[int, Meta(ge=1, le=SEQ_MAX)]
+    toml: Annotated[str, Meta(max_length=400_000)]
+
+
+class ReportedConfig(msgspec.Struct, kw_only=True):
+    """Retained on ``config/reported``. ``status``: applied (running and reached the cloud),
+    pending (written, waiting to reach the cloud), rejected (invalid: ``errors`` name the
+    key paths; nothing changed), rolled_back (did not reach the cloud within the timeout)."""
+    version: Annotated[int, Meta(ge=0, le=SEQ_MAX)]
+    status: Literal["applied", "pending", "rejected", "rolled_back", "local"]
+    hash: Annotated[str, Meta(max_length=64)] = ""
+    applied_version: Annotated[int, Meta(ge=0, le=SEQ_MAX)] = 0
+    errors: Annotated[list[Text], Meta(max_length=200)] = []
+    time: Annotated[int, Meta(ge=0, le=SEQ_MAX)] = 0
+
+
+CommandAction = Literal["restart", "reboot", "resync", "set_owner", "test_notification", "diagnostics"]
+
+
+class Command(msgspec.Struct, kw_only=True):
+    """On ``cmd/<id>`` (never retained): run once per id, unless ``expires`` (UTC ms) passed."""
+    id: SafeName
+    action: CommandAction
+    args: Annotated[dict[Annotated[str, Meta(pattern=r"^[a-z_]{1,32}$")], Any], Meta(max_length=16)] = {}
+    expires: Annotated[int, Meta(ge=0, le=SEQ_MAX)] = 0
+
+
+class CommandResult(msgspec.Struct, kw_only=True):
+    """On ``cmd/<id>/result`` (never retained)."""
+    id: SafeName
+    status: Literal["ok", "error", "expired", "rejected"]
+    result: dict[str, Any] = {}
+    error: Text = ""
+    time: Annotated[int, Meta(ge=0, le=SEQ_MAX)] = 0
+
+
+_csr = msgspec.json.Decoder(CsrRequest)
+_cert = msgspec.json.Decoder(CertResponse)
+_desired = msgspec.json.Decoder(DesiredConfig)
+_reported = msgspec.json.Decoder(ReportedConfig)
+_command = msgspec.json.Decoder(Command)
+_result = msgspec.json.Decoder(CommandResult)
+
+
+def decode_csr(payload: bytes) -> CsrRequest:
+    return _decode(_csr, "certificate request", payload, MAX_PAYLOAD[CSR])
+
+
+def decode_cert(payload: bytes) -> CertResponse:
+    return _decode(_cert, "certificate response", payload, MAX_PAYLOAD[CERT])
+
+
+def decode_desired(payload: bytes) -> DesiredConfig:
+    return _decode(_desired, "config/desired", payload, MAX_PAYLOAD[CONFIG_DESIRED])
+
+
+def decode_reported(payload: bytes) -> ReportedConfig:
+    return _decode(_reported, "config/reported", payload, MAX_PAYLOAD[CONFIG_REPORTED])
+
+
+def decode_command(payload: bytes) -> Command:
+    return _decode(_command, "command", payload, MAX_PAYLOAD[CMD])
+
+
+def decode_result(payload: bytes) -> CommandResult:
+    return _decode(_result, "command result", payload, MAX_PAYLOAD[RESULT])
+
+
+def decode_json_object(payload: bytes, what: str, limit: int) -> dict:
+    """``health`` and ``info``: a JSON object, size- and depth-capped (stored as it came)."""
+    doc = _decode(msgspec.json.Decoder(dict), what, payload, limit)
+    return doc

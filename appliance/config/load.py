@@ -19,6 +19,7 @@ import msgspec
 from msgspec import inspect as mi
 
 from ..errors import ConfigError
+from .remote import overlay, remote_document
 from .schema import SECRET_KEYS, WEEKDAYS, Config, CsvLog, Sms
 
 _CONFIG_INFO = mi.type_info(Config)
@@ -45,12 +46,57 @@ def load_config(path: str | os.PathLike) -> Config:
     return parse_config(read_text(path), source=str(path), base_dir=path.parent)
 
 
-def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None,
+                 remote: bool = True) -> Config:
+    """Validate a config file's text (with its secrets). ``remote``: where the file enables
+    it and the box holds one, the fleet's remote layer with the pinned keys from this file
+    (:mod:`.remote`); a remote layer that does not validate is ignored with a warning."""
     doc = _parse_toml(text, source)
     secrets = _secrets_document(doc, base_dir)
+    layer = remote_document(doc) if remote else None
+    if layer is not None:
+        try:
+            return config_from_dict(deep_merge(overlay(layer, doc), secrets), f"{source} + remote layer")
+        except ConfigError as exc:
+            import logging
+            logging.getLogger(__name__).warning("config: the remote layer does not validate (%s); "
+                                                "running the local file", "; ".join(exc.errors)[:500])
     if secrets:
         doc = deep_merge(doc, secrets)
     return config_from_dict(doc, source)
+
+
+def parse_remote(remote_text: str, local_path: str | os.PathLike) -> Config:
+    """A remote config document as this box would run it: the TOML text as the remote layer
+    over the local file (pinned keys from the local one, its secrets merged). Raises
+    ConfigError with every problem and its key path."""
+    local_path = Path(local_path)
+    remote = _parse_toml(remote_text, "config/desired")
+    local = _parse_toml(read_text(local_path), str(local_path))
+    secrets = _secrets_document(local, local_path.parent)
+    return config_from_dict(deep_merge(overlay(remote, local), secrets), "config/desired")
+
+
+def redacted(cfg: Config) -> dict:
+    """The config as plain data with every secret replaced by ``***`` (secret keys, and the
+    user:password part of URLs): for diagnostics bundles and anything that leaves the box."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    def walk(x: Any, key: str = "") -> Any:
+        if isinstance(x, dict):
+            return {k: walk(v, str(k)) for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if key in SECRET_KEYS and x:
+            return "***"
+        if isinstance(x, str) and "://" in x and "@" in x:
+            try:
+                u = urlsplit(x)
+                return urlunsplit(u._replace(netloc="***@" + u.netloc.rsplit("@", 1)[1]))
+            except ValueError:
+                return "***"
+        return x
+    return walk(msgspec.to_builtins(cfg))
 
 
 def config_hash(cfg: Config) -> str:

@@ -189,6 +189,38 @@ class Sync(_Section):
     """Which clips of a backlog go first (events and contacts always go before audio)."""
 
 
+DEFAULT_PINNED = ["sync.broker", "sync.prefix", "sync.protocol", "sync.ca_file", "sync.cert_file", "sync.key_file",
+                  "sync.username", "sync.password"]
+"""Keys a remote configuration can never change (with ``device`` and ``provisioning``, always
+pinned): the way to the cloud, so no remote change can cut a box off."""
+
+
+class Provisioning(_Section):
+    """Enrolment by claim, remote configuration and commands (ARCHITECTURE §7)."""
+    claim_token: str = ""
+    """One-time enrolment token (or any value when the fleet allow-lists this box's id).
+    Enrolment runs when this or a claim credential is set and the box has no certificate yet."""
+    claim_cert_file: str = ""
+    """The shared claim certificate (allowed only on the provisioning topics) and its key."""
+    claim_key_file: str = ""
+    claim_username: str = ""
+    """Or the shared claim user name and password."""
+    claim_password: str = ""
+    identity_dir: str = ""
+    """Where the box keeps its own key (0600) and certificate; default <state_dir>/identity."""
+    renew_before_days: Annotated[float, Meta(ge=1, le=365)] = 30.0
+    remote_config: bool = False
+    """Accept ``config/desired`` from the fleet (validated like this file; pinned keys stay local)."""
+    pinned: list[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_-]+)*$")]] = field(
+        default_factory=lambda: list(DEFAULT_PINNED))
+    rollback_after_s: Annotated[float, Meta(ge=30, le=86400)] = 300.0
+    """A remote config that does not reach the cloud within this long is rolled back."""
+    commands: bool = True
+    """Run commands from the fleet (restart, reboot, resync, set owner, test notification, diagnostics)."""
+    reboot_command: list[str] = field(default_factory=lambda: ["systemctl", "reboot"])
+    diagnostics_log_lines: Annotated[int, Meta(ge=0, le=10_000)] = 200
+
+
 class Pos(_Section):
     listen: str = ""
     """host:port of the token-authenticated POS HTTP API; empty disables it."""
@@ -346,9 +378,10 @@ class Config(_Section):
     sync: Sync = field(default_factory=Sync)
     pos: Pos = field(default_factory=Pos)
     notifications: dict[Identifier, Notification] = field(default_factory=dict)
+    provisioning: Provisioning = field(default_factory=Provisioning)
 
 
-SECRET_KEYS = frozenset({"password", "token", "secret", "key_password"})
+SECRET_KEYS = frozenset({"password", "token", "secret", "key_password", "claim_token", "claim_password"})
 """Key names whose values never appear in logs, `info` or `config show`."""
 
 

@@ -1,0 +1,147 @@
+"""The operator's side of remote configuration and commands (``fleetctl config push|get``,
+``fleetctl cmd``): one short MQTT session with the operator identity."""
+from __future__ import annotations
+
+import threading
+import time
+
+from appliance.cloud.mqtt import BrokerSettings, make_client
+from appliance.cloud.mqtt import start as mqtt_start
+from appliance.cloud.wire import (CMD, CONFIG_DESIRED, CONFIG_REPORTED, RESULT, Command, CommandResult, DesiredConfig,
+                                  ReportedConfig, WireError, decode_reported, decode_result, encode, topic)
+from appliance.ids import uuid7
+
+
+class OperatorError(Exception):
+    pass
+
+
+class Operator:
+    """A connected operator session (use as a context manager)."""
+
+    def __init__(self, settings: BrokerSettings, prefix: str = "ca/v1", timeout_s: float = 10.0):
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+        self.settings = settings
+        self.client, self.host, self.port = make_client(settings, f"operator-{uuid7()[-12:]}")
+        self.connected = threading.Event()
+        self.refused = ""
+        self.lock = threading.Lock()
+        self.messages: dict[str, list[bytes]] = {}
+        self.waiters: dict[str, threading.Event] = {}
+        self.subs: dict[int, threading.Event] = {}
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+
+    def _on_connect(self, client, userdata, flags, rc, props) -> None:
+        if rc.is_failure:
+            self.refused = str(rc)
+        self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, rcs, props) -> None:
+        ev = self.subs.pop(mid, None)
+        if ev:
+            ev.set()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.lock:
+            self.messages.setdefault(msg.topic, []).append(msg.payload)
+            ev = self.waiters.get(msg.topic)
+        if ev:
+            ev.set()
+
+    def __enter__(self) -> "Operator":
+        mqtt_start(self.client, self.host, self.port, self.settings)
+        if not self.connected.wait(self.timeout_s) or self.refused:
+            self.close()
+            raise OperatorError(f"cannot connect to the broker at {self.host}:{self.port}"
+                                + (f": {self.refused}" if self.refused else f" within {self.timeout_s:.0f} s"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _subscribe(self, name: str) -> threading.Event:
+        arrived = threading.Event()
+        with self.lock:
+            self.waiters[name] = arrived
+        done = threading.Event()
+        rc, mid = self.client.subscribe(name, qos=1)
+        self.subs[mid] = done
+        if not done.wait(self.timeout_s):
+            raise OperatorError(f"the broker did not confirm the subscription to {name}")
+        return arrived
+
+    def _wait(self, name: str, arrived: threading.Event, timeout_s: float, accept) -> bytes | None:
+        end = time.monotonic() + timeout_s
+        while True:
+            with self.lock:
+                for p in self.messages.get(name, []):
+                    if accept(p):
+                        return p
+                arrived.clear()
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            arrived.wait(left)
+
+    # --- configuration --------------------------------------------------------------------
+
+    def reported(self, device: str, timeout_s: float = 3.0, accept=lambda r: True) -> ReportedConfig | None:
+        name = topic(self.prefix, device, CONFIG_REPORTED)
+        arrived = self._subscribe(name)
+
+        def ok(p: bytes) -> bool:
+            try:
+                return accept(decode_reported(p))
+            except WireError:
+                return False
+        p = self._wait(name, arrived, timeout_s, ok)
+        return decode_reported(p) if p is not None else None
+
+    def desired_version(self, device: str, timeout_s: float = 2.0) -> int:
+        from appliance.cloud.wire import decode_desired
+        name = topic(self.prefix, device, CONFIG_DESIRED)
+        arrived = self._subscribe(name)
+        p = self._wait(name, arrived, timeout_s, lambda p: True)
+        try:
+            return decode_desired(p).version if p else 0
+        except WireError:
+            return 0
+
+    def push_config(self, device: str, toml_text: str, version: int | None = None) -> int:
+        """Retained ``config/desired``; the version is one more than the current one unless
+        given. Returns the version pushed."""
+        if version is None:
+            version = self.desired_version(device) + 1
+        info = self.client.publish(topic(self.prefix, device, CONFIG_DESIRED),
+                                   encode(DesiredConfig(version=version, toml=toml_text)), qos=1, retain=True)
+        info.wait_for_publish(self.timeout_s)
+        return version
+
+    # --- commands -------------------------------------------------------------------------
+
+    def command(self, device: str, action: str, args: dict | None = None, cmd_id: str | None = None,
+                expires_in_s: float = 600.0, wait_s: float = 30.0) -> CommandResult | None:
+        """Send a command and wait for its result (None: none within ``wait_s``)."""
+        cmd_id = cmd_id or uuid7()
+        name = topic(self.prefix, device, f"{CMD}/{cmd_id}/{RESULT}")
+        arrived = self._subscribe(name)
+        cmd = Command(id=cmd_id, action=action, args=args or {},
+                      expires=int((time.time() + expires_in_s) * 1000) if expires_in_s else 0)
+        self.client.publish(topic(self.prefix, device, f"{CMD}/{cmd_id}"), encode(cmd), qos=1).wait_for_publish(
+            self.timeout_s)
+        p = self._wait(name, arrived, wait_s, lambda p: True)
+        if p is None:
+            return None
+        with self.lock:
+            self.messages.pop(name, None)
+        return decode_result(p)
+
+    def send_raw(self, device: str, suffix: str, payload: bytes) -> None:
+        self.client.publish(topic(self.prefix, device, suffix), payload, qos=1).wait_for_publish(self.timeout_s)

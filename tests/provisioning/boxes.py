@@ -1,0 +1,65 @@
+"""Simulated boxes for fleet tests: the real sync daemon's stage and agent, driven step by
+step (a "restart" builds them again from the config file, as systemd would)."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from appliance.config import load_config
+from appliance.journal import Journal, NewEvent
+from provisioning.agent import Agent, build
+
+
+class Box:
+    def __init__(self, config_path: Path):
+        self.path = config_path
+        self.stage = None
+        self.journal = None
+        self.start()
+
+    def start(self) -> None:
+        self.cfg = load_config(self.path)
+        self.journal = Journal.in_dir(self.cfg.device.state_dir)
+        stop = threading.Event()
+        timer = threading.Timer(60, stop.set)
+        timer.start()
+        try:
+            self.stage = build(self.cfg, self.journal, self.path, stop)
+        finally:
+            timer.cancel()
+        assert self.stage is not None, "enrolment did not finish"
+        self.stage.start()
+
+    @property
+    def agent(self) -> Agent:
+        return self.stage.extensions[0]
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self.stage is not None:
+            self.stage.stop()
+        if self.journal is not None:
+            self.journal.close()
+        self.stage = self.journal = None
+
+    def add(self, n: int, start: int = 0) -> None:
+        self.journal.append_many([NewEvent("rating", 1_795_165_200_000 + i, {"value": 1}, "till1", "test")
+                                  for i in range(start, start + n)])
+
+    def run_until(self, pred, limit: float = 30.0, others=()) -> bool:
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            self.stage.step()
+            for o in others:
+                o.stage.step()
+            if pred():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def synced(self) -> bool:
+        return self.stage.acked == self.journal.last_seq()
