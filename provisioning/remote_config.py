@@ -92,15 +92,17 @@ class RemoteConfig:
         return None
 
     def handle(self, payload: bytes) -> None:
-        if not self.enabled:
-            log.warning("remote config: a config/desired arrived but [provisioning] remote_config is false; ignored")
-            return
         try:
             desired = decode_desired(payload)
         except WireError as exc:
             self._reject(0, [str(exc)])
             return
         st = self.state
+        if not self.enabled:
+            if st.get("reported_version") != desired.version:
+                self._reject(desired.version, ["provisioning.remote_config: this box does not take remote "
+                                               "configuration (false in its local file)"])
+            return
         if desired.version == st.get("version") and st.get("status") in ("applied", "pending"):
             return                               # the retained document again after a reconnect
         if desired.version == st.get("reported_version") and st.get("status") in ("rejected", "rolled_back"):
