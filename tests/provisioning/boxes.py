@@ -30,6 +30,8 @@ class Box:
             timer.cancel()
         assert self.stage is not None, "enrolment did not finish"
         self.stage.start()
+        # subscribed before anyone sends it a command (commands are not retained)
+        self.stage.connected.wait(10)
 
     @property
     def agent(self) -> Agent:
