@@ -30,6 +30,7 @@ class Operator:
         self.messages: dict[str, list[bytes]] = {}
         self.waiters: dict[str, threading.Event] = {}
         self.subs: dict[int, threading.Event] = {}
+        self.acked_mids: set[int] = set()
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
@@ -40,7 +41,9 @@ class Operator:
         self.connected.set()
 
     def _on_subscribe(self, client, userdata, mid, rcs, props) -> None:
-        ev = self.subs.pop(mid, None)
+        with self.lock:
+            self.acked_mids.add(mid)
+            ev = self.subs.pop(mid, None)
         if ev:
             ev.set()
 
@@ -67,12 +70,17 @@ class Operator:
         self.client.loop_stop()
 
     def _subscribe(self, name: str) -> threading.Event:
-        arrived = threading.Event()
+        """Subscribe once per topic (retained messages come with the first subscription)."""
         with self.lock:
-            self.waiters[name] = arrived
-        done = threading.Event()
-        rc, mid = self.client.subscribe(name, qos=1)
-        self.subs[mid] = done
+            arrived = self.waiters.get(name)
+            if arrived is not None:
+                return arrived
+            arrived = self.waiters[name] = threading.Event()
+            done = threading.Event()
+            rc, mid = self.client.subscribe(name, qos=1)    # the SUBACK waits for this lock
+            if mid in self.acked_mids:
+                done.set()
+            self.subs[mid] = done
         if not done.wait(self.timeout_s):
             raise OperatorError(f"the broker did not confirm the subscription to {name}")
         return arrived
@@ -141,6 +149,8 @@ class Operator:
             return None
         with self.lock:
             self.messages.pop(name, None)
+            self.waiters.pop(name, None)
+        self.client.unsubscribe(name)
         return decode_result(p)
 
     def send_raw(self, device: str, suffix: str, payload: bytes) -> None:
