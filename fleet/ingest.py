@@ -22,8 +22,10 @@ import msgspec
 
 from appliance.cloud.mqtt import BrokerSettings, Handshake, make_client, network_alive, other_protocol
 from appliance.cloud.mqtt import start as mqtt_start
-from appliance.cloud.wire import (ACK, JOURNAL, MANIFEST, MAX_CHUNK_BYTES, STATUS, Ack, Topic, WireError, decode_batch,
-                                  decode_manifest, decode_status, encode, parse_topic, safe_name, topic)
+from appliance.cloud.wire import (ACK, CMD, CONFIG_REPORTED, HEALTH, INFO, JOURNAL, MANIFEST, MAX_CHUNK_BYTES,
+                                  MAX_PAYLOAD, RESULT, STATUS, Ack, Topic, WireError, decode_batch, decode_json_object,
+                                  decode_manifest, decode_reported, decode_result, decode_status, encode, parse_topic,
+                                  safe_name, topic)
 from appliance.vocabulary import VocabularyError, check
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,13 @@ SCHEMA = [
         device TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
         point TEXT, ts BIGINT NOT NULL, source TEXT, data TEXT NOT NULL, received BIGINT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS records_device_seq ON records(device, seq)",
+    """CREATE TABLE IF NOT EXISTS device_state(
+        device TEXT PRIMARY KEY, health TEXT, health_at BIGINT, info TEXT, info_at BIGINT,
+        reported TEXT, reported_at BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS command_results(
+        device TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, payload TEXT NOT NULL,
+        received BIGINT NOT NULL, PRIMARY KEY(device, id))""",
+    """CREATE TABLE IF NOT EXISTS device_tags(device TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY(device, tag))""",
     """CREATE TABLE IF NOT EXISTS clips(
         device TEXT NOT NULL, id TEXT NOT NULL, file TEXT NOT NULL, size BIGINT NOT NULL,
         sha256 TEXT NOT NULL, tags TEXT, meta TEXT, received BIGINT NOT NULL, PRIMARY KEY(device, id))""",
@@ -46,6 +55,13 @@ SCHEMA = [
 def _text(data) -> str:
     """A record's data as stored: the raw JSON the box sent (already checked), or a dict."""
     return bytes(data).decode("utf-8") if isinstance(data, msgspec.Raw) else json.dumps(data)
+
+
+def _json(text: str | None):
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 class IngestStore:
@@ -121,13 +137,46 @@ class IngestStore:
                             (device, m.clip, str(path), m.size, m.sha256, json.dumps(m.tags), json.dumps(m.meta),
                              int(time.time() * 1000)))
 
-    def devices(self) -> list[dict]:
+    def set_state(self, device: str, column: str, text: str) -> None:
+        """The last ``health``, ``info`` or ``config/reported`` of a device, as it came."""
+        assert column in ("health", "info", "reported")
+        now = int(time.time() * 1000)
+        with self.lock:
+            self.db.execute(self._q(
+                f"INSERT INTO device_state(device, {column}, {column}_at) VALUES (?,?,?) ON CONFLICT(device) DO UPDATE"
+                f" SET {column} = excluded.{column}, {column}_at = excluded.{column}_at"), (device, text, now))
+            self.db.execute(self._q("INSERT INTO devices(id, last_seen) VALUES (?, ?) ON CONFLICT(id) DO UPDATE"
+                                    " SET last_seen = excluded.last_seen"), (device, now))
+
+    def add_result(self, device: str, cmd_id: str, status: str, text: str) -> None:
+        with self.lock:
+            self.db.execute(self._q("INSERT INTO command_results VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING"),
+                            (device, cmd_id, status, text, int(time.time() * 1000)))
+
+    def tag(self, device: str, tags: list[str], remove: bool = False) -> None:
+        with self.lock:
+            for t in tags:
+                self.db.execute(self._q("DELETE FROM device_tags WHERE device = ? AND tag = ?" if remove else
+                                        "INSERT INTO device_tags VALUES (?, ?) ON CONFLICT DO NOTHING"), (device, t))
+
+    def devices(self, tag: str | None = None) -> list[dict]:
+        """Every device the ingest has heard of: online state, versions, config, last health,
+        tags, records held."""
         with self.lock:
             rows = self.db.execute(
-                "SELECT d.id, d.online, d.last_seen, d.version, (SELECT COUNT(*) FROM records r WHERE r.device = d.id)"
-                " FROM devices d ORDER BY d.id").fetchall()
-        return [{"id": i, "online": bool(o), "last_seen": s, "version": v, "journal_records": n}
-                for i, o, s, v, n in rows]
+                "SELECT d.id, d.online, d.last_seen, d.version, d.hw, s.health, s.health_at, s.info, s.reported,"
+                " s.reported_at FROM devices d LEFT JOIN device_state s ON s.device = d.id ORDER BY d.id").fetchall()
+            tags: dict[str, list[str]] = {}
+            for dev, t in self.db.execute("SELECT device, tag FROM device_tags ORDER BY tag"):
+                tags.setdefault(dev, []).append(t)
+        out = []
+        for i, o, seen, ver, hw, health, health_at, info, reported, reported_at in rows:
+            if tag is not None and tag not in tags.get(i, []):
+                continue
+            out.append({"id": i, "online": bool(o), "last_seen": seen, "version": ver, "journal_records": hw,
+                        "tags": tags.get(i, []), "health": _json(health), "health_at": health_at,
+                        "info": _json(info), "config": _json(reported), "config_at": reported_at})
+        return out
 
     def close(self) -> None:
         self.db.close()
@@ -300,7 +349,9 @@ class Ingest:
     def topics(self, share: bool) -> list[str]:
         """Journal (and clip) topics, shared among workers or not; status always plain."""
         base = f"$share/{self.group}/{self.prefix}/+" if share else f"{self.prefix}/+"
-        return [f"{base}/{JOURNAL}", f"{self.prefix}/+/{STATUS}"] + ([f"{base}/clip/+/+"] if self.clips else [])
+        plain = f"{self.prefix}/+"              # retained: every worker keeps the latest (idempotent)
+        return ([f"{base}/{JOURNAL}", f"{base}/{HEALTH}", f"{base}/{CMD}/+/{RESULT}", f"{plain}/{STATUS}",
+                 f"{plain}/{INFO}", f"{plain}/{CONFIG_REPORTED}"] + ([f"{base}/clip/+/+"] if self.clips else []))
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         self.handshake.connack(reason_code)
@@ -380,6 +431,24 @@ class Ingest:
             st = decode_status(payload)
             self.store.set_status(t.device, st.state, st.version)
             return None
+        if t.kind in (HEALTH, INFO):
+            self._quota(t.device, now, size=len(payload))
+            doc = decode_json_object(payload, t.kind, MAX_PAYLOAD[t.kind])
+            self.store.set_state(t.device, t.kind, json.dumps(doc))
+            return None
+        if t.kind == CONFIG_REPORTED:
+            r = decode_reported(payload)
+            self.store.set_state(t.device, "reported", json.dumps(msgspec.to_builtins(r)))
+            return None
+        if t.kind == RESULT:
+            r = decode_result(payload)
+            if r.id != t.clip:
+                raise WireError("command result: names another command")
+            self._quota(t.device, now, size=len(payload))
+            self.store.add_result(t.device, r.id, r.status, json.dumps(msgspec.to_builtins(r)))
+            return None
+        if t.kind != "clip":
+            raise WireError(f"topic kind {t.kind!r} is not for the ingest")
         return self._clip(t, payload, now)
 
     def _clip(self, t: Topic, payload: bytes, now: float) -> Ack | None:
