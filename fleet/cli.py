@@ -12,18 +12,42 @@ from pathlib import Path
 from appliance import __version__
 
 
+def _ms(text: str | None, tz: str) -> int | None:
+    """--from/--to: a date (YYYY-MM-DD, midnight in --tz) or an ISO time."""
+    if not text:
+        return None
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    try:
+        d = datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"fleetctl: {text!r} is not a date (YYYY-MM-DD) or an ISO time") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=ZoneInfo(tz))
+    return int(d.timestamp() * 1000)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     if args.db:
         from .report import fleet_metrics
-        from .ingest import IngestStore
-        store = IngestStore(args.db)
-        out = fleet_metrics(store.db, args.by)
-        store.close()
-        print(json.dumps(out, indent=2))
-        return 0
+        store = _store(args)
+        try:
+            out = fleet_metrics(store.db, args.by, _ms(args.since, args.tz), _ms(args.until, args.tz), args.tz,
+                                ph=store.ph)
+        finally:
+            store.close()
+        if args.json or not sys.stdout.isatty():     # scripts (a pipe) get JSON, as they always did
+            print(json.dumps(out, indent=2))
+            return EXIT_OK
+        from appliance.cli.ui import num, pct, table
+        keys = ("contacts", "ratings", "csi", "cdi", "response_rate", "conversion")
+        print(table([args.by if args.by != "none" else "", *keys],
+                    [[k] + [num(m[x], 0) if x in ("contacts", "ratings") else pct(m[x]) for x in keys]
+                     for k, m in out.items()]))
+        return EXIT_OK
     if not args.dirs:
         print("give --db (the ingest's database) or replay output folders", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return report_dirs(args)
 
 
@@ -105,31 +129,354 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 1
 
 
-def cmd_devices(args: argparse.Namespace) -> int:
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+"""Exit codes scripts can rely on: 0 done; 1 the device answered with an error (or refused,
+expired); 2 bad usage or input; 3 no such device / CA; 4 no answer in time or broker unreachable."""
+
+
+def _store(args: argparse.Namespace):
     from .ingest import IngestStore
-    store = IngestStore(args.db)
-    devices = store.devices()
+    return IngestStore(args.db)
+
+
+def _age(ms: int | None) -> str:
+    if not ms:
+        return "never"
+    import time
+    s = max(0, time.time() - ms / 1000)
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= n:
+            return f"{s / n:.0f} {unit} ago"
+    return f"{s:.0f} s ago"
+
+
+def _health_line(h: dict | None) -> str:
+    if not h:
+        return "-"
+    parts = []
+    backlog = h.get("backlog") if isinstance(h.get("backlog"), dict) else {}
+    if backlog:
+        parts.append(f"backlog {backlog.get('count', '?')}")
+    disk = h.get("disk") if isinstance(h.get("disk"), dict) else {}
+    if "free_mb" in disk:
+        parts.append(f"disk {disk['free_mb']:.0f} MB free" if isinstance(disk["free_mb"], (int, float)) else "")
+    mic = h.get("microphone") if isinstance(h.get("microphone"), dict) else {}
+    if mic.get("state"):
+        parts.append(f"mic {mic['state']}")
+    return ", ".join(p for p in parts if p) or "ok"
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        devices = store.devices(tag=args.tag)
+    finally:
+        store.close()
     if args.json:
         print(json.dumps(devices, indent=2))
+        return EXIT_OK
+    from appliance.cli.ui import table
+    rows = []
+    for d in devices:
+        c = d["config"] or {}
+        rows.append([d["id"], "online" if d["online"] else "offline", _age(d["last_seen"]), d["version"] or "-",
+                     f"v{c.get('applied_version', 0)} {c.get('status', '-')}" if c else "-",
+                     _age(d["health_at"]) if d["health"] else "-", _health_line(d["health"]), d["journal_records"],
+                     ",".join(d["tags"])])
+    print(table(["device", "state", "last seen", "version", "config", "health", "last health", "records", "tags"],
+                rows))
+    print(f"{len(devices)} device(s), {sum(d['online'] for d in devices)} online")
+    return EXIT_OK
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        found = [d for d in store.devices() if d["id"] == args.device]
+    finally:
+        store.close()
+    if not found:
+        print(f"fleetctl: no device {args.device!r} in {args.db}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    d = found[0]
+    out = {"id": d["id"], "online": d["online"], "last_seen": d["last_seen"], "health_at": d["health_at"],
+           "health": d["health"], "config": d["config"]}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    print(f"{d['id']}: {'online' if d['online'] else 'offline'}, last seen {_age(d['last_seen'])}; "
+          f"health {_age(d['health_at'])}")
+    for k, v in (d["health"] or {}).items():
+        print(f"  {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+    return EXIT_OK
+
+
+def _settings(args: argparse.Namespace, who: str = "operator"):
+    """Broker settings: --ca-dir DIR (its ca.pem and WHO.pem/.key) or the explicit files."""
+    from appliance.cloud.mqtt import BrokerSettings
+    ca = cert = key = ""
+    if getattr(args, "ca_dir", None):
+        d = Path(args.ca_dir)
+        ca, cert, key = str(d / "ca.pem"), str(d / f"{who}.pem"), str(d / f"{who}.key")
+    return BrokerSettings(args.broker, args.ca_file or ca, args.cert_file or cert, args.key_file or key,
+                          args.username or "", broker_password(args),
+                          protocol="3.1.1" if getattr(args, "protocol", "auto") == "3.1.1" else "5")
+
+
+def _targets(args: argparse.Namespace) -> list[str] | None:
+    if args.device:
+        return [args.device]
+    if not args.db:
+        print("fleetctl: --all and --tag need --db (the ingest's database: the list of devices)", file=sys.stderr)
+        return None
+    store = _store(args)
+    try:
+        return [d["id"] for d in store.devices(tag=args.tag if not args.all else None)]
+    finally:
+        store.close()
+
+
+def cmd_config_push(args: argparse.Namespace) -> int:
+    from appliance.config import config_from_dict
+    from appliance.errors import ConfigError
+
+    from .operator import Operator, OperatorError
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"fleetctl: {args.file}: cannot read: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.no_check:                       # as the box will (without its pinned keys)
+        import tomllib
+        try:
+            config_from_dict(tomllib.loads(text), args.file)
+        except tomllib.TOMLDecodeError as exc:
+            print(f"{args.file}: not valid TOML: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except ConfigError as exc:
+            print(exc.report(), file=sys.stderr)
+            return EXIT_USAGE
+    targets = _targets(args)
+    if not targets:
+        print("fleetctl: no device to push to", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    results = []
+    try:
+        with Operator(_settings(args), args.prefix) as op:
+            for dev in targets:
+                version = op.push_config(dev, text, args.version)
+                r = None
+                if args.wait:
+                    r = op.reported(dev, timeout_s=args.wait, accept=lambda r, v=version: r.version == v
+                                    and r.status in ("applied", "rejected", "rolled_back"))
+                    if r is None:           # taken but not yet confirmed, or not heard at all
+                        r = op.reported(dev, timeout_s=0.2, accept=lambda r, v=version: r.version == v)
+                status = r.status if r else ("sent" if not args.wait else "no answer")
+                results.append({"device": dev, "version": version, "status": status,
+                                "errors": r.errors if r else []})
+    except OperatorError as exc:
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    if args.json:
+        print(json.dumps(results, indent=2))
     else:
-        for d in devices:
-            print(f"{d['id']:24} {'online ' if d['online'] else 'offline'} last seen {d['last_seen']} "
-                  f"{d['journal_records']} records")
-    return 0
+        for r in results:
+            print(f"{r['device']}: version {r['version']} {r['status']}")
+            for e in r["errors"]:
+                print(f"  {e}")
+    if any(r["status"] in ("rejected", "rolled_back") for r in results):
+        return EXIT_FAILED
+    if args.wait and any(r["status"] in ("no answer", "pending") for r in results):
+        return EXIT_TIMEOUT
+    return EXIT_OK
+
+
+def cmd_config_get(args: argparse.Namespace) -> int:
+    from .operator import Operator, OperatorError
+    try:
+        with Operator(_settings(args), args.prefix) as op:
+            r = op.reported(args.device, timeout_s=args.wait)
+            desired = op.desired_version(args.device, timeout_s=1.0)
+    except OperatorError as exc:
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    if r is None:
+        print(f"fleetctl: {args.device} has reported no configuration", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    import msgspec
+    out = {"device": args.device, "desired_version": desired, **msgspec.to_builtins(r)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{args.device}: desired version {desired}; reported version {r.version} {r.status}, running "
+              f"version {r.applied_version} (hash {r.hash or '-'})")
+        for e in r.errors:
+            print(f"  {e}")
+    return EXIT_OK
+
+
+def _parse_args_kv(items: list[str]) -> dict:
+    out: dict = {}
+    for item in items:
+        k, sep, val = item.partition("=")
+        if not sep:
+            raise SystemExit(f"fleetctl: command arguments are KEY=VALUE, got {item!r}")
+        try:
+            out[k] = json.loads(val)            # numbers, booleans; anything else stays text
+        except ValueError:
+            out[k] = val
+    return out
+
+
+def cmd_cmd(args: argparse.Namespace) -> int:
+    from .operator import Operator, OperatorError
+    cmd_args = _parse_args_kv(args.args)
+    try:
+        with Operator(_settings(args), args.prefix) as op:
+            r = op.command(args.device, args.action, cmd_args, cmd_id=args.id, expires_in_s=args.expires,
+                           wait_s=args.wait)
+    except OperatorError as exc:
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    if r is None:
+        print(f"fleetctl: no result from {args.device} within {args.wait:.0f} s (it runs when the box is back "
+              f"online, unless it expires first)", file=sys.stderr)
+        return EXIT_TIMEOUT
+    import msgspec
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(r), indent=2))
+    else:
+        print(f"{args.device}: {args.action} {r.status}" + (f": {r.error}" if r.error else ""))
+        for k, v in r.result.items():
+            print(f"  {k}: {v}")
+    return EXIT_OK if r.status == "ok" else EXIT_FAILED
+
+
+def cmd_ca_init(args: argparse.Namespace) -> int:
+    from .pki import FleetCA, PkiError
+    try:
+        ca = FleetCA.init(args.dir, args.host, prefix=args.prefix, port=args.port)
+    except PkiError as exc:
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"fleet CA created in {ca.dir}:")
+    print("  ca.pem ca.key (keep the key offline when you can)")
+    print(f"  broker.pem/.key for {', '.join(args.host)}; ingest, operator, provision and claim certificates")
+    print(f"  mosquitto.conf and acl: include {ca.dir / 'mosquitto.conf'} from /etc/mosquitto/conf.d/")
+    print(f"  tokens: add one-time enrolment tokens with: fleetctl ca token {ca.dir}")
+    return EXIT_OK
+
+
+def cmd_ca_token(args: argparse.Namespace) -> int:
+    from .pki import FleetCA, PkiError
+    try:
+        tokens = FleetCA(args.dir).add_tokens(args.count)
+    except PkiError as exc:
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    print("\n".join(tokens))
+    return EXIT_OK
+
+
+def cmd_ca_allow(args: argparse.Namespace) -> int:
+    from appliance.cloud.wire import RESERVED_IDS, safe_name
+
+    from .pki import FleetCA, PkiError
+    bad = [d for d in args.devices if not safe_name(d) or d in RESERVED_IDS]
+    if bad:
+        print(f"fleetctl: not device ids: {', '.join(bad)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        ca = FleetCA(args.dir)
+    except PkiError as exc:
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    for d in args.devices:
+        ca.allow(d)
+    print(f"{len(args.devices)} device(s) may enrol with any claim token")
+    return EXIT_OK
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from .pki import FleetCA, PkiError
+    try:
+        n = FleetCA(args.ca).revoke(args.device)
+    except PkiError as exc:
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    print(f"{args.device} revoked ({n} certificate(s) on the CRL); the provisioning service refuses it from now on.\n"
+          f"Reload the broker so it reads {Path(args.ca) / 'crl.pem'} (Mosquitto: restart it).")
+    return EXIT_OK
+
+
+def cmd_provision_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from appliance.daemon import run_loop
+
+    from .pki import FleetCA, PkiError
+    from .provision import ProvisionServer
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        ca = FleetCA(args.ca)
+    except PkiError as exc:
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    args.ca_dir = args.ca_dir or args.ca
+    server = ProvisionServer(_settings(args, "provision"), ca, args.prefix)
+    server.start()
+
+    def step() -> None:
+        if not server.alive():
+            raise RuntimeError("the MQTT network loop has stopped")
+    try:
+        return run_loop("provision", step, tick_s=0.5, on_stop=server.stop,
+                        status=lambda: f"provision: {server.issued} issued, {server.refused} refused")
+    except RuntimeError as exc:
+        print(f"fleetctl provision serve: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        if args.device not in {d["id"] for d in store.devices()}:
+            print(f"fleetctl: no device {args.device!r} in {args.db}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        store.tag(args.device, args.tags, remove=args.remove)
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _broker_options(s: argparse.ArgumentParser, required: bool = True) -> None:
+    s.add_argument("--broker", required=required, help="mqtt://host:port or mqtts://host:port")
+    s.add_argument("--ca-dir", help="the fleet CA folder: its ca.pem and the operator's certificate and key")
+    for opt in ("ca-file", "cert-file", "key-file", "username"):
+        s.add_argument(f"--{opt}")
+    s.add_argument("--password-file", help=f"file holding the broker password (or set {PASSWORD_ENV})")
+    s.add_argument("--prefix", default="ca/v1")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="fleetctl", description="Contact Analyzer fleet operator CLI")
+    p = argparse.ArgumentParser(prog="fleetctl", description="Contact Analyzer fleet operator CLI",
+                                epilog="exit codes: 0 done, 1 the device answered with an error, 2 bad usage or "
+                                       "input, 3 not found, 4 no answer in time / broker unreachable")
     p.add_argument("--version", action="version", version=f"fleetctl {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("report", help="ARCHITECTURE §5 metrics across the fleet (ingest db) or replay folders")
     s.add_argument("dirs", nargs="*", help="replay output folders holding metrics.json")
     s.add_argument("--db", help="the ingest's database: metrics from every device's synced contacts")
-    s.add_argument("--by", choices=["device", "point", "none"], default="device")
+    s.add_argument("--by", choices=["device", "point", "owner", "day", "week", "month", "none"], default="device")
+    s.add_argument("--from", dest="since", help="from this date (YYYY-MM-DD) or ISO time, inclusive")
+    s.add_argument("--to", dest="until", help="up to this date or ISO time, exclusive")
+    s.add_argument("--tz", default="UTC", help="time zone of dates and of day/week/month (default UTC)")
+    s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_report)
     s = sub.add_parser("ingest", help="the reference cloud ingest: store journal batches, acknowledge them")
     s.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
-    s.add_argument("--db", required=True, help="SQLite file of the ingest")
+    s.add_argument("--db", required=True, help="SQLite file or postgresql:// URL of the ingest")
     s.add_argument("--clips", help="folder for reassembled clips")
     s.add_argument("--prefix", default="ca/v1")
     s.add_argument("--client-id", default="ingest-1", help="unique per worker (default ingest-1)")
@@ -148,11 +495,82 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--quota-clips-per-hour", type=int, default=3600, help="per box (default 3600)")
     s.add_argument("--quota-clip-mb", type=float, default=64.0, help="largest clip accepted (default 64)")
     s.set_defaults(func=cmd_ingest)
-    s = sub.add_parser("devices", help="the fleet: online state and records per device")
+    s = sub.add_parser("devices", help="the fleet: online state, versions, config, last health, records")
     s.add_argument("--db", required=True)
+    s.add_argument("--tag", help="only devices with this tag")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_devices)
+    s = sub.add_parser("health", help="a device's last health report")
+    s.add_argument("device")
+    s.add_argument("--db", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_health)
+    s = sub.add_parser("tag", help="tag devices (for config push --tag and devices --tag)")
+    s.add_argument("device")
+    s.add_argument("tags", nargs="+")
+    s.add_argument("--remove", action="store_true")
+    s.add_argument("--db", required=True)
+    s.set_defaults(func=cmd_tag)
+    s = sub.add_parser("config", help="remote configuration: push a TOML file, get what a device runs")
+    csub = s.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    c = csub.add_parser("push", help="send a config (retained config/desired) to one device, a tag or all")
+    c.add_argument("device", nargs="?")
+    c.add_argument("file")
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--all", action="store_true", help="every device the ingest knows (needs --db)")
+    g.add_argument("--tag", help="devices with this tag (needs --db)")
+    c.add_argument("--db")
+    c.add_argument("--version", type=int, help="default: one more than the device's current desired version")
+    c.add_argument("--wait", type=float, default=0, help="wait this many seconds for each device's report")
+    c.add_argument("--no-check", action="store_true", help="do not validate the file here first")
+    _broker_options(c)
+    c.set_defaults(func=cmd_config_push)
+    c = csub.add_parser("get", help="what a device reported: version, status, hash, errors")
+    c.add_argument("device")
+    c.add_argument("--wait", type=float, default=3.0)
+    _broker_options(c)
+    c.set_defaults(func=cmd_config_get)
+    s = sub.add_parser("cmd", help="run a command on a device and wait for its result")
+    s.add_argument("device")
+    s.add_argument("action", choices=["restart", "reboot", "resync", "set_owner", "test_notification", "diagnostics"])
+    s.add_argument("args", nargs="*", metavar="KEY=VALUE",
+                   help="daemon=core | from_seq=1 | point=till1 staff=anna | destination=managers")
+    s.add_argument("--id", help="command id (default: a new one); the same id never runs twice")
+    s.add_argument("--expires", type=float, default=600, help="seconds until it must not run any more (default 600)")
+    s.add_argument("--wait", type=float, default=30, help="seconds to wait for the result (default 30)")
+    _broker_options(s)
+    s.set_defaults(func=cmd_cmd)
+    s = sub.add_parser("provision", help="the provisioning service")
+    psub = s.add_subparsers(dest="provision_command", required=True, metavar="SUBCOMMAND")
+    c = psub.add_parser("serve", help="sign boxes' certificate requests with the fleet CA")
+    c.add_argument("--ca", required=True, help="the fleet CA folder (fleetctl ca init)")
+    _broker_options(c)
+    c.set_defaults(func=cmd_provision_serve)
+    s = sub.add_parser("revoke", help="refuse a device from now on (provisioning and the broker's CRL)")
+    s.add_argument("device")
+    s.add_argument("--ca", required=True)
+    s.set_defaults(func=cmd_revoke)
+    s = sub.add_parser("ca", help="the fleet CA")
+    asub = s.add_subparsers(dest="ca_command", required=True, metavar="SUBCOMMAND")
+    c = asub.add_parser("init", help="create the fleet CA, service certificates and Mosquitto config and ACL")
+    c.add_argument("dir")
+    c.add_argument("--host", action="append", required=True, help="the broker's host name or address (repeatable)")
+    c.add_argument("--port", type=int, default=8883)
+    c.add_argument("--prefix", default="ca/v1")
+    c.set_defaults(func=cmd_ca_init)
+    c = asub.add_parser("token", help="new one-time enrolment tokens")
+    c.add_argument("dir")
+    c.add_argument("-n", "--count", type=int, default=1)
+    c.set_defaults(func=cmd_ca_token)
+    c = asub.add_parser("allow", help="let these device ids enrol with any claim token")
+    c.add_argument("dir")
+    c.add_argument("devices", nargs="+")
+    c.set_defaults(func=cmd_ca_allow)
     args = p.parse_args(argv)
+    if getattr(args, "config_command", None) == "push" and not (args.device or args.all or args.tag):
+        p.error("config push: give a DEVICE, --all or --tag T")
+    if getattr(args, "config_command", None) == "push" and args.device and (args.all or args.tag):
+        p.error("config push: a DEVICE or --all or --tag, not both")
     return args.func(args)
 
 

@@ -47,7 +47,7 @@ def test_sync_and_ingest_with_default_settings_through_amqtt_every_record_once(t
             stage.start()
             stages.append(stage)
         end = time.monotonic() + 90
-        while time.monotonic() < end and not all(s.acked == j.last_seq() for s, j in zip(stages, journals)):
+        while time.monotonic() < end and not all(s.acked == j.last_seq() for s, j in zip(stages, journals, strict=True)):
             ingest.step()
             for s in stages:
                 s.step()

@@ -221,6 +221,14 @@ def test_fleet_report_counts_what_the_boxes_counted(tmp_path, broker):
     out = _json.loads(r.stdout)
     assert set(out) == {"overall", "box-a", "box-b"}
     assert {k: out["overall"][k] for k in expected} == expected
+    for by in ("day", "owner", "month"):                 # periods and employees add up to the whole
+        r = subprocess.run([sys.executable, "-m", "fleet.cli", "report", "--db", str(tmp_path / "ingest.db"),
+                            "--by", by, "--json"], cwd=ROOT, capture_output=True, text=True)
+        groups = _json.loads(r.stdout)
+        parts = [m for k, m in groups.items() if k != "overall"]
+        assert parts and {k: groups["overall"][k] for k in expected} == expected
+        assert sum(m["contacts"] for m in parts) == expected["contacts"]
+        assert sum(m["ratings"] for m in parts) == expected["ratings"]
     d = subprocess.run([sys.executable, "-m", "fleet.cli", "devices", "--db", str(tmp_path / "ingest.db"), "--json"],
                        cwd=ROOT, capture_output=True, text=True)
     devs = _json.loads(d.stdout)
