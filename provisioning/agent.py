@@ -116,7 +116,11 @@ def build(cfg: Config, journal: Journal, config_path: str | Path | None,
         if not enrol(cfg, device, identity, stop or threading.Event()):
             return None
     agent = Agent(cfg, journal, device, config_path, identity if claim_configured(cfg) else None)
-    return SyncStage(cfg, journal, device, settings=device_settings(cfg, identity), extensions=[agent])
+    extensions: list = [agent]
+    if cfg.home_assistant.enabled:
+        from .home_assistant import HomeAssistant
+        extensions.append(HomeAssistant(cfg, journal, device, agent.commands))
+    return SyncStage(cfg, journal, device, settings=device_settings(cfg, identity), extensions=extensions)
 
 
 def run(cfg: Config, stop: threading.Event | None = None, config_path: str | Path | None = None) -> int:

@@ -57,7 +57,8 @@ class Commands:
         self.inbox: collections.deque = collections.deque()
         self.dropped = 0
         self.done: queue.Queue = queue.Queue()          # results of slow actions (worker thread)
-        self.outbox: list[tuple[str, bytes]] = []        # (id, result payload) to publish
+        self.outbox: list[tuple[str, bytes]] = []        # (topic suffix, result payload) to publish
+        self.reply: dict[str, object] = {}               # id -> how to answer, when not on cmd/<id>/result
         self.ran = 0
 
     # --- paho's thread ------------------------------------------------------------------------
@@ -91,7 +92,7 @@ class Commands:
                 break
             self._finish(cmd_id, status, result, error)
         out, self.outbox = self.outbox, []
-        return [(f"cmd/{i}/{RESULT}", p) for i, p in out]
+        return out
 
     def handle(self, stage, cmd_id: str, payload: bytes) -> None:
         if not safe_name(cmd_id):
@@ -144,7 +145,8 @@ class Commands:
         self._publish(CommandResult(id=cmd_id, status=status, result=result or {}, error=error[:1000], time=now))
 
     def _publish(self, r: CommandResult) -> None:
-        self.outbox.append((r.id, encode(r)))
+        answer = self.reply.pop(r.id, None)
+        self.outbox.append(answer(r) if answer else (f"cmd/{r.id}/{RESULT}", encode(r)))
 
     # --- actions --------------------------------------------------------------------------
 

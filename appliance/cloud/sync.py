@@ -115,6 +115,9 @@ class Extension:
     def on_message(self, stage: "SyncStage", suffix: str, payload: bytes) -> None:
         pass
 
+    def on_foreign(self, topic: str, payload: bytes) -> None:
+        """A message on a topic outside the device's root that the extension subscribed to."""
+
     def step(self, stage: "SyncStage") -> None:
         pass
 
@@ -228,10 +231,12 @@ class SyncStage:
 
     def _dispatch(self, msg) -> None:
         root = self._t("")
-        suffix = msg.topic[len(root):] if msg.topic.startswith(root) else ""
         for ext in self.extensions:
             try:
-                ext.on_message(self, suffix, msg.payload)
+                if msg.topic.startswith(root):
+                    ext.on_message(self, msg.topic[len(root):], msg.payload)
+                else:
+                    ext.on_foreign(msg.topic, msg.payload)
             except Exception:  # noqa: BLE001 - one bad message fails alone
                 log.exception("sync: %s could not handle a message on %s", type(ext).__name__, msg.topic[:200])
 

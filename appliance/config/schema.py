@@ -221,6 +221,14 @@ class Provisioning(_Section):
     diagnostics_log_lines: Annotated[int, Meta(ge=0, le=10_000)] = 200
 
 
+class HomeAssistant(_Section):
+    """MQTT discovery for Home Assistant on the [sync] broker (a small shop's own); off by default."""
+    enabled: bool = False
+    discovery_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "homeassistant"
+    interval_s: Annotated[float, Meta(ge=10, le=3600)] = 60.0
+    """How often today's CSI, CDI, contacts and response rate are published."""
+
+
 class Pos(_Section):
     listen: str = ""
     """host:port of the token-authenticated POS HTTP API; empty disables it."""
@@ -379,6 +387,7 @@ class Config(_Section):
     pos: Pos = field(default_factory=Pos)
     notifications: dict[Identifier, Notification] = field(default_factory=dict)
     provisioning: Provisioning = field(default_factory=Provisioning)
+    home_assistant: HomeAssistant = field(default_factory=HomeAssistant)
 
 
 SECRET_KEYS = frozenset({"password", "token", "secret", "key_password", "claim_token", "claim_password"})
