@@ -79,8 +79,14 @@ class IngestStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.ph = "?"
-        for stmt in SCHEMA:
-            self.db.execute(stmt)
+        if self.pg:                     # workers starting together: CREATE ... IF NOT EXISTS races in PostgreSQL
+            with self.db.transaction():
+                self.db.execute("SELECT pg_advisory_xact_lock(7277001)")
+                for stmt in SCHEMA:
+                    self.db.execute(stmt)
+        else:
+            for stmt in SCHEMA:
+                self.db.execute(stmt)
         self.lock = threading.Lock()
 
     def _q(self, sql: str) -> str:
