@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import queue
 import shutil
 import sqlite3
 import threading
@@ -101,27 +102,42 @@ class IngestStore:
 
     def store_batch(self, batch) -> int:
         """Store the batch's records (idempotent); returns the device's new high-water seq."""
+        return self.write_group([("batch", batch)])[0]
+
+    def write_group(self, items: list[tuple]) -> list[int | None]:
+        """Several writes in one transaction (one commit: what lets a worker keep up with a
+        thousand boxes): ``("batch", batch)`` → the device's high-water seq, ``("state",
+        device, column, text)`` → None. All or nothing."""
         now = int(time.time() * 1000)
+        out: list[int | None] = []
         with self.lock:
             self.db.execute("BEGIN" if self.pg else "BEGIN IMMEDIATE")
             try:
-                self.db.execute(self._q("INSERT INTO devices(id, online, last_seen) VALUES (?, 1, ?)"
-                                        " ON CONFLICT(id) DO NOTHING"), (batch.device, now))
-                hw = self.db.execute(self._q("SELECT hw FROM devices WHERE id = ?"
-                                             + (" FOR UPDATE" if self.pg else "")), (batch.device,)).fetchone()[0]
-                self._executemany(
-                    "INSERT INTO records(device, seq, id, type, point, ts, source, data, received)"
-                    " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
-                    [(batch.device, r.seq, r.id, r.type, r.point, r.ts, r.source, _text(r.data), now)
-                     for r in batch.records])
-                if batch.prev <= hw:            # contiguous with what is held: the mark moves
-                    hw = max(hw, batch.last)
-                self.db.execute(self._q("UPDATE devices SET hw = ?, last_seen = ? WHERE id = ?"),
-                                (hw, now, batch.device))
+                for item in items:
+                    if item[0] == "batch":
+                        out.append(self._batch_tx(item[1], now))
+                    else:
+                        self._state_tx(item[1], item[2], item[3], now)
+                        out.append(None)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+        return out
+
+    def _batch_tx(self, batch, now: int) -> int:
+        self.db.execute(self._q("INSERT INTO devices(id, online, last_seen) VALUES (?, 1, ?)"
+                                " ON CONFLICT(id) DO NOTHING"), (batch.device, now))
+        hw = self.db.execute(self._q("SELECT hw FROM devices WHERE id = ?"
+                                     + (" FOR UPDATE" if self.pg else "")), (batch.device,)).fetchone()[0]
+        self._executemany(
+            "INSERT INTO records(device, seq, id, type, point, ts, source, data, received)"
+            " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
+            [(batch.device, r.seq, r.id, r.type, r.point, r.ts, r.source, _text(r.data), now)
+             for r in batch.records])
+        if batch.prev <= hw:            # contiguous with what is held: the mark moves
+            hw = max(hw, batch.last)
+        self.db.execute(self._q("UPDATE devices SET hw = ?, last_seen = ? WHERE id = ?"), (hw, now, batch.device))
         return hw
 
     def set_status(self, device: str, state: str, version: str) -> None:
@@ -145,14 +161,15 @@ class IngestStore:
 
     def set_state(self, device: str, column: str, text: str) -> None:
         """The last ``health``, ``info`` or ``config/reported`` of a device, as it came."""
+        self.write_group([("state", device, column, text)])
+
+    def _state_tx(self, device: str, column: str, text: str, now: int) -> None:
         assert column in ("health", "info", "reported")
-        now = int(time.time() * 1000)
-        with self.lock:
-            self.db.execute(self._q(
-                f"INSERT INTO device_state(device, {column}, {column}_at) VALUES (?,?,?) ON CONFLICT(device) DO UPDATE"
-                f" SET {column} = excluded.{column}, {column}_at = excluded.{column}_at"), (device, text, now))
-            self.db.execute(self._q("INSERT INTO devices(id, last_seen) VALUES (?, ?) ON CONFLICT(id) DO UPDATE"
-                                    " SET last_seen = excluded.last_seen"), (device, now))
+        self.db.execute(self._q(
+            f"INSERT INTO device_state(device, {column}, {column}_at) VALUES (?,?,?) ON CONFLICT(device) DO UPDATE"
+            f" SET {column} = excluded.{column}, {column}_at = excluded.{column}_at"), (device, text, now))
+        self.db.execute(self._q("INSERT INTO devices(id, last_seen) VALUES (?, ?) ON CONFLICT(id) DO UPDATE"
+                                " SET last_seen = excluded.last_seen"), (device, now))
 
     def add_result(self, device: str, cmd_id: str, status: str, text: str) -> None:
         with self.lock:
@@ -283,15 +300,71 @@ class Rejections:
         self.counts: dict[tuple[str, str], int] = {}
         self.logged: dict[str, float] = {}
         self.total = 0
+        self.lock = threading.Lock()            # the network thread and the group writer both reject
 
     def add(self, device: str, reason: str, now: float) -> None:
         key = (device, reason)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        self.total += 1
-        if now - self.logged.get(device, -1e9) >= self.every_s:
+        with self.lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+            self.total += 1
+            if now - self.logged.get(device, -1e9) < self.every_s:
+                return
             self.logged[device] = now
             n = sum(c for (d, _), c in self.counts.items() if d == device)
-            log.warning("ingest: rejected a message from %s: %s (%d rejected from it so far)", device, reason, n)
+        log.warning("ingest: rejected a message from %s: %s (%d rejected from it so far)", device, reason, n)
+
+
+class GroupWriter(threading.Thread):
+    """Stores what the network thread validated, many messages per transaction (one
+    commit for all that arrived meanwhile), then acks each batch — after its commit, never
+    before. A full queue blocks the network thread: the broker holds the rest (QoS 1). A
+    group that fails is retried message by message, so one bad write fails alone."""
+
+    MAX_GROUP = 500
+
+    def __init__(self, ingest: "Ingest", maxsize: int = 5000, q: queue.Queue | None = None):
+        super().__init__(name="ingest-writer", daemon=True)
+        self.ingest = ingest
+        self.queue: queue.Queue = q if q is not None else queue.Queue(maxsize)
+        self.stopping = threading.Event()
+        self.groups = 0
+
+    def put(self, item: tuple) -> None:
+        self.queue.put(item)
+
+    def run(self) -> None:
+        while not (self.stopping.is_set() and self.queue.empty()):
+            try:
+                group = [self.queue.get(timeout=0.2)]
+            except queue.Empty:
+                continue
+            while len(group) < self.MAX_GROUP:
+                try:
+                    group.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            self.write(group)
+
+    def write(self, group: list[tuple]) -> None:
+        ing = self.ingest
+        try:
+            results = ing.store.write_group([item[1:] for item in group])
+        except Exception:  # noqa: BLE001 - find the one that fails; the others go on
+            results = []
+            for item in group:
+                try:
+                    results.extend(ing.store.write_group([item[1:]]))
+                except Exception as exc:  # noqa: BLE001
+                    results.append(exc)
+        self.groups += 1
+        now = time.monotonic()
+        for (device, *item), hw in zip(group, results, strict=True):
+            if isinstance(hw, Exception):
+                ing.rejections.add(device, f"internal error: {type(hw).__name__}: {hw}", now)
+                log.error("ingest: a write for %s failed: %s", device, hw)
+            elif item[0] == "batch":
+                ing.stored += len(item[1].records)
+                ing.client.publish(topic(ing.prefix, device, ACK), encode(Ack(upto=hw)), qos=1)
 
 
 def device_of(prefix: str, name: str) -> str:
@@ -331,6 +404,7 @@ class Ingest:
         self.rejections = Rejections()
         self.stored = 0
         self.started = False
+        self.writer: GroupWriter | None = None   # started with the network loop; handled inline before
 
     @property
     def rejected(self) -> int:
@@ -430,6 +504,9 @@ class Ingest:
                 except VocabularyError as exc:
                     raise VocabularyError(f"record {r.seq}: {exc}") from None
             self._quota(t.device, now, records=len(batch.records), size=len(payload))
+            if self.writer is not None:         # stored and acked by the group writer
+                self.writer.put((t.device, "batch", batch))
+                return None
             hw = self.store.store_batch(batch)
             self.stored += len(batch.records)
             return Ack(upto=hw)
@@ -440,7 +517,10 @@ class Ingest:
         if t.kind in (HEALTH, INFO):
             self._quota(t.device, now, size=len(payload))
             doc = decode_json_object(payload, t.kind, MAX_PAYLOAD[t.kind])
-            self.store.set_state(t.device, t.kind, json.dumps(doc))
+            if self.writer is not None:
+                self.writer.put((t.device, "state", t.device, t.kind, json.dumps(doc)))
+            else:
+                self.store.set_state(t.device, t.kind, json.dumps(doc))
             return None
         if t.kind == CONFIG_REPORTED:
             r = decode_reported(payload)
@@ -482,10 +562,14 @@ class Ingest:
         return Ack(chunks={clip: self.clips.contiguous(device, clip)})
 
     def alive(self) -> bool:
-        """The network loop runs (paho's thread); False means nothing is stored any more."""
-        return not self.started or network_alive(self.client)
+        """The network loop and the group writer run; False means nothing is stored any more."""
+        return not self.started or (network_alive(self.client) and self.writer is not None
+                                    and self.writer.is_alive())
 
     def start(self) -> None:
+        if self.writer is None or not self.writer.is_alive():
+            self.writer = GroupWriter(self)
+            self.writer.start()
         mqtt_start(self.client, self.host, self.port, self.settings)
         self.started = True
 
@@ -514,21 +598,36 @@ class Ingest:
         if not self.alive():
             self.restarts = [t for t in self.restarts if now - t < self.RESTART_WINDOW_S] + [now]
             if len(self.restarts) > self.MAX_RESTARTS:
-                raise RuntimeError(f"the MQTT network loop died {len(self.restarts)} times in "
+                raise RuntimeError(f"the MQTT network loop or the group writer died {len(self.restarts)} times in "
                                    f"{self.RESTART_WINDOW_S:.0f} s")
-            log.error("ingest: the MQTT network loop had stopped; restarting it")
-            self._replace_client(self.settings.protocol)
+            if self.writer is not None and not self.writer.is_alive():
+                log.error("ingest: the group writer had stopped; restarting it")
+                self.writer = GroupWriter(self, q=self.writer.queue)   # what it had taken in is not lost
+                self.writer.start()
+            if not network_alive(self.client):
+                log.error("ingest: the MQTT network loop had stopped; restarting it")
+                self._replace_client(self.settings.protocol)
 
     def stop(self) -> None:
         """A deliberate stop ends the session: the broker then gives this worker's share
         of the shared subscription to the others instead of queueing it for a worker that
-        is not coming back (what was in flight, devices resend after their ack timeout)."""
+        is not coming back (what was in flight, devices resend after their ack timeout).
+        What the group writer had taken in is stored and acked first."""
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
+        if self.writer is not None:
+            self.writer.stopping.set()
+            self.writer.join(30)
         if self.settings.protocol == "5":
             props = Properties(PacketTypes.DISCONNECT)
             props.SessionExpiryInterval = 0
             self.client.disconnect(properties=props)
         else:
             self.client.disconnect()
+        if self.writer is not None:             # a network thread blocked on a full queue goes on
+            while True:                         # (what it held was not acked: the boxes send it again)
+                try:
+                    self.writer.queue.get_nowait()
+                except queue.Empty:
+                    break
         self.client.loop_stop()
