@@ -60,6 +60,7 @@ class Commands:
         self.outbox: list[tuple[str, bytes]] = []        # (topic suffix, result payload) to publish
         self.reply: dict[str, object] = {}               # id -> how to answer, when not on cmd/<id>/result
         self.ran = 0
+        self.rejected = 0                               # malformed commands, contained and answered
 
     # --- paho's thread ------------------------------------------------------------------------
 
@@ -96,14 +97,18 @@ class Commands:
 
     def handle(self, stage, cmd_id: str, payload: bytes) -> None:
         if not safe_name(cmd_id):
+            self.rejected += 1
             log.warning("commands: ignored a command with a bad id")
             return
         try:
             cmd = decode_command(payload)
         except WireError as exc:
+            self.rejected += 1
+            log.warning("commands: rejected %s: %s", cmd_id, exc)
             self._publish(CommandResult(id=cmd_id, status="rejected", error=str(exc)[:1000], time=self.clock()))
             return
         if cmd.id != cmd_id:
+            self.rejected += 1
             self._publish(CommandResult(id=cmd_id, status="rejected", error="the payload's id is not the topic's",
                                         time=self.clock()))
             return

@@ -153,6 +153,7 @@ class SyncStage:
         self.chunk_bytes = cfg.sync.chunk_kib * 1024
         self.bucket = TokenBucket(cfg.sync.rate_limit_kbps * 1000 / 8)
         self.uploaded_bytes = 0
+        self.rejected = 0                       # bad messages from the cloud, contained and logged
         self._new_client()
 
     @property
@@ -225,8 +226,10 @@ class SyncStage:
                 log.warning("sync: ignored an ack for %d clip(s) this box has not sent, e.g. %s",
                             len(strangers), strangers[0])
         except WireError as exc:
+            self.rejected += 1
             log.warning("sync: ignored a bad ack: %s", exc)
         except Exception:  # noqa: BLE001 - paho's thread must live on
+            self.rejected += 1
             log.exception("sync: an ack could not be handled")
 
     def _dispatch(self, msg) -> None:
@@ -238,6 +241,7 @@ class SyncStage:
                 else:
                     ext.on_foreign(msg.topic, msg.payload)
             except Exception:  # noqa: BLE001 - one bad message fails alone
+                self.rejected += 1
                 log.exception("sync: %s could not handle a message on %s", type(ext).__name__, msg.topic[:200])
 
     def publish(self, suffix: str, payload: bytes, retain: bool = False, qos: int = 1):
@@ -464,7 +468,7 @@ class SyncStage:
         return {"device": self.device, "connected": self.connected.is_set(), "broker": f"{self.host}:{self.port}",
                 "acked_upto": self.acked, "sent_upto": self.sent, "batches": self.batches,
                 "last_ack": self.last_ack_time, "uploaded_clip_bytes": self.uploaded_bytes,
-                "clips_uploading": sorted(self.uploading), "pid": os.getpid()}
+                "clips_uploading": sorted(self.uploading), "rejected_messages": self.rejected, "pid": os.getpid()}
 
     def write_status(self) -> None:
         """For ``appliancectl sync status``, only when it changed: an idle box writes nothing

@@ -146,3 +146,49 @@ def test_a_revoked_device_is_refused(fleet, tmp_path):
         raise AssertionError("a revoked device was enrolled again")
     except EnrolmentError as exc:
         assert "revoked" in str(exc)
+
+
+def test_a_certificate_near_expiry_is_renewed_without_losing_the_journals_place(fleet):
+    from appliance.config import load_config
+    path = fleet.box_config("box-5")
+    cfg = load_config(path)
+    ident = Identity(os.path.join(cfg.device.state_dir, "identity"))
+    ident.install("box-5", fleet.ca.sign("box-5", ident.csr("box-5"), None, days=5), fleet.ca.ca_pem)
+    first = ident.certificate().serial_number
+    box = Box(path)                                          # enrolled already: no claim
+    try:
+        assert len(fleet.ca.issued()) == 1
+        box.add(20)
+        assert box.run_until(box.synced)
+        acked = box.stage.acked
+        assert box.run_until(lambda: box.agent.renewed == 1)  # 5 days left < renew_before_days (30)
+        cert = ident.certificate()
+        assert cert.serial_number != first and (cert.not_valid_after_utc - cert.not_valid_before_utc).days >= 364
+        assert [r["renewal"] for r in fleet.ca.issued()] == [True, True]
+        assert box.stage.acked == acked                      # the journal's place did not move
+        box.add(5, start=20)
+        assert box.run_until(box.synced) and box.stage.acked == acked + 5
+        assert box.stage.settings.cert_file == str(ident.cert_path)
+        n = fleet.store.db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM records WHERE device='box-5'").fetchone()
+        assert n == (25, 25)
+    finally:
+        box.stop()
+
+
+def test_fleetctl_provision_serve_enrols_a_box(fleet, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    fleet.provision.stop()                                   # the command line's service instead
+    [token] = fleet.ca.add_tokens(1)
+    proc = subprocess.Popen([sys.executable, "-m", "fleet.cli", "provision", "serve", "--ca", str(fleet.ca.dir),
+                             "--broker", fleet.url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.5)
+        box = Box(fleet.box_config("box-6", token=token))
+        box.stop()
+        assert Identity(os.path.join(box.cfg.device.state_dir, "identity")).enrolled()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=20)[0]
+    assert proc.returncode == 0 and "issued a certificate to box-6" in out
