@@ -367,29 +367,33 @@ def cmd_ca_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_ca_token(args: argparse.Namespace) -> int:
+def _open_ca(directory: str):
+    """The fleet CA in ``directory``, or None after saying why not."""
     from .pki import FleetCA, PkiError
     try:
-        tokens = FleetCA(args.dir).add_tokens(args.count)
+        return FleetCA(directory)
     except PkiError as exc:
         print(f"fleetctl: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_ca_token(args: argparse.Namespace) -> int:
+    ca = _open_ca(args.dir)
+    if ca is None:
         return EXIT_NOT_FOUND
-    print("\n".join(tokens))
+    print("\n".join(ca.add_tokens(args.count)))
     return EXIT_OK
 
 
 def cmd_ca_allow(args: argparse.Namespace) -> int:
     from appliance.cloud.wire import RESERVED_IDS, safe_name
 
-    from .pki import FleetCA, PkiError
     bad = [d for d in args.devices if not safe_name(d) or d in RESERVED_IDS]
     if bad:
         print(f"fleetctl: not device ids: {', '.join(bad)}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        ca = FleetCA(args.dir)
-    except PkiError as exc:
-        print(f"fleetctl: {exc}", file=sys.stderr)
+    ca = _open_ca(args.dir)
+    if ca is None:
         return EXIT_NOT_FOUND
     for d in args.devices:
         ca.allow(d)
@@ -398,12 +402,10 @@ def cmd_ca_allow(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from .pki import FleetCA, PkiError
-    try:
-        n = FleetCA(args.ca).revoke(args.device)
-    except PkiError as exc:
-        print(f"fleetctl: {exc}", file=sys.stderr)
+    ca = _open_ca(args.ca)
+    if ca is None:
         return EXIT_NOT_FOUND
+    n = ca.revoke(args.device)
     print(f"{args.device} revoked ({n} certificate(s) on the CRL); the provisioning service refuses it from now on.\n"
           f"Reload the broker so it reads {Path(args.ca) / 'crl.pem'} (Mosquitto: restart it).")
     return EXIT_OK
@@ -414,13 +416,10 @@ def cmd_provision_serve(args: argparse.Namespace) -> int:
 
     from appliance.daemon import run_loop
 
-    from .pki import FleetCA, PkiError
     from .provision import ProvisionServer
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        ca = FleetCA(args.ca)
-    except PkiError as exc:
-        print(f"fleetctl: {exc}", file=sys.stderr)
+    ca = _open_ca(args.ca)
+    if ca is None:
         return EXIT_NOT_FOUND
     args.ca_dir = args.ca_dir or args.ca
     server = ProvisionServer(_settings(args, "provision"), ca, args.prefix)

@@ -28,6 +28,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def can_connect(settings) -> bool:
+    """Whether the broker accepts a client with these settings (TLS handshake and CONNACK)."""
+    import ssl
+
+    from appliance.cloud.mqtt import make_client
+    c, host, port = make_client(settings, f"probe-{time.monotonic_ns()}")
+    got: dict = {}
+    c.on_connect = lambda cl, u, f, rc, p: got.setdefault("rc", rc)
+    c.on_disconnect = lambda cl, u, f, rc, p: got.setdefault("gone", rc)
+    try:
+        c.connect(host, port)
+    except (ssl.SSLError, OSError):
+        return False
+    c.loop_start()
+    end = time.monotonic() + 5
+    while not got and time.monotonic() < end:
+        time.sleep(0.05)
+    c.loop_stop()
+    c.disconnect()
+    return "rc" in got and not got["rc"].is_failure
+
+
 class Mosquitto:
     def __init__(self, workdir: Path, port: int | None = None, persistence: bool = True, extra: str = ""):
         self.dir = workdir

@@ -283,6 +283,7 @@ _desired = msgspec.json.Decoder(DesiredConfig)
 _reported = msgspec.json.Decoder(ReportedConfig)
 _command = msgspec.json.Decoder(Command)
 _result = msgspec.json.Decoder(CommandResult)
+_object = msgspec.json.Decoder(dict)
 
 
 def decode_csr(payload: bytes) -> CsrRequest:
@@ -311,5 +312,4 @@ def decode_result(payload: bytes) -> CommandResult:
 
 def decode_json_object(payload: bytes, what: str, limit: int) -> dict:
     """``health`` and ``info``: a JSON object, size- and depth-capped (stored as it came)."""
-    doc = _decode(msgspec.json.Decoder(dict), what, payload, limit)
-    return doc
+    return _decode(_object, what, payload, limit)

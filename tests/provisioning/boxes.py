@@ -63,5 +63,23 @@ class Box:
             time.sleep(0.02)
         return False
 
+    def while_running(self, fn, limit: float = 60.0, restart_on_pending: bool = False):
+        """Call ``fn`` (an operator's request) on a thread while this box is driven — it
+        answers only while stepped — and return what it returned; like systemd, restart the
+        box when a config it took is pending."""
+        res = {}
+        t = threading.Thread(target=lambda: res.setdefault("r", fn()))
+        t.start()
+
+        def done():
+            remote = self.agent.remote
+            if restart_on_pending and remote.state.get("status") == "pending" and \
+                    remote.running_hash != remote.state.get("hash"):
+                self.restart()
+            return not t.is_alive()
+        assert self.run_until(done, limit=limit)
+        t.join()
+        return res["r"]
+
     def synced(self) -> bool:
         return self.stage.acked == self.journal.last_seq()

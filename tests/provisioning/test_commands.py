@@ -14,13 +14,7 @@ from tests.provisioning.boxes import Box
 
 def ask(op, box, action, args=None, **kw):
     """Send a command and drive the box until its result arrives."""
-    import threading
-    out = {}
-    t = threading.Thread(target=lambda: out.setdefault("r", op.command("box-1", action, args, wait_s=30, **kw)))
-    t.start()
-    assert box.run_until(lambda: not t.is_alive(), limit=35)
-    t.join()
-    return out["r"]
+    return box.while_running(lambda: op.command("box-1", action, args, wait_s=30, **kw), limit=35)
 
 
 def test_commands_run_once_with_results_and_expiry(fleet):

@@ -5,7 +5,6 @@ device refused by the provisioning service and by the broker."""
 from __future__ import annotations
 
 import os
-import ssl
 import stat
 import time
 
@@ -15,25 +14,8 @@ from cryptography.x509.oid import NameOID
 from appliance.cloud.mqtt import make_client
 from provisioning.enrol import EnrolmentError, claim_settings, request_certificate
 from provisioning.identity import Identity
+from tests.mqtt_broker import can_connect
 from tests.provisioning.boxes import Box
-
-
-def can_connect(settings) -> bool:
-    c, host, port = make_client(settings, f"probe-{time.monotonic_ns()}")
-    got = {}
-    c.on_connect = lambda cl, u, f, rc, p: got.setdefault("rc", rc)
-    c.on_disconnect = lambda cl, u, f, rc, p: got.setdefault("gone", rc)
-    try:
-        c.connect(host, port)
-    except (ssl.SSLError, OSError):
-        return False
-    c.loop_start()
-    end = time.monotonic() + 5
-    while not got and time.monotonic() < end:
-        time.sleep(0.05)
-    c.loop_stop()
-    c.disconnect()
-    return "rc" in got and not got["rc"].is_failure
 
 
 def test_two_boxes_enrol_from_nothing_and_sync_with_their_own_certificates(fleet):

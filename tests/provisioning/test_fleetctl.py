@@ -4,7 +4,6 @@ report by period and employee, revoke; exit codes scripts rely on."""
 from __future__ import annotations
 
 import json
-import threading
 
 from fleet.cli import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, main
 from tests.provisioning.boxes import Box
@@ -17,20 +16,7 @@ def run(capsys, *argv):
 
 
 def in_background(box, fn, restart_on_pending=False):
-    """Run a fleetctl call while the box is driven (it answers only while stepped); like
-    systemd, restart it when a config it took is pending."""
-    res = {}
-    t = threading.Thread(target=lambda: res.setdefault("r", fn()))
-    t.start()
-
-    def done():
-        if restart_on_pending and box.agent.remote.state.get("status") == "pending" and \
-                box.agent.remote.running_hash != box.agent.remote.state.get("hash"):
-            box.restart()
-        return not t.is_alive()
-    assert box.run_until(done, limit=60)
-    t.join()
-    return res["r"]
+    return box.while_running(fn, restart_on_pending=restart_on_pending)
 
 
 def test_fleetctl_end_to_end(fleet, capsys, tmp_path):
