@@ -384,7 +384,8 @@ def cmd_sync_status(args: argparse.Namespace, cfg: Config | None) -> int:
           "backlog_bytes": b["bytes"], "backlog_oldest_age_s": b["oldest_age_s"], "acked_upto": b["acked_upto"],
           "last_seq": b["last_seq"],
           "last_ack": iso_ms(int(daemon["last_ack"] * 1000)) if daemon.get("last_ack") else None,
-          "uploaded_clip_bytes": daemon.get("uploaded_clip_bytes", 0)}
+          "uploaded_clip_bytes": daemon.get("uploaded_clip_bytes", 0),
+          "rejected_messages": daemon.get("rejected_messages", 0), **_fleet_status(cfg)}
     if args.json:
         print(json.dumps(st, indent=2))
         return EXIT_OK
@@ -394,7 +395,37 @@ def cmd_sync_status(args: argparse.Namespace, cfg: Config | None) -> int:
     print(f"  backlog: {st['backlog']} records ({st['backlog_bytes'] / 1000:.1f} kB), oldest "
           f"{st['backlog_oldest_age_s'] if st['backlog_oldest_age_s'] is not None else '-'} s")
     print(f"  acknowledged up to seq {st['acked_upto']} of {st['last_seq']}; last ack {st['last_ack'] or '-'}")
+    c = st["certificate"]
+    print(f"  certificate: {c['file']}, expires {c['expires']} ({c['days_left']:.0f} days)" if c else
+          "  certificate: " + ("[sync] cert_file" if cfg.sync.cert_file else "none of its own (not enrolled)"))
+    r = st["remote_config"]
+    if r:
+        print(f"  remote config: version {r.get('version', 0)} {r.get('status', '-')}"
+              + "".join(f"\n    {e}" for e in r.get("errors", [])))
     return EXIT_OK
+
+
+def _fleet_status(cfg: Config) -> dict:
+    """The box's own certificate (enrolment) and the fleet's remote configuration, for ``sync status``."""
+    import datetime as dt
+
+    from provisioning.identity import Identity, identity_dir   # the front door may use provisioning
+
+    from ..config.remote import STATE_FILE
+    ident = Identity(identity_dir(cfg))
+    cert = ident.certificate()
+    out: dict = {"certificate": None, "remote_config": None}
+    if cert is not None:
+        left = (cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)).total_seconds() / 86400
+        out["certificate"] = {"file": str(ident.cert_path), "expires": cert.not_valid_after_utc.isoformat(),
+                              "days_left": round(left, 1)}
+    try:
+        st = json.loads((Path(cfg.device.state_dir) / STATE_FILE).read_text())
+        out["remote_config"] = {k: st.get(k) for k in ("version", "status", "errors", "reported_version")
+                                if k in st}
+    except (OSError, ValueError):
+        pass
+    return out
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config | None) -> int:

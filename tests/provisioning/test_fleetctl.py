@@ -61,6 +61,11 @@ def test_fleetctl_end_to_end(fleet, capsys, tmp_path):
         got = json.loads(out)
         assert rc == EXIT_OK and got["status"] == "applied" and got["applied_version"] == 1
         assert got["desired_version"] == 1
+        from appliance.cli.main import main as appliancectl      # what the technician sees on the box
+        assert appliancectl(["--config", str(box1.path), "sync", "status", "--json"]) == 0
+        st = json.loads(capsys.readouterr().out)
+        assert st["certificate"]["days_left"] > 300 and st["remote_config"]["status"] == "applied"
+        assert st["remote_config"]["version"] == 1
         # --tag reaches box-2 only, and waits for its report
         rc, out, _ = in_background(box2, lambda: run(capsys, "config", "push", "--tag", "north", str(good), "--db",
                                                      db, "--wait", "20", *op), restart_on_pending=True)
