@@ -264,3 +264,39 @@ def test_sync_daemon_lifecycle(tmp_path, broker):
     finally:
         proc.kill()
         sock.close()
+
+
+def test_a_daemon_restarts_when_its_part_of_the_config_changes_or_on_request(tmp_path):
+    """The watcher (every 5 s): a change to a section the daemon does not use, or a change
+    that does not validate, leaves it running; a restart request or a change to its own part
+    makes it exit 0 (systemd starts it again on the new config)."""
+    from appliance.config.watch import request_restart
+    cfg = make_config(tmp_path, '\n[sync]\nbatch_max = 200\n')
+    original = cfg.read_text()
+    sock = NotifySocket(tmp_path / "n.sock")
+    proc = start(cfg, "core", sock)
+    try:
+        sock.until(lambda m: m.startswith("READY=1"), 30)
+        cfg.write_text(original.replace("batch_max = 200", "batch_max = 300"))     # not the core's part
+        sock.collect(6)                                     # (reading the notify socket as systemd does)
+        cfg.write_text(original + '\n[points.broken]\nmin_contact_s = -1\n')       # does not validate
+        sock.collect(6)
+        assert proc.poll() is None
+        cfg.write_text(original)
+        request_restart(tmp_path / "state", "core")
+        sock.collect(7)
+        assert proc.wait(5) == 0
+        err = proc.stderr.read()
+        assert "a restart was requested: restarting to apply it" in err
+        assert "changed but does not validate; core keeps running the config it has" in err
+        assert "points.broken.min_contact_s" in err and "its configuration changed" not in err
+        proc = start(cfg, "core", sock)
+        sock.until(lambda m: m.startswith("READY=1"), 30)
+        cfg.write_text(original + '\n[points.kiosk]\n')                             # the core's part
+        sock.collect(7)
+        assert proc.wait(5) == 0
+        err = proc.stderr.read()
+        assert "its configuration changed: restarting to apply it" in err and "does not validate" not in err
+    finally:
+        proc.kill()
+        sock.close()

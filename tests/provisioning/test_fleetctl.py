@@ -91,3 +91,27 @@ def test_fleetctl_end_to_end(fleet, capsys, tmp_path):
     finally:
         box1.stop()
         box2.stop()
+
+
+def test_ca_init_writes_the_ca_the_broker_config_and_refuses_to_overwrite(tmp_path, capsys):
+    import stat
+    d = tmp_path / "fleet-ca"
+    rc, out, _ = run(capsys, "ca", "init", str(d), "--host", "broker.example.com", "--host", "10.0.0.5",
+                     "--port", "8884")
+    assert rc == EXIT_OK and "fleet CA created" in out
+    for name in ("ca", "broker", "ingest", "operator", "provision", "claim"):
+        assert stat.S_IMODE((d / f"{name}.key").stat().st_mode) == 0o600
+        assert (d / f"{name}.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    conf = (d / "mosquitto.conf").read_text()
+    assert "listener 8884" in conf and "require_certificate true" in conf and f"crlfile {d / 'crl.pem'}" in conf
+    acl = (d / "acl").read_text()
+    assert "user claim\ntopic write ca/v1/provision/+/csr\ntopic read ca/v1/provision/+/cert" in acl
+    assert "pattern readwrite ca/v1/%u/#" in acl
+    from cryptography import x509
+    broker = x509.load_pem_x509_certificate((d / "broker.pem").read_bytes())
+    sans = broker.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "broker.example.com" in sans.get_values_for_type(x509.DNSName)
+    key_before = (d / "ca.key").read_bytes()
+    rc, _, err = run(capsys, "ca", "init", str(d), "--host", "x")
+    assert rc == EXIT_USAGE and "exists already" in err and (d / "ca.key").read_bytes() == key_before
+    assert run(capsys, "ca", "token", str(tmp_path / "nowhere"))[0] == EXIT_NOT_FOUND
