@@ -23,6 +23,7 @@ from appliance.cloud.wire import DesiredConfig, ReportedConfig, WireError, decod
 from appliance.config import config_hash
 from appliance.config.load import parse_remote
 from appliance.config.remote import LAST_GOOD_FILE, REMOTE_FILE, STATE_FILE
+from appliance.config.watch import request_restart
 from appliance.errors import ConfigError
 from appliance.files import fsync_path, write_atomic
 
@@ -134,6 +135,9 @@ class RemoteConfig:
         self._save_state({"version": desired.version, "reported_version": desired.version, "hash": new_hash,
                           "status": "pending", "deadline": self.clock() + self.rollback_after_s,
                           "previous": previous, "time": int(self.clock() * 1000)})
+        # the sync daemon confirms a config by running it: it restarts on every one, even one that
+        # changes none of its own sections (the other daemons restart when their part changed)
+        request_restart(self.dir, "sync")
         log.warning("remote config: version %d written (hash %s); the daemons it affects restart on it; it is "
                     "rolled back unless the box reaches the cloud within %.0f s", desired.version, new_hash,
                     self.rollback_after_s)
@@ -158,6 +162,7 @@ class RemoteConfig:
         else:
             (self.dir / REMOTE_FILE).unlink(missing_ok=True)
         fsync_path(self.dir)
+        request_restart(self.dir, "sync")       # on the last good config now
         prev = st.get("previous") or {}
         error = f"the box did not reach the cloud within {self.rollback_after_s:.0f} s with version {st.get('version')}"
         log.error("remote config: %s; rolled back to %s", error,

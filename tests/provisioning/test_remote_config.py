@@ -8,7 +8,7 @@ import hashlib
 
 from appliance.config import config_hash, load_config
 from appliance.config.remote import REMOTE_FILE
-from appliance.config.watch import ConfigWatch
+from appliance.config.watch import RESTART_DIR, ConfigWatch
 from fleet.operator import Operator
 from tests.mqtt_broker import free_port
 from tests.provisioning.boxes import Box
@@ -51,6 +51,7 @@ def test_a_pushed_config_is_applied_reported_and_keeps_pinned_keys(fleet):
         with Operator(fleet.settings("operator")) as op:
             assert op.push_config("box-1", DESIRED) == 1
             r = wait_reported(op, box1, "box-1", lambda r: r.version == 1 and r.status == "pending", [box2])
+            assert (box1.path.parent / "state" / RESTART_DIR / "sync").exists()   # the sync daemon restarts on it
             watch = ConfigWatch(box1.path, box1.cfg, "core", None)   # the core would restart now
             watch.files = ()
             assert watch.check() == "its configuration changed"
