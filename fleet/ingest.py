@@ -39,6 +39,8 @@ SCHEMA = [
         device TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
         point TEXT, ts BIGINT NOT NULL, source TEXT, data TEXT NOT NULL, received BIGINT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS records_device_seq ON records(device, seq)",
+    """CREATE TABLE IF NOT EXISTS early_spans(
+        device TEXT NOT NULL, prev BIGINT NOT NULL, last BIGINT NOT NULL, PRIMARY KEY(device, prev))""",
     """CREATE TABLE IF NOT EXISTS device_state(
         device TEXT PRIMARY KEY, health TEXT, health_at BIGINT, info TEXT, info_at BIGINT,
         reported TEXT, reported_at BIGINT)""",
@@ -135,10 +137,28 @@ class IngestStore:
             " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
             [(batch.device, r.seq, r.id, r.type, r.point, r.ts, r.source, _text(r.data), now)
              for r in batch.records])
-        if batch.prev <= hw:            # contiguous with what is held: the mark moves
+        if batch.prev <= hw:            # contiguous with what is held: the mark moves ...
             hw = max(hw, batch.last)
+            hw = self._follow_spans(batch.device, hw)
+        elif batch.last > hw:           # ... else it arrived early (another worker has the one before)
+            self.db.execute(self._q("INSERT INTO early_spans VALUES (?,?,?) ON CONFLICT(device, prev) DO UPDATE"
+                                    " SET last = CASE WHEN excluded.last > early_spans.last THEN excluded.last"
+                                    " ELSE early_spans.last END"), (batch.device, batch.prev, batch.last))
         self.db.execute(self._q("UPDATE devices SET hw = ?, last_seen = ? WHERE id = ?"), (hw, now, batch.device))
         return hw
+
+    def _follow_spans(self, device: str, hw: int) -> int:
+        """Move the mark over batches stored early that now follow it (workers sharing the
+        subscription store one device's batches in any order)."""
+        while True:
+            r = self.db.execute(self._q("SELECT MAX(last) FROM early_spans WHERE device = ? AND prev <= ?"),
+                                (device, hw)).fetchone()
+            nxt = r[0] if r else None
+            self.db.execute(self._q("DELETE FROM early_spans WHERE device = ? AND last <= ?"),
+                            (device, max(hw, nxt or hw)))
+            if nxt is None or nxt <= hw:
+                return hw
+            hw = nxt
 
     def set_status(self, device: str, state: str, version: str) -> None:
         now = int(time.time() * 1000)

@@ -178,3 +178,45 @@ def test_the_ingest_shares_the_subscription_on_mosquitto(tmp_path, broker):
     finally:
         ingest.stop()
         store.close()
+
+
+def test_two_ingest_workers_share_the_devices_and_store_each_record_once(tmp_path, broker):
+    store = IngestStore(tmp_path / "ingest.db")
+    workers = [Ingest(BrokerSettings(broker.url), store, client_id=f"ingest-{k}", protocol_auto=True)
+               for k in (1, 2)]
+    for w in workers:
+        w.start()
+    end = time.monotonic() + 10
+    while not all(w.subscribed.is_set() for w in workers) and time.monotonic() < end:
+        time.sleep(0.02)
+    stages, journals = [], []
+    try:
+        for box in ("box-1", "box-2", "box-3"):
+            cfg = parse_config(f'[device]\nid = "{box}"\nstate_dir = "{tmp_path / box}"\n[points.till1]\n'
+                               f'[sync]\nbroker = "{broker.url}"\nbatch_max = 20\n')
+            j = Journal.in_dir(cfg.device.state_dir)
+            j.append_many([NewEvent("rating", 1_795_165_200_000 + i, {"value": 1}, "till1", "test")
+                           for i in range(300)])
+            journals.append(j)
+            stages.append(SyncStage(cfg, j))
+            stages[-1].start()
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not all(s.acked == j.last_seq() for s, j in zip(stages, journals,
+                                                                                          strict=True)):
+            for s in stages:
+                s.step()
+            time.sleep(0.01)
+        assert all(s.acked == 300 for s in stages)
+        assert all(w.sharing is True for w in workers)
+        assert all(w.stored > 0 for w in workers)                      # both took a share
+        assert sum(w.stored for w in workers) >= 900
+    finally:
+        for s in stages:
+            s.stop()
+        for w in workers:
+            w.stop()
+        for j in journals:
+            j.close()
+    n, distinct = store.db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM records").fetchone()
+    assert n == distinct == 900
+    store.close()

@@ -203,3 +203,18 @@ def test_a_dead_network_loop_is_noticed(tmp_path, broker):
     assert ing.alive()
     ing.client.loop_stop()                                  # paho's thread is gone: nothing would be stored
     assert not ing.alive()
+
+
+def test_batches_stored_out_of_order_move_the_mark_once_the_gap_is_filled(tmp_path):
+    """Workers sharing the subscription store one box's batches in any order: the ack that
+    fills the gap covers the batches that came early, so the box never waits for a resend."""
+    ing, store, rec = ingest(tmp_path)
+    middle = batch("A", [record(i) for i in range(21, 41)], prev=20)
+    send(ing, rec, "ca/v1/A/journal", batch("A", [record(i) for i in range(41, 61)], prev=40))
+    send(ing, rec, "ca/v1/A/journal", middle)
+    assert [json.loads(p)["upto"] for _, p in rec.published] == [0, 0]
+    send(ing, rec, "ca/v1/A/journal", batch("A", [record(i) for i in range(1, 21)]))
+    assert json.loads(rec.published[-1][1])["upto"] == 60 and stored(store, "A") == 60
+    assert store.db.execute("SELECT COUNT(*) FROM early_spans").fetchone()[0] == 0
+    send(ing, rec, "ca/v1/A/journal", middle)                             # a resend (same records)
+    assert json.loads(rec.published[-1][1])["upto"] == 60 and stored(store, "A") == 60
