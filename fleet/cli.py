@@ -359,6 +359,10 @@ def cmd_ca_init(args: argparse.Namespace) -> int:
     except PkiError as exc:
         print(f"fleetctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.json:
+        print(json.dumps({"dir": str(ca.dir), "hosts": args.host, "port": args.port,
+                          "files": sorted(p.name for p in ca.dir.iterdir())}, indent=2))
+        return EXIT_OK
     print(f"fleet CA created in {ca.dir}:")
     print("  ca.pem ca.key (keep the key offline when you can)")
     print(f"  broker.pem/.key for {', '.join(args.host)}; ingest, operator, provision and claim certificates")
@@ -381,7 +385,8 @@ def cmd_ca_token(args: argparse.Namespace) -> int:
     ca = _open_ca(args.dir)
     if ca is None:
         return EXIT_NOT_FOUND
-    print("\n".join(ca.add_tokens(args.count)))
+    tokens = ca.add_tokens(args.count)
+    print(json.dumps(tokens) if args.json else "\n".join(tokens))
     return EXIT_OK
 
 
@@ -397,7 +402,8 @@ def cmd_ca_allow(args: argparse.Namespace) -> int:
         return EXIT_NOT_FOUND
     for d in args.devices:
         ca.allow(d)
-    print(f"{len(args.devices)} device(s) may enrol with any claim token")
+    print(json.dumps({"allowed": args.devices}) if args.json else
+          f"{len(args.devices)} device(s) may enrol with any claim token")
     return EXIT_OK
 
 
@@ -406,6 +412,9 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     if ca is None:
         return EXIT_NOT_FOUND
     n = ca.revoke(args.device)
+    if args.json:
+        print(json.dumps({"device": args.device, "revoked_certificates": n, "crl": str(Path(args.ca) / "crl.pem")}))
+        return EXIT_OK
     print(f"{args.device} revoked ({n} certificate(s) on the CRL); the provisioning service refuses it from now on.\n"
           f"Reload the broker so it reads {Path(args.ca) / 'crl.pem'} (Mosquitto: restart it).")
     return EXIT_OK
@@ -443,8 +452,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
             print(f"fleetctl: no device {args.device!r} in {args.db}", file=sys.stderr)
             return EXIT_NOT_FOUND
         store.tag(args.device, args.tags, remove=args.remove)
+        tags = next(d["tags"] for d in store.devices() if d["id"] == args.device)
     finally:
         store.close()
+    print(json.dumps({"device": args.device, "tags": tags}) if args.json else f"{args.device}: {' '.join(tags) or '(no tags)'}")
     return EXIT_OK
 
 
@@ -509,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("tags", nargs="+")
     s.add_argument("--remove", action="store_true")
     s.add_argument("--db", required=True)
+    s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_tag)
     s = sub.add_parser("config", help="remote configuration: push a TOML file, get what a device runs")
     csub = s.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
@@ -548,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("revoke", help="refuse a device from now on (provisioning and the broker's CRL)")
     s.add_argument("device")
     s.add_argument("--ca", required=True)
+    s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_revoke)
     s = sub.add_parser("ca", help="the fleet CA")
     asub = s.add_subparsers(dest="ca_command", required=True, metavar="SUBCOMMAND")
@@ -556,14 +569,17 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--host", action="append", required=True, help="the broker's host name or address (repeatable)")
     c.add_argument("--port", type=int, default=8883)
     c.add_argument("--prefix", default="ca/v1")
+    c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_ca_init)
     c = asub.add_parser("token", help="new one-time enrolment tokens")
     c.add_argument("dir")
     c.add_argument("-n", "--count", type=int, default=1)
+    c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_ca_token)
     c = asub.add_parser("allow", help="let these device ids enrol with any claim token")
     c.add_argument("dir")
     c.add_argument("devices", nargs="+")
+    c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_ca_allow)
     args = p.parse_args(argv)
     if getattr(args, "config_command", None) == "push" and not (args.device or args.all or args.tag):

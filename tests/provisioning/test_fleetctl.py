@@ -23,6 +23,7 @@ def test_fleetctl_end_to_end(fleet, capsys, tmp_path):
     ca = str(fleet.ca.dir)
     rc, out, _ = run(capsys, "ca", "token", ca, "-n", "2")
     assert rc == EXIT_OK and len(out.split()) == 2
+    assert len(json.loads(run(capsys, "ca", "token", ca, "--json")[1])) == 1
     token = out.split()[0]
     assert run(capsys, "ca", "allow", ca, "box-2")[0] == EXIT_OK
     assert run(capsys, "ca", "allow", ca, "../x", "ingest")[0] == EXIT_USAGE
@@ -44,7 +45,8 @@ def test_fleetctl_end_to_end(fleet, capsys, tmp_path):
         rc, out, _ = run(capsys, "health", "box-1", "--db", db, "--json")
         assert rc == EXIT_OK and json.loads(out)["health"]["device"] == "box-1"
         assert run(capsys, "health", "box-9", "--db", db)[0] == EXIT_NOT_FOUND
-        assert run(capsys, "tag", "box-2", "north", "--db", db)[0] == EXIT_OK
+        rc, out, _ = run(capsys, "tag", "box-2", "north", "--db", db, "--json")
+        assert rc == EXIT_OK and json.loads(out) == {"device": "box-2", "tags": ["north"]}
 
         good = tmp_path / "good.toml"
         good.write_text('[points.till1]\nname = "Front"\n[points.till2]\n')
@@ -88,6 +90,8 @@ def test_fleetctl_end_to_end(fleet, capsys, tmp_path):
 
         rc, out, _ = run(capsys, "revoke", "box-2", "--ca", ca)
         assert rc == EXIT_OK and "box-2 revoked (1 certificate" in out
+        rc, out, _ = run(capsys, "revoke", "box-2", "--ca", ca, "--json")
+        assert rc == EXIT_OK and json.loads(out)["device"] == "box-2"
     finally:
         box1.stop()
         box2.stop()
