@@ -15,6 +15,7 @@ from appliance.journal import Journal
 from appliance.logs import fields
 
 from .mapping import events_for
+from .sensors import GpioSensors
 from .service import RfService, wall_ms_of
 from .sources import open_source
 from .sources.base import RfSource, SourceError
@@ -85,10 +86,14 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
     journal = Journal.in_dir(cfg.device.state_dir)
     writer = RfJournalWriter(cfg, journal, source, clock)
     service = RfService.from_config(cfg, source, writer)
-    log.info("rf: source %s, %d remotes configured", source.name, len(cfg.remotes))
+    sensors = GpioSensors(cfg, clock) if cfg.sensors else None
+    log.info("rf: source %s, %d remotes configured, %d GPIO presence sensor(s)", source.name, len(cfg.remotes),
+             len(sensors.devices) if sensors else 0)
 
     def step() -> None:
         service.step(0.005)
+        if sensors is not None:
+            writer._append(sensors.drain())
         if source.exhausted():
             for event, press in service.detector.finish():
                 writer(event, press, service.t_us)
@@ -96,8 +101,18 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
 
     def close() -> None:
         source.close()
+        if sensors is not None:
+            sensors.close()
+            writer._append(sensors.drain())
         writer.tick(final=True)
         journal.close()
     return run_loop("rf", step, tick_s=0, stop=stop, on_stop=close, ready_status=f"rf: {source.name}",
                     jobs=[Job("radio", 1.0, writer.tick)], healthy=source.alive,
-                    status=lambda: f"rf: {service.frames} frames, {writer.written} events")
+                    status=lambda: f"rf: {service.frames} frames, {writer.written} events"
+                                   + (f", sensors {sensor_line(sensors)}" if sensors else ""))
+
+
+def sensor_line(sensors: GpioSensors) -> str:
+    """For STATUS=: each sensor's state, or its error."""
+    return " ".join(f"{sid}={'error' if 'error' in st else ('present' if st['present'] else 'clear')}"
+                    for sid, st in sensors.status().items())

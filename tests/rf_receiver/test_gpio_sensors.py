@@ -1,0 +1,140 @@
+"""GPIO presence sensors through gpiozero's MockFactory, from pin levels to journal events to
+contacts (the core's own pipeline, ARCHITECTURE §4): a PIR that retriggers, a mmWave OUT pin
+with dropouts, a break beam wired active-low, an ultrasonic sensor with noisy distances, a
+sensor that cannot be opened. The clock is the real one, scaled down: presence needs
+0.3 s, a contact 0.5 s, leaving 0.6 s."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockTriggerPin
+
+from appliance import vocabulary as v
+from appliance.clock import Clock
+from appliance.config import parse_config
+from appliance.journal import Journal
+from appliance.pipeline import InputEvent, run
+from rf_receiver.sensors import GpioSensors
+
+POINT = ('[points.till1]\nmin_presence_s = 0.3\nleave_after_s = 0.6\nmin_contact_s = 0.5\n'
+         '[points.till2]\nmin_presence_s = 0.3\nleave_after_s = 0.6\nmin_contact_s = 0.5\n')
+
+
+@pytest.fixture
+def factory():
+    f = MockFactory()
+    yield f
+    f.reset()
+    Device.pin_factory = None
+
+
+def config(tmp_path, sensors: str):
+    return parse_config(f'[device]\nid = "box"\nstate_dir = "{tmp_path / "state"}"\n[rf]\nsource = "none"\n'
+                        + POINT + sensors)
+
+
+def journal_and_contacts(cfg, sensors: GpioSensors) -> tuple[list, list]:
+    """What the rf daemon's loop does (drain into the journal), then the core's pipeline."""
+    with Journal.in_dir(cfg.device.state_dir) as j:
+        j.append_many(sensors.drain())
+        evs = list(j.iter_all([v.SENSOR]))
+    inputs = [InputEvent.from_journal(e) for e in evs]
+    out = run(cfg, inputs, until=(evs[-1].ts + 10_000) if evs else None)
+    return evs, [r for k, r in out if k == "contact"]
+
+
+def hold(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_a_pir_that_retriggers_makes_one_contact_per_customer(tmp_path, factory):
+    cfg = config(tmp_path, '[sensors.pir]\npoint = "till1"\nkind = "motion"\npin = 17\n')
+    s = GpioSensors(cfg, Clock(), factory)
+    pin = factory.pin(17)
+    for _ in range(2):                       # two customers
+        pin.drive_high()
+        hold(0.5)
+        pin.drive_low()                      # the PIR's output drops for a moment ...
+        hold(0.2)
+        pin.drive_high()                     # ... and retriggers: the same customer
+        hold(0.6)
+        pin.drive_low()
+        hold(1.0)                            # gone
+    evs, contacts = journal_and_contacts(cfg, s)
+    s.close()
+    assert [e.data["present"] for e in evs] == [False, True, False, True, False, True, False, True, False]
+    assert all(e.point == "till1" and e.source == "gpio" and e.data["sensor"] == "pir" for e in evs)
+    assert len(contacts) == 2
+    assert all(1.1 <= c.duration_ms / 1000 <= 2.3 for c in contacts), [c.duration_ms / 1000 for c in contacts]
+
+
+def test_a_mmwave_pin_with_dropouts_and_a_blip_too_short_to_count(tmp_path, factory):
+    cfg = config(tmp_path, '[sensors.radar]\npoint = "till1"\nkind = "digital"\npin = 22\n')
+    s = GpioSensors(cfg, Clock(), factory)
+    pin = factory.pin(22)
+    pin.drive_high()
+    for _ in range(5):                       # a customer, the radar dropping out for 50 ms now and then
+        hold(0.3)
+        pin.drive_low()
+        hold(0.05)
+        pin.drive_high()
+    hold(0.3)
+    pin.drive_low()
+    hold(1.0)
+    pin.drive_high()                         # a passer-by: 0.1 s, below min_presence_s
+    hold(0.1)
+    pin.drive_low()
+    hold(0.2)
+    evs, contacts = journal_and_contacts(cfg, s)
+    s.close()
+    assert len(evs) == 1 + 1 + 2 * 5 + 1 + 2  # every change journalled with its own time
+    assert len(contacts) == 1 and contacts[0].duration_ms / 1000 >= 1.7
+
+
+def test_a_break_beam_wired_active_low(tmp_path, factory):
+    cfg = config(tmp_path, '[sensors.beam]\npoint = "till2"\nkind = "digital"\npin = 5\nactive_high = false\n')
+    s = GpioSensors(cfg, Clock(), factory)
+    pin = factory.pin(5)
+    assert pin.state is True                 # pulled up: nobody there
+    pin.drive_low()                          # the beam is broken
+    hold(1.0)
+    pin.drive_high()
+    hold(0.9)
+    evs, contacts = journal_and_contacts(cfg, s)
+    s.close()
+    assert [e.data["present"] for e in evs] == [False, True, False]
+    assert len(contacts) == 1 and contacts[0].point == "till2"
+
+
+def test_an_ultrasonic_sensor_with_noisy_distances(tmp_path, factory):
+    cfg = config(tmp_path, '[sensors.sonar]\npoint = "till1"\nkind = "distance"\npin = 23\necho_pin = 24\n'
+                           'threshold_m = 1.0\n')
+    trigger = factory.pin(23, pin_class=MockTriggerPin, echo_pin=factory.pin(24), echo_time=0.02)   # 3.4 m
+    s = GpioSensors(cfg, Clock(), factory)
+    hold(0.8)
+    import random
+    rng = random.Random(4)
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:            # a customer at ~0.5 m, readings noisy, now and then a wild one
+        trigger.echo_time = 0.003 * (1 + rng.uniform(-0.2, 0.2)) if rng.random() > 0.1 else 0.02
+        hold(0.05)
+    trigger.echo_time = 0.02                 # gone
+    hold(2.0)
+    evs, contacts = journal_and_contacts(cfg, s)
+    s.close()
+    assert len(contacts) == 1, [(e.ts, e.data) for e in evs]
+    assert 1.2 <= contacts[0].duration_ms / 1000 <= 3.5
+
+
+def test_a_sensor_that_cannot_be_opened_fails_alone(tmp_path, factory):
+    cfg = config(tmp_path, '[sensors.good]\npoint = "till1"\npin = 6\n'
+                           '[sensors.bad]\npoint = "till2"\npin = 27\n')
+    from gpiozero import LED
+    led = LED(27, pin_factory=factory)       # the pin is in use as an output elsewhere
+    s = GpioSensors(cfg, Clock(), factory)
+    st = s.status()
+    assert "error" in st["bad"] and st["good"] == {"present": False, "changes": 1}
+    led.close()
+    s.close()
