@@ -63,6 +63,18 @@ def rf(journal: Journal) -> dict:
     return out
 
 
+def sensors(cfg: Config, journal: Journal) -> dict:
+    """Each GPIO presence sensor's last change (read by appliance-rf): a sensor that has said
+    nothing for long during opening hours is worth a look (its silence alert says so)."""
+    out = {}
+    for sid, s in cfg.sensors.items():
+        ev = journal.latest_at(v.SENSOR, s.point)
+        out[sid] = {"point": s.point, "kind": s.kind,
+                    "present": ev.data.get("present") if ev else None,
+                    "last_change": iso_ms(ev.ts) if ev else None}
+    return out
+
+
 def clips(journal: Journal) -> dict | None:
     made = journal.count(v.CLIP)
     if not made:
@@ -83,6 +95,8 @@ def box(cfg: Config, journal: Journal) -> dict:
     """What the journal tells about the hardware and the cloud link."""
     out: dict = {"backlog": backlog(journal), "unsynced_clock_events": journal.unsynced_clock_events(),
                  "microphone": microphone(cfg, journal), "rf_last_seen": None, **rf(journal)}
+    if cfg.sensors:
+        out["sensors"] = sensors(cfg, journal)
     made = clips(journal)
     if made is not None:
         out["clips"] = made

@@ -401,6 +401,12 @@ class Journal:
                             (type,)).fetchone()
         return _row(r) if r else None
 
+    def latest_at(self, type: str, point: str) -> Event | None:
+        """The last event of a type at a point (by seq)."""
+        r = self.db.execute(f"SELECT {_COLS} FROM events WHERE type = ? AND point = ? ORDER BY seq DESC LIMIT 1",
+                            (type, point)).fetchone()
+        return _row(r) if r else None
+
     def max_ts(self, source: str | None = None) -> int | None:
         """The latest event time (of events from one source: 'rf', 'audio', ...)."""
         if source is None:

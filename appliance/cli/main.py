@@ -344,6 +344,11 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
         forced = clips["deleted_before_ack"]
         print(f"  clips: {clips['made']} made, {clips['deleted']} deleted"
               + (s(f", {forced} before the cloud acknowledged them", "yellow") if forced else ""))
+    for sid, sen in (st.get("sensors") or {}).items():
+        state = "never heard" if sen["last_change"] is None else \
+            f"{'present' if sen['present'] else 'clear'} since {sen['last_change']}"
+        line = f"  sensor {sid} ({sen['kind']}, {sen['point']}): {state}"
+        print(s(line, "yellow") if sen["last_change"] is None else line)
     radio = st.get("radio")
     if radio and radio["state"] != "ok":
         print(s(f"  radio: {printable(radio['state'])} since {radio['since']} ({printable(radio['error'])})", "red"))

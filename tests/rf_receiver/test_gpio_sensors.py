@@ -138,3 +138,25 @@ def test_a_sensor_that_cannot_be_opened_fails_alone(tmp_path, factory):
     assert "error" in st["bad"] and st["good"] == {"present": False, "changes": 1}
     led.close()
     s.close()
+
+
+def test_status_and_health_show_each_sensor(tmp_path, factory, capsys):
+    from appliance.cli.main import main as appliancectl
+    text = ('[device]\nid = "box"\nstate_dir = "' + str(tmp_path / "state") + '"\n[rf]\nsource = "none"\n' + POINT
+            + '[sensors.pir]\npoint = "till1"\nkind = "motion"\npin = 17\n'
+            + '[sensors.beam]\npoint = "till2"\npin = 5\n')
+    (tmp_path / "box.toml").write_text(text)
+    cfg = parse_config(text)
+    s = GpioSensors(cfg, Clock(), factory, names=["pir"])             # the beam never reports
+    factory.pin(17).drive_high()
+    hold(0.2)
+    with Journal.in_dir(cfg.device.state_dir) as j:
+        j.append_many(s.drain())
+    s.close()
+    assert appliancectl(["--config", str(tmp_path / "box.toml"), "status", "--json"]) == 0
+    st = __import__("json").loads(capsys.readouterr().out)["sensors"]
+    assert st["pir"]["present"] is True and st["pir"]["last_change"] and st["pir"]["point"] == "till1"
+    assert st["beam"] == {"point": "till2", "kind": "digital", "present": None, "last_change": None}
+    assert appliancectl(["--config", str(tmp_path / "box.toml"), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "sensor pir (motion, till1): present since" in out and "sensor beam (digital, till2): never heard" in out
