@@ -410,6 +410,31 @@ def cmd_sync_status(args: argparse.Namespace, cfg: Config | None) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace, cfg: Config | None) -> int:
+    from provisioning.enrol import device_settings         # the front door may use provisioning
+    from provisioning.identity import Identity, identity_dir
+
+    from .doctor import OK, WARN, Check, report, run_checks
+    ident = Identity(identity_dir(cfg))
+    extra = []
+    fleet = _fleet_status(cfg)
+    c = fleet["certificate"]
+    if c is not None:
+        soon = c["days_left"] < cfg.provisioning.renew_before_days
+        extra.append(Check("certificate", WARN if soon else OK, f"{c['file']}: {c['days_left']:.0f} days left",
+                           "the box renews it by itself while connected; check the provisioning service" if soon else ""))
+    r = fleet["remote_config"]
+    if r is not None and r.get("status") in ("rejected", "rolled_back"):
+        extra.append(Check("remote config", WARN, f"version {r.get('reported_version')} {r['status']}: "
+                           + "; ".join(r.get("errors", []))[:300], "fix the configuration pushed from the fleet"))
+    return report(run_checks(cfg, args.config_path, device_settings(cfg, ident), extra), args.json)
+
+
+def cmd_logs(args: argparse.Namespace, cfg: Config | None) -> int:
+    from .doctor import cmd_logs as logs
+    return logs(args, cfg)
+
+
 def _fleet_status(cfg: Config) -> dict:
     """The box's own certificate (enrolment) and the fleet's remote configuration, for ``sync status``."""
     import datetime as dt
@@ -501,6 +526,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add(sub, "status", "journal, stages and daemons at a glance", cmd_status)
     s.add_argument("--json", action="store_true")
+
+    s = add(sub, "doctor", "check the box: config, secrets, clock, disk, journal, devices, broker", cmd_doctor)
+    s.add_argument("--json", action="store_true")
+
+    s = add(sub, "logs", "the daemons' logs (journalctl)", cmd_logs, config="none")
+    s.add_argument("daemon", nargs="?", choices=["core", "rf", "audio", "sync"], help="one daemon (default: all four)")
+    s.add_argument("-n", "--lines", type=int, default=50)
+    s.add_argument("-f", "--follow", action="store_true")
+    s.add_argument("--since", help="e.g. '1 hour ago', 'today', '2026-12-01 08:00'")
 
     s = sub.add_parser("config", help="configuration")
     csub = s.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
