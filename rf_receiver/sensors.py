@@ -34,6 +34,7 @@ class Change:
     point: str
     present: bool
     stamp: object                       # appliance.clock.Stamp when it was seen
+    distance_m: float | None = None     # ultrasonic sensors: the smoothed distance then
 
 
 def open_device(s: Sensor, factory=None):
@@ -88,7 +89,14 @@ class GpioSensors:
                 return
             self.state[sid] = present
             self.changes[sid] = self.changes.get(sid, 0) + 1
-            self.queue.append(Change(sid, point, present, self.clock.now()))
+            dev = self.devices.get(sid)
+            distance = None
+            if dev is not None and hasattr(dev, "distance"):
+                try:
+                    distance = round(float(dev.distance), 3)
+                except Exception:  # noqa: BLE001 - a reading is extra information only
+                    distance = None
+            self.queue.append(Change(sid, point, present, self.clock.now(), distance))
 
     def drain(self) -> list[NewEvent]:
         """The daemon's loop: the changes seen since the last call, as journal events."""
@@ -96,7 +104,10 @@ class GpioSensors:
         with self.lock:
             while self.queue:
                 c = self.queue.popleft()
-                ev = NewEvent(v.SENSOR, c.stamp.ts, {"present": c.present, "sensor": c.sensor}, c.point, "gpio")
+                data = {"present": c.present, "sensor": c.sensor}
+                if c.distance_m is not None:
+                    data["distance_m"] = c.distance_m
+                ev = NewEvent(v.SENSOR, c.stamp.ts, data, c.point, "gpio")
                 ev.mono, ev.boot, ev.synced = c.stamp.mono, c.stamp.boot, c.stamp.synced
                 out.append(ev)
         return out

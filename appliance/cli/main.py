@@ -271,6 +271,51 @@ def cmd_tail(args: argparse.Namespace, cfg: Config | None) -> int:
             time.sleep(0.2)
 
 
+def cmd_sensor_watch(args: argparse.Namespace, cfg: Config | None) -> int:
+    """For installation: each GPIO sensor's changes as appliance-rf journals them (with the
+    distance an ultrasonic sensor measured), and the contacts the core makes of them."""
+    from .. import vocabulary as v
+    from ..journal import JOURNAL_NAME, Journal
+    from ..timefmt import iso_ms
+    if not cfg.sensors:
+        print("sensor watch: no [sensors.*] in the config", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    points = {s.point for s in cfg.sensors.values()}
+    path = Path(cfg.device.state_dir) / JOURNAL_NAME
+    if not path.exists():
+        print(f"no journal at {path}", file=sys.stderr)
+        return EXIT_IO
+    style = Style()
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    print(f"watching {', '.join(f'{sid} ({s.kind}, GPIO{s.pin}, {s.point})' for sid, s in cfg.sensors.items())}; "
+          f"walk past each one (Ctrl-C ends)", flush=True)
+    shown = 0
+    types = (v.SENSOR, v.CONTACT_OPENED, v.CONTACT)
+    with Journal(path, readonly=True) as j:
+        after = j.last_seq()
+        while True:
+            for ev in j.read(after, 500, types):
+                after = ev.seq
+                if ev.point not in points:
+                    continue
+                t = iso_ms(ev.ts)[11:23]
+                if ev.type == v.SENSOR:
+                    what = style("present", "green") if ev.data.get("present") else style("clear", "grey")
+                    dist = f" at {ev.data['distance_m']:.2f} m" if isinstance(ev.data.get("distance_m"), float) else ""
+                    line = f"{t} {ev.point:12} sensor {ev.data.get('sensor', '?')}: {what}{dist}"
+                elif ev.type == v.CONTACT_OPENED:
+                    line = f"{t} {ev.point:12} {style('contact opened', 'bold')}"
+                else:
+                    line = f"{t} {ev.point:12} {style('contact', 'bold')} of {ev.data.get('duration_s', 0):.1f} s counted"
+                print(line, flush=True)
+                shown += 1
+                if args.count and shown >= args.count:
+                    return EXIT_OK
+            if deadline and time.monotonic() > deadline:
+                return EXIT_OK
+            time.sleep(0.1)
+
+
 def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
     from .. import health
     from .. import vocabulary as v
@@ -526,6 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add(sub, "status", "journal, stages and daemons at a glance", cmd_status)
     s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("sensor", help="GPIO presence sensors")
+    ssub = s.add_subparsers(dest="sensor_command", required=True, metavar="SUBCOMMAND")
+    x = add(ssub, "watch", "each sensor's changes as they happen, and the contacts made of them (installation)",
+            cmd_sensor_watch)
+    x.add_argument("--timeout", type=float, default=0, help="exit after this many seconds")
+    x.add_argument("--count", type=int, default=0, help="exit after this many lines")
 
     s = add(sub, "doctor", "check the box: config, secrets, clock, disk, journal, devices, broker", cmd_doctor)
     s.add_argument("--json", action="store_true")

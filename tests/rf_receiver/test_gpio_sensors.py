@@ -160,3 +160,33 @@ def test_status_and_health_show_each_sensor(tmp_path, factory, capsys):
     assert appliancectl(["--config", str(tmp_path / "box.toml"), "status"]) == 0
     out = capsys.readouterr().out
     assert "sensor pir (motion, till1): present since" in out and "sensor beam (digital, till2): never heard" in out
+
+
+def test_sensor_watch_shows_changes_distances_and_contacts(tmp_path, factory, capsys):
+    import threading
+
+    from appliance.cli.main import main as appliancectl
+    from appliance.journal import NewEvent
+    text = ('[device]\nid = "box"\nstate_dir = "' + str(tmp_path / "state") + '"\n[rf]\nsource = "none"\n' + POINT
+            + '[sensors.sonar]\npoint = "till1"\nkind = "distance"\npin = 23\necho_pin = 24\nthreshold_m = 1.0\n')
+    (tmp_path / "box.toml").write_text(text)
+    cfg = parse_config(text)
+    with Journal.in_dir(cfg.device.state_dir):
+        pass
+    trigger = factory.pin(23, pin_class=MockTriggerPin, echo_pin=factory.pin(24), echo_time=0.02)
+    s = GpioSensors(cfg, Clock(), factory)
+
+    def shop():
+        hold(0.8)
+        trigger.echo_time = 0.003                     # someone at ~0.5 m
+        hold(1.5)
+        with Journal.in_dir(cfg.device.state_dir) as j:
+            j.append_many(s.drain())
+            j.append(NewEvent("contact", int(time.time() * 1000), {"duration_s": 4.2}, "till1", "core"))
+    t = threading.Thread(target=shop)
+    t.start()
+    rc = appliancectl(["--config", str(tmp_path / "box.toml"), "sensor", "watch", "--count", "2", "--timeout", "20"])
+    t.join()
+    s.close()
+    out = capsys.readouterr().out
+    assert rc == 0 and "sensor sonar: present at 0." in out and "contact of 4.2 s counted" in out
