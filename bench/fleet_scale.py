@@ -1,7 +1,7 @@
 """Benchmark: a fleet of simulated boxes against one Mosquitto and the reference ingest on
 PostgreSQL, two ingest workers sharing the subscription.
 
-    python bench/fleet.py [--boxes 1000] [--procs 4] [--speed 20] [--events-per-min 3] [--seconds 60] [--json]
+    python bench/fleet_scale.py [--boxes 1000] [--procs 4] [--speed 20] [--events-per-min 3] [--seconds 60] [--json]
 
 Each simulated box is a lightweight MQTT client speaking the real wire format (``status``
 retained with a last will, one-record ``journal`` batches at QoS 1, ``health`` every 60 s,
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import random
 import subprocess
 import sys
@@ -37,45 +36,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import paho.mqtt.client as mqtt  # noqa: E402
-from common import machine  # noqa: E402
+from common import cpu_s, machine, pids_named, rss_mb  # noqa: E402
 
 from appliance.cloud.wire import Batch, Record, Status, decode_ack, encode  # noqa: E402
 from appliance.ids import uuid7  # noqa: E402
 
 PREFIX = "ca/v1"
 T0 = 1_795_165_200_000
-
-
-# --- /proc ---------------------------------------------------------------------------------
-
-def cpu_s(pid: int) -> float:
-    try:
-        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def pids_named(name: str) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if open(f"/proc/{d}/comm").read().strip() == name:
-                    out.append(int(d))
-            except OSError:
-                pass
-    return out
 
 
 # --- a simulated box ---------------------------------------------------------------------------
