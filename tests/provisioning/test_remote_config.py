@@ -136,3 +136,43 @@ def test_remote_config_is_refused_when_the_box_does_not_take_it(fleet):
             assert "kiosk" not in load_config(box.path).points
     finally:
         box.stop()
+
+
+def test_the_real_sync_daemon_applies_a_pushed_config_across_its_own_restart(fleet):
+    """`appliancectl run sync` as systemd runs it: it enrols, takes the pushed config, exits 0
+    to restart on it (its watcher), and — started again, as Restart=always does — reports it
+    applied."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+    fleet.ca.allow("box-1")
+    path = fleet.box_config("box-1")
+
+    def start():
+        env = dict(os.environ, APPLIANCE_ASSUME_SYNCED="1")
+        env.pop("NOTIFY_SOCKET", None)
+        return subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "--config", str(path), "run", "sync"],
+                                cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    proc = start()
+    try:
+        with Operator(fleet.settings("operator")) as op:
+            end = time.monotonic() + 30
+            while op.reported("box-1", timeout_s=0.5) is None and time.monotonic() < end:
+                pass                                              # enrolled, connected, reported "local"
+            op.push_config("box-1", DESIRED, version=3)
+            assert proc.wait(30) == 0                             # restarts itself to run it
+            err = proc.stderr.read()
+            assert "version 3 written" in err and "restarting to apply it" in err
+            proc = start()
+            end = time.monotonic() + 30
+            r = None
+            while time.monotonic() < end and (r is None or r.status != "applied"):
+                r = op.reported("box-1", timeout_s=0.5, accept=lambda r: r.version == 3 and r.status == "applied")
+            assert r is not None and r.status == "applied"
+            assert r.hash == config_hash(load_config(path))
+    finally:
+        proc.terminate()
+        proc.wait(20)
