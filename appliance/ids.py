@@ -52,8 +52,42 @@ def hardware_id() -> str:
     return os.uname().nodename
 
 
+DEVICE_ID_FILE = "device-id"
+"""``<state_dir>/device-id``: the id this box enrolled and synced under, kept beside its key
+and journal so that it never changes under them (a new OS, the SD card in another Pi)."""
+
+
 def device_id(cfg) -> str:
-    """The box's id: ``[device] id``, else ``ca-`` and its hardware id (:func:`hardware_id`)."""
+    """The box's id: ``[device] id``; else the one it has used (``<state_dir>/device-id``);
+    else ``ca-`` and its hardware id (:func:`hardware_id`)."""
     if cfg.device.id:
         return cfg.device.id
+    try:
+        kept = open(os.path.join(cfg.device.state_dir, DEVICE_ID_FILE)).read().strip()
+        if kept:
+            return kept
+    except OSError:
+        pass
     return "ca-" + hardware_id()
+
+
+def legacy_device_id() -> str:
+    """What boxes without ``[device] id`` were called before the Pi serial came first."""
+    try:
+        return "ca-" + open(MACHINE_ID).read().strip()[:12]
+    except OSError:
+        return "ca-" + os.uname().nodename
+
+
+def settle_device_id(cfg, synced_before: bool) -> str:
+    """The sync daemon, before it first connects: the box's id from now on, written down. A
+    box that synced before under the older rule keeps that name (``synced_before``)."""
+    if cfg.device.id:
+        return cfg.device.id
+    path = os.path.join(cfg.device.state_dir, DEVICE_ID_FILE)
+    if os.path.exists(path):
+        return device_id(cfg)
+    dev = legacy_device_id() if synced_before else "ca-" + hardware_id()
+    from .files import write_atomic
+    write_atomic(path, dev + "\n")
+    return dev

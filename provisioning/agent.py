@@ -12,7 +12,7 @@ from pathlib import Path
 from appliance.cloud.sync import Extension, SyncStage
 from appliance.cloud.wire import CERT, CMD, CONFIG_DESIRED, CONFIG_REPORTED, CSR, CsrRequest, WireError, decode_cert, encode
 from appliance.config.schema import Config
-from appliance.ids import device_id
+from appliance.ids import settle_device_id
 from appliance.journal import Journal
 
 from .commands import Commands
@@ -109,7 +109,8 @@ def build(cfg: Config, journal: Journal, config_path: str | Path | None,
           stop: threading.Event | None = None) -> SyncStage | None:
     """The sync stage with its agent; enrols first when a claim is configured and the box
     has no certificate yet (None if stopped meanwhile)."""
-    device = device_id(cfg)
+    from appliance.cloud.sync import STAGE
+    device = settle_device_id(cfg, synced_before=journal.cursor(STAGE) > 0)
     identity = Identity(identity_dir(cfg))
     if claim_configured(cfg) and not cfg.sync.cert_file and not identity.enrolled():
         log.info("enrolment: %s has no certificate yet; claiming one", device)
