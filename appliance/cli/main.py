@@ -133,8 +133,11 @@ def cmd_run(args: argparse.Namespace, cfg: Config | None) -> int:
     import threading
 
     from ..config.watch import ConfigWatch
+    import signal
     stop = threading.Event()
-    ConfigWatch(args.config_path, cfg, args.daemon, stop).start()
+    watch = ConfigWatch(args.config_path, cfg, args.daemon, stop)
+    watch.start()
+    signal.signal(signal.SIGHUP, lambda *_: watch.reload())     # systemctl reload appliance-<daemon>
     if args.daemon == "core":
         from ..core_daemon import run
         return run(cfg, stop)

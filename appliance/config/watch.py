@@ -60,6 +60,7 @@ class ConfigWatch(threading.Thread):
         self.started_at = time.time()
         self.files = self._stat()
         self.reason = ""
+        self.poke = threading.Event()           # SIGHUP (systemctl reload): look now
 
     def _stat(self) -> tuple:
         out = []
@@ -99,8 +100,18 @@ class ConfigWatch(threading.Thread):
             return ""
         return "its configuration changed"
 
+    def reload(self) -> None:
+        """SIGHUP (``systemctl reload``): read the configuration now instead of within
+        ``interval_s``; a changed part restarts the daemon, an invalid file is said in the log."""
+        self.files = ()                         # whatever the files' times say, read them
+        self.poke.set()
+
     def run(self) -> None:
-        while not self.stop_daemon.wait(self.interval_s):
+        while not self.stop_daemon.is_set():
+            self.poke.wait(self.interval_s)
+            self.poke.clear()
+            if self.stop_daemon.is_set():
+                return
             try:
                 reason = self.check()
             except Exception:  # noqa: BLE001 - a watcher that dies would leave the daemon on an old config

@@ -300,3 +300,29 @@ def test_a_daemon_restarts_when_its_part_of_the_config_changes_or_on_request(tmp
     finally:
         proc.kill()
         sock.close()
+
+
+def test_sighup_reads_the_config_now_and_never_kills_the_daemon(tmp_path):
+    """systemctl reload (ExecReload sends SIGHUP): an unchanged config leaves the daemon
+    running; the watcher, told to look now, restarts it on a changed part at once."""
+    import threading as th
+
+    from appliance.config import load_config
+    from appliance.config.watch import ConfigWatch
+    cfg = make_config(tmp_path)
+    sock = NotifySocket(tmp_path / "n.sock")
+    proc = start(cfg, "core", sock)
+    try:
+        sock.until(lambda m: m.startswith("READY=1"), 30)
+        proc.send_signal(signal.SIGHUP)
+        assert pings(sock.collect(1.5)) >= 2 and proc.poll() is None       # alive and well
+        lifecycle(proc, sock, "core", ready_seen=True)
+    finally:
+        proc.kill()
+        sock.close()
+    stop = th.Event()
+    w = ConfigWatch(cfg, load_config(cfg), "core", stop, interval_s=3600)  # it would not look for an hour
+    w.start()
+    cfg.write_text(cfg.read_text() + "\n[points.kiosk]\n")
+    w.reload()
+    assert stop.wait(10) and w.reason == "its configuration changed"
