@@ -90,10 +90,11 @@ class AckWindow:
             self.highest_sent = max(self.highest_sent, last)
             self.in_flight.append(last)
 
-    def rewind(self, now: float | None = None) -> None:
-        """Send everything after the cursor again (a reconnect, or no ack in time)."""
+    def rewind(self, now: float | None = None, to: int | None = None) -> None:
+        """Send everything after the cursor again (a reconnect, or no ack in time), or after
+        ``to`` (a resync asked by the fleet; the committed cursor does not move back)."""
         with self.lock:
-            self.sent, self.in_flight = self.acked, []
+            self.sent, self.in_flight = self.acked if to is None else to, []
             if now is not None:
                 self.progress_at = now
 
@@ -252,14 +253,13 @@ class SyncStage:
         """Send the journal again from ``seq`` (the ingest keeps records by id: duplicates
         are harmless); the committed cursor does not move back. Returns the seq it starts at."""
         seq = max(1, min(seq, self.journal.last_seq() + 1))
-        with self.window.lock:
-            self.window.sent, self.window.in_flight = seq - 1, []
-            self.window.progress_at = time.monotonic()
+        self.window.rewind(time.monotonic(), to=seq - 1)
         return seq
 
     def reconnect_with(self, settings: BrokerSettings) -> None:
-        """A new certificate (renewal): a new client with the new settings; the journal's
-        place is the stage cursor and does not move."""
+        """A new client with new settings (another MQTT version, a renewed certificate);
+        paho's thread of the old one is stopped first, so nothing changes under a running
+        thread. The journal's place is the stage cursor and does not move."""
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
@@ -291,13 +291,7 @@ class SyncStage:
         new = other_protocol(self.settings.protocol)
         log.warning("sync: the broker did not accept MQTT %s (refused, closed or no answer within %.0f s); "
                     "trying MQTT %s", self.settings.protocol, self.handshake.timeout_s, new)
-        self.client.disconnect()
-        self.client.loop_stop()
-        self.connected.clear()
-        self.client_started = False
-        self.settings = dataclasses.replace(self.settings, protocol=new)
-        self._new_client()
-        self.start()
+        self.reconnect_with(dataclasses.replace(self.settings, protocol=new))
 
     def _remember_protocol(self) -> None:
         worked, self.worked = self.worked, None
