@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 
 from appliance.cloud.mqtt import BrokerSettings, make_client, network_alive
 from appliance.cloud.mqtt import start as mqtt_start
@@ -92,12 +91,3 @@ class ProvisionServer:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def wait_subscribed(server: ProvisionServer, timeout_s: float = 10) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if server.subscribed.is_set():
-            return True
-        time.sleep(0.02)
-    return False

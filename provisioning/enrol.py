@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
 
 from appliance.cloud.mqtt import BrokerSettings, make_client
 from appliance.cloud.mqtt import start as mqtt_start
@@ -111,9 +110,3 @@ def enrol(cfg, device: str, identity: Identity, stop: threading.Event, timeout_s
         stop.wait(wait)
         wait = min(max_wait_s, wait * 2)
     return False
-
-
-def backoff_sleep(stop: threading.Event, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while not stop.is_set() and time.monotonic() < end:
-        stop.wait(min(1.0, end - time.monotonic()))

@@ -12,7 +12,7 @@ import pytest
 from appliance.cloud.mqtt import BrokerSettings
 from fleet.ingest import Ingest, IngestStore
 from fleet.pki import FleetCA
-from fleet.provision import ProvisionServer, wait_subscribed
+from fleet.provision import ProvisionServer
 from tests.mqtt_broker import Mosquitto, free_port
 
 
@@ -69,7 +69,7 @@ def start_fleet(tmp: Path, clips: bool = False) -> Fleet:
     fleet.ingest.start()
     fleet.provision = ProvisionServer(fleet.settings("provision"), ca)
     fleet.provision.start()
-    assert wait_subscribed(fleet.provision)
+    assert fleet.provision.subscribed.wait(10)
     end = time.monotonic() + 10
     while not fleet.ingest.subscribed.is_set() and time.monotonic() < end:
         time.sleep(0.02)
