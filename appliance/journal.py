@@ -245,6 +245,9 @@ class Journal:
             v = self.db.execute("PRAGMA user_version").fetchone()[0]
             if v > SCHEMA_VERSION:
                 raise JournalError(f"{self.path}: schema version {v} is newer than this software ({SCHEMA_VERSION})")
+            if v == 0:                                  # the writer has created the file, not yet its tables
+                self.db.close()
+                raise JournalError(f"{self.path}: the journal is being created (is a daemon starting?); try again")
 
     def _shared_mode(self) -> None:
         """The journal is shared by the daemons' users through their group (ARCHITECTURE §11):

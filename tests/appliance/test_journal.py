@@ -86,6 +86,18 @@ def test_readonly_missing_journal_says_so(tmp_path):
         Journal(tmp_path / "none.db", readonly=True)
 
 
+def test_readonly_journal_still_being_created_says_so(tmp_path):
+    """A reader (status, a test) that opens the file between its creation and its first migration
+    gets a clear error, not "no such table"."""
+    sqlite3.connect(tmp_path / "j.db").execute("PRAGMA user_version").fetchone()
+    (tmp_path / "j.db").touch()
+    with pytest.raises(JournalError, match="being created"):
+        Journal(tmp_path / "j.db", readonly=True)
+    Journal(tmp_path / "j.db").close()
+    with Journal(tmp_path / "j.db", readonly=True) as j:
+        assert j.read(0) == []
+
+
 def test_clock_correction_rewrites_only_unsynced_of_that_boot(tmp_path):
     with Journal(tmp_path / "j.db") as j:
         j.append(NewEvent("rating", 5, {}, "p", mono=2_000_000_000, boot="b1", synced=False))

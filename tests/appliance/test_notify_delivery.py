@@ -607,6 +607,7 @@ timeout_s = 3
         modem.close()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")     # the death is the point
 def test_a_courier_that_dies_makes_the_core_unhealthy(tmp_path):
     """A dead courier thread is noticed: the core daemon stops petting the watchdog."""
     from appliance.notify import Notifications

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from appliance.errors import JournalError
 from appliance.journal import Journal
 from rf_receiver.sources.rtl433 import frame_from_message
 from tests.conftest import ROOT, make_config
@@ -86,10 +87,11 @@ def remotes_toml(presses: list[tuple[dict, str, int]]) -> str:
 
 
 def ratings(journal: Path) -> list[tuple[str, int]]:
-    if not journal.exists():
+    try:
+        with Journal(journal, readonly=True) as j:
+            return [(e.data["remote"], e.data["button"]) for e in j.iter_all(["rating"])]
+    except JournalError:                                # not there yet, or being created
         return []
-    with Journal(journal, readonly=True) as j:
-        return [(e.data["remote"], e.data["button"]) for e in j.iter_all(["rating"])]
 
 
 def wait_for(pred, limit: float) -> bool:
