@@ -19,7 +19,7 @@ from . import vocabulary as v
 from .ids import derived_id
 from .journal import RECORD_TYPES, Journal, NewEvent
 from .pipeline import InputEvent, Pipeline
-from .point import Call, Contact, Rating, Sale, contact_json
+from .point import HAPPY_UNIT, Call, Contact, Rating, Sale, contact_json
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,11 @@ class CoreState:
     config: str
     pipeline: Pipeline
     held: list[InputEvent] = field(default_factory=list)   # taken, not yet released (reorder window)
+
+
+def happy_points(score: int | None) -> float | None:
+    """A happy score (thousandths) as the journal shows it: 0–100 with three decimals."""
+    return None if score is None else score / HAPPY_UNIT
 
 
 def output_event(kind: str, rec: object, cfg: Config | None = None) -> NewEvent | None:
@@ -49,7 +54,8 @@ def output_event(kind: str, rec: object, cfg: Config | None = None) -> NewEvent 
         data["contact"] = data.pop("id")
         settled = v.ContactSettled(**data, superseded=[r.ref for r in rec.superseded],
                                    rating_class=rec.rating.cls if rec.rating else None,
-                                   revenue=round(sum(s.amount or 0.0 for s in rec.sales), 2))
+                                   revenue=round(sum(s.amount or 0.0 for s in rec.sales), 2),
+                                   happy=happy_points(rec.rating.happy) if rec.rating else None)
         return settled.as_event(rec.closed, rec.point, "core", f"core:contact:{rec.id}")
     if isinstance(rec, Rating) and kind == "press":
         return v.RatingPressed(rating=rec.ref, value=rec.value, cls=rec.cls, owner=rec.owner,
@@ -57,11 +63,12 @@ def output_event(kind: str, rec: object, cfg: Config | None = None) -> NewEvent 
             rec.t, rec.point, "core", f"core:press:{rec.ref}")
     if isinstance(rec, Rating):
         return v.RatingSettled(rating=rec.ref, value=rec.value, cls=rec.cls, status=rec.status, owner=rec.owner,
-                               contact=rec.contact, remote=rec.remote, button=rec.button).as_event(
+                               contact=rec.contact, remote=rec.remote, button=rec.button,
+                               happy=happy_points(rec.happy)).as_event(
             rec.t, rec.point, "core", f"core:rating:{rec.ref}")
     if isinstance(rec, Sale):
         return v.SaleSettled(sale=rec.ref, receipt=rec.receipt, contact=rec.contact, owner=rec.owner,
-                             amount=rec.amount).as_event(rec.t, rec.point, "core", f"core:sale:{rec.ref}")
+                             amount=rec.amount, items=rec.items).as_event(rec.t, rec.point, "core", f"core:sale:{rec.ref}")
     if isinstance(rec, Call) and kind == "call_opened":
         snap = call_button(cfg, rec.remote, rec.button) if cfg is not None else {}
         return v.CallOpened(call=rec.id, owner=rec.owner, complaint=rec.complaint, press=rec.ref, remote=rec.remote,

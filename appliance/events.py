@@ -16,6 +16,7 @@ from msgspec import Struct
 from .config.schema import AnswerButton, CallButton, Config, PresenceButton, RatingButton, StaffButton, presence_source
 from .errors import EventError
 from .journal import NewEvent
+from .point import MAX_RECEIPT_OPEN_MS
 from .limits import FIXED, MAX_DEPTH, TimeWindow, nesting_depth
 from .timefmt import parse_ts
 
@@ -54,6 +55,9 @@ class SaleIn(_In, tag="sale"):
     amount: float | None = None
     items: int | None = None
     currency: str | None = None
+    opened: Ts | None = None
+    """When the receipt was opened (first item scanned): at a ``presence = "pos"`` point the
+    receipt is a contact from then to ``ts``."""
 
 
 class StaffIn(_In, tag="staff"):
@@ -156,15 +160,24 @@ def normalise(raw: AnyIn, cfg: Config, window: TimeWindow = FIXED) -> NewEvent:
     return _NORMALISE[type(raw)](raw, ts, p, cfg)
 
 
+FROM_TILL = "takes its contacts from the till (sale events with \"opened\")"
+
+
 def _presence(raw: PresenceIn, ts: int, p, cfg: Config) -> NewEvent:
-    if presence_source(cfg, raw.point) == "sensor":
+    src = presence_source(cfg, raw.point)
+    if src == "sensor":
         raise EventError(f"point {raw.point} takes presence from its sensor, not from presence events")
+    if src == "pos":
+        raise EventError(f"point {raw.point} {FROM_TILL}, not from presence events")
     return NewEvent("presence", ts, {"state": raw.state}, raw.point)
 
 
 def _sensor(raw: SensorIn, ts: int, p, cfg: Config) -> NewEvent:
-    if presence_source(cfg, raw.point) == "rf":
+    src = presence_source(cfg, raw.point)
+    if src == "rf":
         raise EventError(f"point {raw.point} takes presence from RF (presence events), not from a sensor")
+    if src == "pos":
+        raise EventError(f"point {raw.point} {FROM_TILL}, not from a sensor")
     return NewEvent("sensor", ts, {"present": raw.present}, raw.point)
 
 
@@ -187,6 +200,16 @@ def _sale(raw: SaleIn, ts: int, p, cfg: Config) -> NewEvent:
     for k in ("amount", "items", "currency"):
         if getattr(raw, k) is not None:
             data[k] = getattr(raw, k)
+    if raw.opened is not None:
+        try:
+            opened = parse_ts(raw.opened)
+        except (ValueError, OverflowError) as exc:
+            raise EventError(f"opened: {exc}") from None
+        if opened > ts:
+            raise EventError("opened: the receipt was opened after its time (ts)")
+        if ts - opened > MAX_RECEIPT_OPEN_MS:
+            raise EventError("opened: more than 24 hours before the receipt's time (ts)")
+        data["opened"] = opened
     return NewEvent("sale", ts, data, raw.point, key=f"sale:{raw.point}:{receipt}")
 
 
@@ -234,8 +257,11 @@ def map_button(remote: str, button: int, press: str, ts: int, cfg: Config) -> Ne
     if isinstance(m, RatingButton):
         return NewEvent("rating", ts, {"value": m.value, "class": _rating(cfg, r.point, m.value), **src}, r.point)
     if isinstance(m, PresenceButton):
-        if presence_source(cfg, r.point) == "sensor":
+        src_kind = presence_source(cfg, r.point)
+        if src_kind == "sensor":
             raise EventError(f"point {r.point} takes presence from its sensor, not from remote {rid}")
+        if src_kind == "pos":
+            raise EventError(f"point {r.point} {FROM_TILL}, not from remote {rid}")
         return NewEvent("presence", ts, {"state": m.state, **src}, r.point)
     if isinstance(m, CallButton):
         return NewEvent("call", ts, {"press": press, **src}, r.point)

@@ -115,7 +115,7 @@ def _m3(db: sqlite3.Connection) -> None:
         value       INTEGER,            -- contact: the rating that counts, rating: its value
         shape       INTEGER NOT NULL,   -- contact: tag bits | class << 16, rating: status | class << 16
         superseded  INTEGER,            -- contact: ratings that no longer count
-        cents       INTEGER,            -- sale: amount
+        cents       INTEGER,            -- sale: amount (NULL from schema 5 on when it has none)
         answered_ms INTEGER,            -- call: time to answer
         PRIMARY KEY (kind, t, seq)
     ) WITHOUT ROWID;
@@ -129,8 +129,8 @@ def _m3(db: sqlite3.Connection) -> None:
         for seq, type_, point, ts, data in batch:
             d = json.loads(data)
             t = parse_ts(d["opened"]) if type_ == "contact" and isinstance(d.get("opened"), str) else ts
-            out.append(rec.columns(seq, type_, point, t, d.get("owner"), d))
-        db.executemany(rec.INSERT, out)
+            out.append(rec.columns(seq, type_, point, t, d.get("owner"), d)[:11])     # the columns of then
+        db.executemany(f"INSERT OR IGNORE INTO records VALUES ({','.join('?' * 11)})", out)
 
 
 def _m4(db: sqlite3.Connection) -> None:
@@ -152,7 +152,24 @@ def _m4(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS = [_m1, _m2, _m3, _m4]
+def _m5(db: sqlite3.Connection) -> None:
+    """Happy scores in the records index (happy index), a receipt's items in ``value`` and
+    ``cents`` NULL for a receipt without an amount (average receipt, items per receipt count
+    only the receipts that carry them), filled from the records' own fields. Records settled
+    before this version carry no happy score or items."""
+    _script(db, """
+    ALTER TABLE records ADD COLUMN happy INTEGER;
+    UPDATE records SET happy = (SELECT CAST(round(json_extract(e.data, '$.happy') * 1000) AS INTEGER)
+                                FROM events e WHERE e.seq = records.seq)
+        WHERE kind IN (0, 1);
+    UPDATE records SET value = (SELECT json_extract(e.data, '$.items') FROM events e WHERE e.seq = records.seq),
+                       cents = CASE WHEN (SELECT json_extract(e.data, '$.amount') FROM events e
+                                          WHERE e.seq = records.seq) IS NULL THEN NULL ELSE cents END
+        WHERE kind = 2
+    """)
+
+
+MIGRATIONS = [_m1, _m2, _m3, _m4, _m5]
 """Schema migrations; index + 1 is the resulting ``PRAGMA user_version``."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -408,6 +425,12 @@ class Journal:
         """The last event of a type at a point (by seq)."""
         r = self.db.execute(f"SELECT {_COLS} FROM events WHERE type = ? AND point = ? ORDER BY seq DESC LIMIT 1",
                             (type, point)).fetchone()
+        return _row(r) if r else None
+
+    def latest_where(self, type: str, field: str, value: object) -> Event | None:
+        """The last event of a type whose data field equals a value (by seq)."""
+        r = self.db.execute(f"SELECT {_COLS} FROM events WHERE type = ? AND json_extract(data, ?) = ? "
+                            "ORDER BY seq DESC LIMIT 1", (type, f"$.{field}", value)).fetchone()
         return _row(r) if r else None
 
     def max_ts(self, source: str | None = None) -> int | None:

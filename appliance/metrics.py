@@ -13,12 +13,12 @@ from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from . import vocabulary as v
-from .point import Call, Contact, Rating, Sale
+from .point import HAPPY_UNIT, Call, Contact, Rating, Sale
 
 METRIC_KEYS = ("contacts", "mean_duration_s", "median_duration_s", "ratings", "top", "negative",
                "orphan_ratings", "misuse", "response_rate", "csi", "cdi", "cci", "eli",
                "receipts", "conversion", "calls", "calls_answered", "call_answer_mean_s", "call_escalations",
-               "call_complaints")
+               "call_complaints", "avg_receipt", "items_per_receipt", "happy_index")
 
 
 @dataclass(slots=True)
@@ -40,6 +40,11 @@ class Tally:
     superseded: int = 0
     receipts: int = 0
     cents: int = 0
+    priced: int = 0                 # receipts that carry an amount
+    items: int = 0
+    counted_items: int = 0          # receipts that carry an item count
+    happy: int = 0                  # sum of the counted ratings' happy scores (thousandths)
+    happy_n: int = 0                # counted ratings that have one
     distribution: Counter = field(default_factory=Counter)
     orphan_distribution: Counter = field(default_factory=Counter)
     calls: int = 0
@@ -51,10 +56,11 @@ class Tally:
 
     def add_contact(self, c: Contact) -> None:
         r = c.rating
-        self.contact(c.duration_ms / 1000, c.tags, r.value if r else None, r.cls if r else None, len(c.superseded))
+        self.contact(c.duration_ms / 1000, c.tags, r.value if r else None, r.cls if r else None, len(c.superseded),
+                     r.happy if r else None)
 
     def contact(self, duration_s: float, tags: list[str], value: int | None, cls: str | None,
-                superseded: int = 0) -> None:
+                superseded: int = 0, happy: int | None = None) -> None:
         """A counted contact: its length, tags and the rating that counts (if any)."""
         length = round(duration_s * 1000)
         self.contacts += 1
@@ -64,7 +70,13 @@ class Tally:
         if value is not None:
             self.rated += 1
             self._rating(value, cls)
+            self.happy_score(happy)
         self.superseded += superseded
+
+    def happy_score(self, score: int | None, k: int = 1) -> None:
+        if score is not None:
+            self.happy += score * k
+            self.happy_n += k
 
     def _rating(self, value: int, cls: str | None, k: int = 1) -> None:
         self.ratings += k
@@ -76,6 +88,7 @@ class Tally:
 
     def add_orphan(self, r: Rating) -> None:
         self.orphan(r.value, r.cls)
+        self.happy_score(r.happy)
 
     def orphan(self, value: int, cls: str, k: int = 1) -> None:
         self.orphans += k
@@ -83,11 +96,16 @@ class Tally:
         self._rating(value, cls, k)
 
     def add_sale(self, s: Sale) -> None:
-        self.sale(s.amount)
+        self.sale(s.amount, s.items)
 
-    def sale(self, amount: float | None) -> None:
+    def sale(self, amount: float | None, items: int | None = None) -> None:
         self.receipts += 1
-        self.cents += cents(amount)
+        if amount is not None:
+            self.cents += cents(amount)
+            self.priced += 1
+        if items is not None:
+            self.items += items
+            self.counted_items += 1
 
     def add_call(self, c: Call) -> None:
         self.call(c.answered_s, c.escalated, c.complaint)
@@ -105,14 +123,15 @@ class Tally:
         the box then count with the same formula."""
         if isinstance(rec, v.ContactSettled):
             self.contact(rec.duration_s, rec.tags, rec.rating, rec.rating_class or class_from_tags(rec.tags),
-                         len(rec.superseded))
+                         len(rec.superseded), happy_units(rec.happy))
         elif isinstance(rec, v.RatingSettled):
             if rec.status == "orphan":
                 self.orphan(rec.value, rec.cls)
+                self.happy_score(happy_units(rec.happy))
             elif rec.status == "misuse":
                 self.misuse += 1
         elif isinstance(rec, v.SaleSettled):
-            self.sale(rec.amount)
+            self.sale(rec.amount, rec.items)
         elif isinstance(rec, v.CallSettled):
             self.call(rec.answered_s, rec.escalated, rec.complaint)
 
@@ -123,7 +142,7 @@ class Tally:
     def merge(self, other: "Tally") -> None:
         """Add another tally's counts (the lengths' histograms too; not a set median)."""
         for f in ("contacts", "length_ms", "rated", "ratings", "top", "negative", "orphans", "misuse", "superseded",
-                  "receipts", "cents", "calls", "answered", "answered_ms", "escalations", "complaints"):
+                  "receipts", "cents", "priced", "items", "counted_items", "happy", "happy_n", "calls", "answered", "answered_ms", "escalations", "complaints"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         for f in ("durations", "distribution", "orphan_distribution", "tags"):
             getattr(self, f).update(getattr(other, f))
@@ -152,6 +171,9 @@ class Tally:
             "receipts": self.receipts,
             "conversion": ratio(self.receipts),
             "revenue": self.cents / 100,
+            "avg_receipt": round(self.cents / self.priced) / 100 if self.priced else None,
+            "items_per_receipt": self.items / self.counted_items if self.counted_items else None,
+            "happy_index": round(self.happy / self.happy_n) / HAPPY_UNIT if self.happy_n else None,
             "superseded": self.superseded,
             "distribution": {str(k): v for k, v in sorted(self.distribution.items())},
             "orphan_distribution": {str(k): v for k, v in sorted(self.orphan_distribution.items())},
@@ -172,6 +194,11 @@ def class_from_tags(tags: list[str]) -> str:
 SETTLED = {v.CONTACT: v.ContactSettled, v.RATING_SETTLED: v.RatingSettled, v.SALE_SETTLED: v.SaleSettled,
            v.CALL_SETTLED: v.CallSettled}
 """The derived record types that metrics are computed from, and their payloads."""
+
+
+def happy_units(points: float | None) -> int | None:
+    """A journalled happy score (0–100) back in thousandths."""
+    return None if points is None else round(points * HAPPY_UNIT)
 
 
 def cents(amount: float | None) -> int:

@@ -16,8 +16,11 @@ from typing import Callable
 from .config.schema import Point
 from .ids import derived_id
 from .owners import OwnerLog, ShiftSchedule
-from .presence import NEVER, NoPresence, RfPresence, SensorPresence
+from .presence import NEVER, NoPresence, PosPresence, RfPresence, SensorPresence
 from .timefmt import iso_ms
+
+MAX_RECEIPT_OPEN_MS = 24 * 3600 * 1000
+"""How far back a receipt's ``opened`` may lie (appliance.events refuses older ones)."""
 
 
 TAGS = ("rated", "positive", "not_positive", "negative", "unrated", "productive", "unproductive", "long",
@@ -28,6 +31,22 @@ a contact's tags as bits in this order (appliance.records)."""
 
 def ms(seconds: float) -> int:
     return round(seconds * 1000)
+
+
+HAPPY_UNIT = 1000
+"""Happy scores are kept in thousandths of a point (0–100 000): sums are exact in any order."""
+
+
+def happy_score(value: int, scale: dict[int, str]) -> int | None:
+    """A rating's place on its point's scale as 0–100 (in thousandths): the lowest value 0,
+    the highest 100, the Happy Index of the feedback-terminal market leader is their mean.
+    None for a value off the scale or a scale of one value."""
+    if not scale or value not in scale:
+        return None
+    lo, hi = min(scale), max(scale)
+    if hi == lo:
+        return None
+    return round(100 * HAPPY_UNIT * (value - lo) / (hi - lo))
 
 
 @dataclass(slots=True)
@@ -43,6 +62,7 @@ class Rating:
     button: int | None = None
     status: str = "pending"     # counted | superseded | orphan | misuse
     contact: str | None = None
+    happy: int | None = None    # its value on the point's scale mapped to 0–100, in thousandths
 
 
 @dataclass(slots=True)
@@ -55,6 +75,7 @@ class Sale:
     owner: str | None
     ref: str = ""
     contact: str | None = None
+    items: int | None = None
 
 
 @dataclass(slots=True)
@@ -130,8 +151,12 @@ class PointTracker:
         self.source: str | None = None
         self._use(source)
         schedule = ShiftSchedule(p.shifts, tz) if p.shifts else None
-        self.owners = OwnerLog(schedule, keep_ms=ms(p.min_presence_s) + 1)
+        # a contact's owner is the one logged in at its open time, which lies in the past when
+        # the contact becomes known: min_presence_s for a sensor, a whole receipt for the till
+        look_back = MAX_RECEIPT_OPEN_MS if source == "pos" else ms(p.min_presence_s)
+        self.owners = OwnerLog(schedule, keep_ms=look_back + 1)
         self.open_contact: Contact | None = None
+        self.last_counted: Contact | None = None
         self.closed: list[Contact] = []      # counted, awaiting finalisation, in order
         self.pending: list[Rating | Sale] = []  # in (t, order) order
         self.presses: deque[int] = deque()   # rating press times within the misuse window
@@ -147,6 +172,8 @@ class PointTracker:
                                            self.min_contact, ms(p.max_contact_s))
         elif source == "rf":
             self.presence = RfPresence(self, self.min_contact, ms(p.max_contact_s))
+        elif source == "pos":
+            self.presence = PosPresence(self, self.min_contact, ms(p.max_contact_s))
         else:
             self.presence = NoPresence()
 
@@ -172,6 +199,11 @@ class PointTracker:
             return True
         if kind == self.source:
             return True
+        if self.source == "pos":
+            self.rejected.append((ref, f"point {self.pid} takes its contacts from the till (sale events with "
+                                       f"\"opened\"); a {'presence' if kind == 'rf' else 'sensor'} event cannot "
+                                       "count here"))
+            return False
         other = "presence" if self.source == "rf" else "sensor"
         self.rejected.append((ref, f"point {self.pid} takes its presence from {other} events; "
                                    f"a {'presence' if kind == 'rf' else 'sensor'} event cannot count here"))
@@ -184,19 +216,26 @@ class PointTracker:
         self.open_contact = Contact(cid, self.pid, start, self.owners.at(start, order))
         self.emit("contact_opened", self.open_contact)
 
-    def close(self, end: int, truncated: bool) -> None:
+    def close(self, end: int, truncated: bool) -> bool:
+        """True when the contact counts (it is then in ``closed``)."""
         c = self.open_contact
         self.open_contact = None
         if c is None:
-            return
+            return False
         c.closed = end
         c.truncated = truncated
         if c.duration_ms < self.min_contact:
-            return  # discarded: takes nothing, counted nowhere
+            return False  # discarded: takes nothing, counted nowhere
         if c.duration_ms > self.dwell_ms:
             c.long = True
-        self.closed.append(c)
+        closed = self.closed
+        i = len(closed)
+        while i and closed[i - 1].opened > c.opened:    # a receipt opened before the last one closed
+            i -= 1
+        closed.insert(i, c)
+        self.last_counted = c
         self.emit("contact_closed", c)
+        return True
 
     def dwell(self) -> None:
         if self.open_contact is not None:
@@ -214,8 +253,15 @@ class PointTracker:
         elif etype == "rating":
             self._rating(t, order, data, ref)
         elif etype == "sale":
-            self._insert(Sale(self.pid, t, order, data["receipt"], data.get("amount"),
-                              self.owners.at(t, order), ref))
+            sale = Sale(self.pid, t, order, data["receipt"], data.get("amount"), self.owners.at(t, order), ref,
+                        items=data.get("items"))
+            opened = data.get("opened")
+            if self.source == "pos" and opened is not None and self.presence.receipt(opened, t, order):
+                c = self.last_counted
+                sale.contact = c.id                 # the receipt's own contact
+                c.sales.append(sale)
+            else:
+                self._insert(sale)
         elif etype == "staff":
             if data.get("action", "login") == "login":
                 self.owners.login(t, order, data["staff"])
@@ -229,7 +275,8 @@ class PointTracker:
     def _rating(self, t: int, order: int, data: dict, ref: str) -> None:
         value = data["value"]
         r = Rating(self.pid, t, order, value, self.scale.get(value, data.get("class", "neutral")),
-                   self.owners.at(t, order), ref, data.get("remote"), data.get("button"))
+                   self.owners.at(t, order), ref, data.get("remote"), data.get("button"),
+                   happy=happy_score(value, self.scale))
         window_start = t - self.misuse_window
         presses = self.presses
         presses.append(t)

@@ -2,7 +2,7 @@
 
 ``RfPresence`` takes the RF sensor's *arrived* / *left* / *dwell* buttons;
 ``SensorPresence`` debounces a GPIO sensor's level changes by ``min_presence_s`` and
-``leave_after_s``. Both tell their owner (a ``PointTracker``) ``open(start)``,
+``leave_after_s``; ``PosPresence`` takes receipts (a sale's ``opened`` to its time). Both tell their owner (a ``PointTracker``) ``open(start)``,
 ``close(end, truncated)`` and ``dwell()``, expose their next timer (``next_due``) and the
 *horizon*: the time before which the contacts of the point are settled (opened, closed
 and known to be counted or not), so ratings and sales before it can be attached.
@@ -20,7 +20,7 @@ NEVER = 1 << 62
 
 class ContactSink(Protocol):
     def open(self, start: int, order: int) -> None: ...
-    def close(self, end: int, truncated: bool) -> None: ...
+    def close(self, end: int, truncated: bool) -> bool | None: ...
     def dwell(self) -> None: ...
 
 
@@ -61,6 +61,42 @@ class RfPresence:
 
     def is_open(self) -> bool:
         return self.opened is not None
+
+
+class PosPresence:
+    """A point without a presence sensor (``presence = "pos"``): the till says where contacts
+    were. Each receipt whose sale carries ``opened`` is a contact from ``opened`` to the sale's
+    time, known only when the sale arrives. A till serves one receipt at a time, so a sale
+    closing at ``ts`` means every receipt that was open before ``ts`` is known; a receipt still
+    open can contain a time at most ``max_contact_s`` back. The horizon is therefore the later
+    of the last sale's time and ``now - max_contact_s``."""
+
+    def __init__(self, sink: ContactSink, min_contact_ms: int, max_contact_ms: int):
+        self.sink = sink
+        self.min_ms = min_contact_ms
+        self.max_ms = max_contact_ms
+        self.last_close = -NEVER
+
+    def receipt(self, opened: int, t: int, order: int) -> bool:
+        """A receipt from ``opened`` to ``t``: its contact, truncated at ``max_contact_s``.
+        True when it became a contact (the sink counted it)."""
+        self.last_close = max(self.last_close, t)
+        self.sink.open(opened, order)
+        if t - opened > self.max_ms:
+            return self.sink.close(opened + self.max_ms, True)
+        return self.sink.close(t, False)
+
+    def next_due(self) -> int:
+        return NEVER
+
+    def fire(self, t: int) -> None:
+        pass
+
+    def horizon(self, now: int) -> int:
+        return max(self.last_close, now - self.max_ms)
+
+    def is_open(self) -> bool:
+        return False
 
 
 class NoPresence:

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 from . import vocabulary as v
-from .metrics import Period, Tally, cents, class_from_tags
+from .metrics import Period, Tally, cents, class_from_tags, happy_units
 from .point import TAGS
 
 KINDS = {v.CONTACT: 0, v.RATING_SETTLED: 1, v.SALE_SETTLED: 2, v.CALL_SETTLED: 3}
@@ -40,13 +40,14 @@ TAG_BIT = {tag: 1 << i for i, tag in enumerate(TAGS)}
 CLASS_SHIFT = 16
 ESCALATED, COMPLAINT = 1, 2
 """A call's ``shape`` bits."""
-COLUMNS = ("kind", "t", "seq", "point", "owner", "dur_ms", "value", "shape", "superseded", "cents", "answered_ms")
+COLUMNS = ("kind", "t", "seq", "point", "owner", "dur_ms", "value", "shape", "superseded", "cents", "answered_ms",
+           "happy")
 
 
 def columns(seq: int, type: str, point: str | None, t: int, owner: str | None, data: dict) -> tuple:
     """The index row of a settled record (``data``: the record's journalled fields)."""
     kind = KINDS[type]
-    dur = value = superseded = amount = answered = None
+    dur = value = superseded = amount = answered = happy = None
     shape = 0
     if kind == CONTACT:
         dur = round(data["duration_s"] * 1000)
@@ -57,15 +58,18 @@ def columns(seq: int, type: str, point: str | None, t: int, owner: str | None, d
         for tag in data["tags"]:
             shape |= TAG_BIT[tag]
         superseded = len(data.get("superseded", ()))
+        happy = happy_units(data.get("happy"))
     elif kind == RATING:
         value = data["value"]
         shape = STATUSES.index(data["status"]) | CLASSES.index(data["class"]) << CLASS_SHIFT
+        happy = happy_units(data.get("happy"))
     elif kind == SALE:
-        amount = cents(data.get("amount"))
+        amount = None if data.get("amount") is None else cents(data["amount"])
+        value = data.get("items")
     else:
         answered = None if data.get("answered_s") is None else round(data["answered_s"] * 1000)
         shape = ESCALATED * bool(data.get("escalated")) | COMPLAINT * bool(data.get("complaint"))
-    return (kind, t, seq, point, owner, dur, value, shape, superseded, amount, answered)
+    return (kind, t, seq, point, owner, dur, value, shape, superseded, amount, answered, happy)
 
 
 INSERT = f"INSERT OR IGNORE INTO records({', '.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})"
@@ -244,12 +248,24 @@ class Tallier:
                     tally(label).orphan(value, CLASSES[shape >> CLASS_SHIFT], k)
                 else:
                     tally(label).misuse += k
-        for rows in self._rows(SALE, scan, f"{lab}, COUNT(*), TOTAL(cents)", group=group):
-            for label, n, amount in rows:
+        orphan = STATUSES.index("orphan")
+        for kind, extra, args in ((CONTACT, "", ()), (RATING, " AND (shape & 65535) = ?", (orphan,))):
+            for rows in self._rows(kind, scan, f"{lab}, COUNT(happy), TOTAL(happy)", extra, args, group):
+                for label, n, happy in rows:
+                    if n:
+                        t = tally(label)
+                        t.happy_n += n
+                        t.happy += int(happy)
+        for rows in self._rows(SALE, scan, f"{lab}, COUNT(*), TOTAL(cents), COUNT(cents), TOTAL(value), COUNT(value)",
+                               group=group):
+            for label, n, amount, priced, items, counted_items in rows:
                 if n:
                     t = tally(label)
                     t.receipts += n
                     t.cents += int(amount)
+                    t.priced += priced
+                    t.items += int(items)
+                    t.counted_items += counted_items
         for rows in self._rows(CALL, scan, f"{lab}, COUNT(*), COUNT(answered_ms), TOTAL(answered_ms), "
                                            "TOTAL(shape & 1), TOTAL((shape & 2) / 2)", group=group):
             for label, n, answered, answered_ms, escalated, complaints in rows:

@@ -17,9 +17,9 @@ from .config.schema import Config
 from .errors import ApplianceError
 from .pipeline import InputEvent, Pipeline
 from .point import Call, Contact, PointTracker, Rating, Sale
-from .presence import NoPresence, RfPresence, SensorPresence
+from .presence import NoPresence, PosPresence, RfPresence, SensorPresence
 
-VERSION = 3
+VERSION = 4
 
 
 class SnapshotError(ApplianceError, ValueError):
@@ -49,7 +49,7 @@ class CoreSnapshot(msgspec.Struct):
     held: list[InputEvent]
 
 
-_PRESENCE_FIELDS = {RfPresence: ("opened",), NoPresence: (),
+_PRESENCE_FIELDS = {RfPresence: ("opened",), NoPresence: (), PosPresence: ("last_close",),
                     SensorPresence: ("mode", "present", "since", "since_order", "opened", "truncate_pending")}
 _decoder = msgspec.json.Decoder(CoreSnapshot)
 

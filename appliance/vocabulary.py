@@ -40,6 +40,7 @@ CLIP_ACKED = "clip_acked"
 COMMAND, COMMAND_RESULT = "command", "command_result"     # fleet commands, journalled before they run
 # --- the rf daemon ---------------------------------------------------------------------------
 UNKNOWN_REMOTE, UNKNOWN_REMOTES, RADIO_STATE = "unknown_remote", "unknown_remotes", "radio_state"
+SENSOR_STATE = "sensor_state"
 # --- the technician ---------------------------------------------------------------------------
 REBUILD, PRUNED = "rebuild", "pruned"
 
@@ -102,6 +103,7 @@ class Receipt(Payload):
     amount: Annotated[float, Meta(ge=-1e12, le=1e12)] | None = None
     items: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
     currency: Annotated[str, Meta(max_length=8)] | None = None
+    opened: Annotated[int, Meta(ge=0, le=1 << 53)] | None = None    # UTC ms: first item scanned
 
 
 class StaffChange(Payload):
@@ -156,6 +158,7 @@ class ContactSettled(Payload):
     superseded: list[str] = []          # refs of earlier ratings that no longer count
     rating_class: str | None = None     # top | neutral | negative (absent in early journals)
     revenue: float = 0.0                # sum of its receipts' amounts
+    happy: float | None = None          # its rating on the point's scale as 0–100 (absent in early journals)
 
 
 class RatingSettled(Payload):
@@ -169,6 +172,7 @@ class RatingSettled(Payload):
     contact: str | None
     remote: str | None = None           # the remote and button pressed (absent in early journals)
     button: int | None = None
+    happy: float | None = None          # the value on the point's scale as 0–100 (absent in early journals)
 
 
 class SaleSettled(Payload):
@@ -178,6 +182,7 @@ class SaleSettled(Payload):
     contact: str | None
     owner: str | None
     amount: float | None = None
+    items: int | None = None            # items on the receipt (absent in early journals)
 
 
 class CallSettled(Payload):
@@ -382,6 +387,14 @@ class RadioState(Payload):
     restarts: int = 0
 
 
+class SensorState(Payload):
+    """A GPIO presence sensor could not be opened (pin in use, no GPIO chip) or works again."""
+    TYPE: ClassVar[str] = SENSOR_STATE
+    sensor: Name
+    state: Literal["ok", "error"]
+    error: Annotated[str, Meta(max_length=500)] | None = None
+
+
 class Rebuild(Payload):
     """``appliancectl rebuild`` derived the core's records again from ``since`` on."""
     TYPE: ClassVar[str] = REBUILD
@@ -405,7 +418,7 @@ class Pruned(Payload):
 PAYLOADS: dict[str, type[Payload]] = {cls.TYPE: cls for cls in (
     PresenceChange, SensorReading, RatingPress, Receipt, StaffChange, CallPress, ContactOpened, ContactClosed,
     ContactSettled, RatingSettled, SaleSettled, CallSettled, Clip, ClipTags, ClipDeleted, ClipAcked, MicState,
-    UnknownRemote, UnknownRemotes, RadioState, Rebuild, Pruned, CallAnswer, RatingPressed, CallOpened, CallEscalated,
+    UnknownRemote, UnknownRemotes, RadioState, SensorState, Rebuild, Pruned, CallAnswer, RatingPressed, CallOpened, CallEscalated,
     AlertOpened, AlertClosed, AlertAcked, ReportDue, NotificationSent, NotificationDead, CommandReceived,
     CommandDone)}
 """Every event type the journal holds, and its payload."""

@@ -377,6 +377,10 @@ def _cross_check(cfg: Config) -> list[str]:
     for sid, s in cfg.sensors.items():
         if s.point not in cfg.points:
             errors.append(f"sensors.{sid}.point: no point {_got(s.point)}")
+        elif cfg.points[s.point].presence not in ("auto", "sensor"):
+            errors.append(f"sensors.{sid}.point: point {s.point} takes its presence from "
+                          f"{'the till' if cfg.points[s.point].presence == 'pos' else 'RF'} "
+                          f"(points.{s.point}.presence = \"{cfg.points[s.point].presence}\")")
         if s.kind == "distance" and s.echo_pin is None:
             errors.append(f"sensors.{sid}.echo_pin: a distance sensor needs its echo pin")
     errors += _check_notifications(cfg)

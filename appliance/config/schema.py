@@ -44,8 +44,9 @@ class Shift(_Section):
 
 class Point(_Section):
     name: str = ""
-    presence: Literal["auto", "rf", "sensor"] = "auto"
+    presence: Literal["auto", "rf", "sensor", "pos"] = "auto"
     """"rf": presence/arrived-left-dwell events; "sensor": a GPIO sensor's level changes;
+    "pos": each receipt whose sale carries ``opened`` is a contact from then to the sale's time;
     "auto": "sensor" when a [sensors.*] names this point, else whichever comes first."""
     min_presence_s: NonNegative = 2.0
     leave_after_s: NonNegative = 5.0
@@ -107,6 +108,9 @@ class Sensor(_Section):
     echo_pin: Annotated[int, Meta(ge=0, le=53)] | None = None
     active_high: bool = True
     threshold_m: Positive = 1.0
+    silent_after_s: Annotated[float, Meta(ge=60)] = 14400.0
+    """No change for longer than this: `status` and the health topic call the sensor silent
+    (a cable off, a dead sensor — or a closed shop); present for longer: stuck."""
 
 
 Micros = Annotated[int, Meta(ge=1, le=100_000)]
