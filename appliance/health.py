@@ -63,16 +63,48 @@ def rf(journal: Journal) -> dict:
     return out
 
 
-def sensors(cfg: Config, journal: Journal) -> dict:
-    """Each GPIO presence sensor's last change (read by appliance-rf): a sensor that has said
-    nothing for long during opening hours is worth a look (its silence alert says so)."""
+def sensors(cfg: Config, journal: Journal, now_ms: int | None = None) -> dict:
+    """Each GPIO presence sensor's last change (read by appliance-rf) and its verdict: ``ok``;
+    ``silent`` (no change for longer than its ``silent_after_s``: a cable off, a dead sensor —
+    or a closed shop); ``stuck`` (reporting presence for longer than that); ``error`` (the rf
+    daemon could not open it); ``never heard``."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     out = {}
     for sid, s in cfg.sensors.items():
-        ev = journal.latest_at(v.SENSOR, s.point)
-        out[sid] = {"point": s.point, "kind": s.kind,
-                    "present": ev.data.get("present") if ev else None,
-                    "last_change": iso_ms(ev.ts) if ev else None}
+        ev = journal.latest_where(v.SENSOR, "sensor", sid)
+        state = journal.latest_where(v.SENSOR_STATE, "sensor", sid)
+        error = state.data.get("error") if state is not None and state.data.get("state") == "error" else None
+        present = ev.data.get("present") if ev else None
+        quiet_s = (now_ms - ev.ts) / 1000 if ev else None
+        if error:
+            verdict = "error"
+        elif ev is None:
+            verdict = "never heard"
+        elif quiet_s > s.silent_after_s:
+            verdict = "stuck" if present else "silent"
+        else:
+            verdict = "ok"
+        out[sid] = {"point": s.point, "kind": s.kind, "present": present,
+                    "last_change": iso_ms(ev.ts) if ev else None, "verdict": verdict,
+                    "quiet_s": None if quiet_s is None else round(quiet_s), "error": error}
     return out
+
+
+REMOTE_LOOKBACK = 200_000
+"""``status`` looks for each remote's last press among this many latest events (bounded
+time on a journal of years)."""
+
+
+def remotes(cfg: Config, journal: Journal) -> dict:
+    """When each configured remote was last heard (None: not among the latest events)."""
+    if not cfg.remotes:
+        return {}
+    last = journal.last_seq()
+    rows = journal.db.execute("SELECT json_extract(data, '$.remote'), MAX(ts) FROM events WHERE seq > ? "
+                              "AND source = 'rf' GROUP BY 1", (last - REMOTE_LOOKBACK,)).fetchall()
+    heard = {r: ts for r, ts in rows if r}
+    return {rid: {"point": r.point, "last_heard": iso_ms(heard[rid]) if rid in heard else None}
+            for rid, r in cfg.remotes.items()}
 
 
 def clips(journal: Journal) -> dict | None:
@@ -97,6 +129,8 @@ def box(cfg: Config, journal: Journal) -> dict:
                  "microphone": microphone(cfg, journal), "rf_last_seen": None, **rf(journal)}
     if cfg.sensors:
         out["sensors"] = sensors(cfg, journal)
+    if cfg.remotes:
+        out["remotes"] = remotes(cfg, journal)
     made = clips(journal)
     if made is not None:
         out["clips"] = made

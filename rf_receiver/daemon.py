@@ -87,6 +87,8 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
     writer = RfJournalWriter(cfg, journal, source, clock)
     service = RfService.from_config(cfg, source, writer)
     sensors = GpioSensors(cfg, clock) if cfg.sensors else None
+    if sensors is not None:
+        writer._append(sensors.state_events(journal, clock.now_ms()))
     log.info("rf: source %s, %d remotes configured, %d GPIO presence sensor(s)", source.name, len(cfg.remotes),
              len(sensors.devices) if sensors else 0)
 

@@ -112,6 +112,18 @@ class GpioSensors:
                 out.append(ev)
         return out
 
+    def state_events(self, journal, now) -> list[NewEvent]:
+        """At start-up: a ``sensor_state`` error for each sensor that could not be opened, and
+        ``ok`` for one that works again after an error was journalled (status shows both)."""
+        out = []
+        for sid, err in self.errors.items():
+            out.append(v.SensorState(sensor=sid, state="error", error=err[:500]).as_event(now, None, "gpio"))
+        for sid in self.devices:
+            last = journal.latest_where(v.SENSOR_STATE, "sensor", sid)
+            if last is not None and last.data.get("state") == "error":
+                out.append(v.SensorState(sensor=sid, state="ok").as_event(now, None, "gpio"))
+        return out
+
     def status(self) -> dict:
         return {sid: {"present": self.state.get(sid), "changes": self.changes.get(sid, 0)}
                 for sid in self.devices} | {sid: {"error": err} for sid, err in self.errors.items()}

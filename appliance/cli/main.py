@@ -320,87 +320,12 @@ def cmd_sensor_watch(args: argparse.Namespace, cfg: Config | None) -> int:
 
 
 def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
-    from .. import health
-    from .. import vocabulary as v
-    from ..journal import JOURNAL_NAME, Journal
-    from ..timefmt import iso_ms
-    path = Path(cfg.device.state_dir) / JOURNAL_NAME
-    st: dict = {"version": __version__, "config": args.config_path, "points": list(cfg.points),
-                "journal": str(path)}
-    if not path.exists():
-        st["state"] = "no journal yet (the core has not run)"
-    else:
-        with Journal(path, readonly=True) as j:
-            last = j.last_seq()
-            now = int(time.time() * 1000)
-            latest = j.max_ts()
-            st["events"] = j.count()
-            st["last_event"] = iso_ms(latest) if latest is not None else None
-            st["size_bytes"] = j.size_bytes()
-            oldest = j.oldest_ts()
-            st["oldest_event"] = iso_ms(oldest) if oldest is not None else None
-            st["retention"] = {"keep_raw_days": cfg.journal.keep_raw_days, "keep_days": cfg.journal.keep_days}
-            for key, typ in (("last_rebuild", v.REBUILD), ("last_pruning", v.PRUNED)):
-                ev = j.latest(typ)
-                st[key] = {"at": iso_ms(ev.ts), **ev.data} if ev is not None else None
-            st["stages"] = [{"name": s["name"], "behind": last - s["cursor"],
-                             "last_commit_age_s": round((now - s["updated"]) / 1000, 1), **s["info"]}
-                            for s in j.stages()]
-            st["by_type"] = j.count_by_type()
-            from .notify import notify_status
-            st["notifications"] = {name: {k: d[k] for k in ("kind", "outbox", "dead_letters", "last_success")}
-                                   for name, d in notify_status(cfg, j, now).items()}
-            st.update(health.box(cfg, j))
+    from . import status
+    st = status.collect(cfg, args.config_path, _sync_daemon_alive)
     if args.json:
         print(json.dumps(st, indent=2))
         return EXIT_OK
-    s = Style()
-    print(f"{s('Contact Analyzer', 'bold')} {__version__} — config {st['config']}")
-    print(f"  points: {', '.join(st['points']) or 'none'}")
-    if "events" not in st:
-        print(f"  journal: {st['state']}")
-        return EXIT_OK
-    print(f"  journal: {st['journal']} — {st['events']} events from {st['oldest_event']} to {st['last_event']}, "
-          f"{st['size_bytes'] / 1e6:.1f} MB; raw events kept {st['retention']['keep_raw_days']:g} days, "
-          f"settled records {st['retention']['keep_days']:g} days")
-    for name, d in st["notifications"].items():
-        dead = s(f", {d['dead_letters']} dead letters (appliancectl notify status)", "red") if d["dead_letters"] else ""
-        print(f"  notify {name} ({d['kind']}): {d['outbox']} queued, last sent {d['last_success'] or 'never'}{dead}")
-    if st["last_pruning"]:
-        p = st["last_pruning"]
-        print(f"  last pruning: {p['at']}, {p['count']} {p['kind']} events older than {p['before']}")
-    if st["last_rebuild"]:
-        r = st["last_rebuild"]
-        print(f"  last rebuild: {r['at']}, records from {r['since'] or 'the start'} derived again "
-              f"({r['deleted']} deleted, {r['derived']} derived)")
-    if st["unsynced_clock_events"]:
-        print(s(f"  {st['unsynced_clock_events']} events wait for the clock to synchronise", "yellow"))
-    for stage in st["stages"]:
-        age = stage["last_commit_age_s"]
-        ok = s("ok", "green") if age < 90 else s(f"silent for {age:.0f} s", "red")
-        print(f"  stage {printable(stage['name'])}: {stage['behind']} events behind, {ok}")
-    mic = st.get("microphone")
-    if mic:
-        colour = "green" if mic["state"] == "ok" else "red"
-        level = f", {mic['rms_db']:.0f} dBFS" if mic.get("rms_db") is not None else ""
-        print(f"  microphone: {s(printable(mic['state']), colour)} since {mic['since']}{level}"
-              + (f" ({printable(mic['error'])})" if mic.get("error") else ""))
-    if st.get("rf_last_press"):
-        print(f"  rf: last press {st['rf_last_press']}; {st['unknown_remote_presses']} unknown-remote presses")
-    clips = st.get("clips")
-    if clips:
-        forced = clips["deleted_before_ack"]
-        print(f"  clips: {clips['made']} made, {clips['deleted']} deleted"
-              + (s(f", {forced} before the cloud acknowledged them", "yellow") if forced else ""))
-    for sid, sen in (st.get("sensors") or {}).items():
-        state = "never heard" if sen["last_change"] is None else \
-            f"{'present' if sen['present'] else 'clear'} since {sen['last_change']}"
-        line = f"  sensor {sid} ({sen['kind']}, {sen['point']}): {state}"
-        print(s(line, "yellow") if sen["last_change"] is None else line)
-    radio = st.get("radio")
-    if radio and radio["state"] != "ok":
-        print(s(f"  radio: {printable(radio['state'])} since {radio['since']} ({printable(radio['error'])})", "red"))
-    print("  events: " + ", ".join(f"{printable(k)} {v}" for k, v in st["by_type"].items()))
+    print("\n".join(status.render(st, Style())))
     return EXIT_OK
 
 

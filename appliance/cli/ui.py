@@ -29,16 +29,20 @@ def json_line(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False).translate(JSON_C1)
 
 
-def use_colour(stream: TextIO = sys.stdout) -> bool:
+def use_colour(stream: TextIO | None = None) -> bool:
     if os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR"):
         return True
-    return hasattr(stream, "isatty") and stream.isatty()
+    stream = sys.stdout if stream is None else stream      # the one of now (tests swap it)
+    try:
+        return hasattr(stream, "isatty") and stream.isatty()
+    except ValueError:                                      # closed
+        return False
 
 
 class Style:
-    def __init__(self, enabled: bool | None = None, stream: TextIO = sys.stdout):
+    def __init__(self, enabled: bool | None = None, stream: TextIO | None = None):
         self.enabled = use_colour(stream) if enabled is None else enabled
 
     def __call__(self, text: object, *styles: str) -> str:

@@ -155,6 +155,8 @@ class SyncStage:
         self.bucket = TokenBucket(cfg.sync.rate_limit_kbps * 1000 / 8)
         self.uploaded_bytes = 0
         self.rejected = 0                       # bad messages from the cloud, contained and logged
+        self.last_error: str | None = None      # why the link is down (for status), None while up
+        self.offline_since: float | None = time.time()
         self._new_client()
 
     @property
@@ -171,6 +173,7 @@ class SyncStage:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_connect_fail = self._on_connect_fail
         self.handshake = Handshake()
         self.handshake.attach(self.client)
         self.client_started = False
@@ -185,6 +188,7 @@ class SyncStage:
         self.handshake.connack(reason_code)
         if reason_code.is_failure:
             log.warning("sync: broker refused the connection: %s", reason_code)
+            self.last_error = f"the broker refused the connection: {reason_code}"
             return
         self.worked = self.settings.protocol
         client.subscribe(self._t(ACK), qos=1)
@@ -198,6 +202,7 @@ class SyncStage:
             for c in self.uploading.values():   # resume each clip where the ingest's ack says
                 c.reconnected(self.clip_progress.get(c.clip))
         self.connected.set()
+        self.last_error = self.offline_since = None
         log.info("sync: connected to %s:%d as %s", self.host, self.port, self.device)
         for ext in self.extensions:
             try:
@@ -208,7 +213,13 @@ class SyncStage:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.handshake.closed()
         self.connected.clear()
+        self.offline_since = self.offline_since or time.time()
+        if self.last_error is None or not self.last_error.startswith("the broker refused"):
+            self.last_error = f"disconnected: {reason_code}"
         log.warning("sync: disconnected (%s); will reconnect", reason_code)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self.last_error = f"cannot reach the broker at {self.host}:{self.port} (network, address or TLS)"
 
     def _on_message(self, client, userdata, msg) -> None:
         """An ack from the ingest. It may only confirm what this box sent: anything else is
@@ -462,7 +473,8 @@ class SyncStage:
         return {"device": self.device, "connected": self.connected.is_set(), "broker": f"{self.host}:{self.port}",
                 "acked_upto": self.acked, "sent_upto": self.sent, "batches": self.batches,
                 "last_ack": self.last_ack_time, "uploaded_clip_bytes": self.uploaded_bytes,
-                "clips_uploading": sorted(self.uploading), "rejected_messages": self.rejected, "pid": os.getpid()}
+                "clips_uploading": sorted(self.uploading), "rejected_messages": self.rejected, "pid": os.getpid(),
+                "last_error": self.last_error, "offline_since": self.offline_since}
 
     def write_status(self) -> None:
         """For ``appliancectl sync status``, only when it changed: an idle box writes nothing

@@ -30,6 +30,11 @@ def factory():
     Device.pin_factory = None
 
 
+@pytest.fixture(autouse=True)
+def synced(monkeypatch):
+    monkeypatch.setenv("APPLIANCE_ASSUME_SYNCED", "1")     # status's problems: the sensors' only
+
+
 def config(tmp_path, sensors: str):
     return parse_config(f'[device]\nid = "box"\nstate_dir = "{tmp_path / "state"}"\n[rf]\nsource = "none"\n'
                         + POINT + sensors)
@@ -156,10 +161,99 @@ def test_status_and_health_show_each_sensor(tmp_path, factory, capsys):
     assert appliancectl(["--config", str(tmp_path / "box.toml"), "status", "--json"]) == 0
     st = __import__("json").loads(capsys.readouterr().out)["sensors"]
     assert st["pir"]["present"] is True and st["pir"]["last_change"] and st["pir"]["point"] == "till1"
-    assert st["beam"] == {"point": "till2", "kind": "digital", "present": None, "last_change": None}
+    assert st["pir"]["verdict"] == "ok"
+    assert st["beam"] == {"point": "till2", "kind": "digital", "present": None, "last_change": None,
+                          "verdict": "never heard", "quiet_s": None, "error": None}
     assert appliancectl(["--config", str(tmp_path / "box.toml"), "status"]) == 0
     out = capsys.readouterr().out
-    assert "sensor pir (motion, till1): present since" in out and "sensor beam (digital, till2): never heard" in out
+    assert "sensor pir (motion, till1): ok, present since" in out
+    assert "sensor beam (digital, till2): never heard, never heard" in out
+
+
+class PastClock(Clock):
+    """The real clock, ``hours`` ago: what a sensor said then is that old when status reads it."""
+
+    def __init__(self, hours: float):
+        super().__init__()
+        self.shift = round(hours * 3600_000)
+
+    def now(self):
+        st = super().now()
+        return type(st)(st.ts - self.shift, st.mono, st.boot, st.synced)
+
+    def now_ms(self) -> int:
+        return super().now_ms() - self.shift
+
+
+def sensor_status(tmp_path, capsys, text: str) -> tuple[dict, list[str]]:
+    from appliance.cli.main import main as appliancectl
+    (tmp_path / "box.toml").write_text(text)
+    assert appliancectl(["--config", str(tmp_path / "box.toml"), "status", "--json"]) == 0
+    st = __import__("json").loads(capsys.readouterr().out)
+    return st["sensors"], st["problems"]
+
+
+def test_a_dead_pir_makes_its_contacts_then_status_calls_it_silent(tmp_path, factory, capsys):
+    """One customer, then the PIR's cable comes off (no edge ever again): one contact, and five
+    hours later status and the health topic say the sensor is silent and what to do."""
+    text = ('[device]\nid = "box"\nstate_dir = "' + str(tmp_path / "state") + '"\n[rf]\nsource = "none"\n' + POINT
+            + '[sensors.pir]\npoint = "till1"\nkind = "motion"\npin = 17\n')
+    cfg = parse_config(text)
+    s = GpioSensors(cfg, PastClock(5), factory)
+    pin = factory.pin(17)
+    pin.drive_high()
+    hold(0.8)
+    pin.drive_low()
+    hold(0.7)
+    evs, contacts = journal_and_contacts(cfg, s)
+    s.close()
+    assert len(contacts) == 1
+    sensors, problems = sensor_status(tmp_path, capsys, text)
+    assert sensors["pir"]["verdict"] == "silent" and 4.9 * 3600 < sensors["pir"]["quiet_s"] < 5.1 * 3600
+    assert problems == ["sensor pir has not changed for 5.0 h: check it with appliancectl sensor watch"]
+    from appliance import health
+    with Journal.in_dir(cfg.device.state_dir) as j:
+        assert health.report(cfg, j, "box")["sensors"]["pir"]["verdict"] == "silent"
+
+
+def test_a_sensor_stuck_on_presence_makes_one_truncated_contact_and_is_called_stuck(tmp_path, factory, capsys):
+    text = ('[device]\nid = "box"\nstate_dir = "' + str(tmp_path / "state") + '"\n[rf]\nsource = "none"\n'
+            + POINT.replace("min_contact_s = 0.5\n", "min_contact_s = 0.5\nmax_contact_s = 1.0\n", 1)
+            + '[sensors.radar]\npoint = "till1"\npin = 22\nsilent_after_s = 3600\n')
+    cfg = parse_config(text)
+    s = GpioSensors(cfg, PastClock(2), factory)
+    factory.pin(22).drive_high()                         # and it never drops again
+    hold(0.3)
+    evs, contacts = journal_and_contacts(cfg, s)
+    s.close()
+    assert [c.truncated for c in contacts] == [True] and contacts[0].duration_ms == 1000
+    sensors, problems = sensor_status(tmp_path, capsys, text)
+    assert sensors["radar"]["verdict"] == "stuck" and sensors["radar"]["present"] is True
+    assert problems == ["sensor radar reports presence for 2.0 h: check it with appliancectl sensor watch"]
+
+
+def test_a_sensor_that_cannot_be_opened_is_an_error_in_status(tmp_path, factory, capsys):
+    text = ('[device]\nid = "box"\nstate_dir = "' + str(tmp_path / "state") + '"\n[rf]\nsource = "none"\n' + POINT
+            + '[sensors.beam]\npoint = "till2"\npin = 27\n')
+    cfg = parse_config(text)
+    from gpiozero import LED
+    led = LED(27, pin_factory=factory)                   # the pin is in use as an output elsewhere
+    s = GpioSensors(cfg, Clock(), factory)
+    with Journal.in_dir(cfg.device.state_dir) as j:
+        j.append_many(s.state_events(j, Clock().now_ms()))
+    s.close()
+    sensors, problems = sensor_status(tmp_path, capsys, text)
+    assert sensors["beam"]["verdict"] == "error" and "GPIO" in sensors["beam"]["error"].upper()
+    assert problems[0].startswith("sensor beam cannot be read (") and "[sensors.beam] pin" in problems[0]
+    led.close()
+    s = GpioSensors(cfg, Clock(), factory)               # the pin is free again: it works, status says so
+    with Journal.in_dir(cfg.device.state_dir) as j:
+        evs = s.state_events(j, Clock().now_ms())
+        assert [e.data["state"] for e in evs] == ["ok"]
+        j.append_many(evs + s.drain())
+    s.close()
+    sensors, problems = sensor_status(tmp_path, capsys, text)
+    assert sensors["beam"]["verdict"] == "ok" and problems == []
 
 
 def test_sensor_watch_shows_changes_distances_and_contacts(tmp_path, factory, capsys):
