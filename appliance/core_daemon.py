@@ -23,6 +23,7 @@ from .notify.report import extender
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
+IDLE_POLL_S = 0.5       # after a few seconds without input: instant alerts leave at most this much later
 DROP_SCAN_S = 2.0
 CLOCK_CHECK_S = 10.0
 PRUNE_S = 60.0          # a few short batches a minute: a backlog of years goes within hours
@@ -62,11 +63,22 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
         notify.stop()
         journal.close()
 
-    def step() -> None:
+    def step() -> bool:
         now = clock.now_ms()
+        before = stage.commits
         stage.step(now)                     # every tick: time moves timers on even without events
         notify.step()                       # routing only: sending is the couriers' (threads)
-    return run_loop("core", step, tick_s=POLL_S, jobs=jobs, stop=stop, on_stop=close,
+        return stage.commits != before
+
+    def status() -> str:
+        points = stage.state.pipeline.points.values()
+        text = (f"core: {len(cfg.points)} points, {sum(t.open_contact is not None for t in points)} contacts open, "
+                f"{stage.emitted} records derived, at seq {journal.cursor('core')}")
+        if pos is not None:
+            text += f"; POS API {'up' if pos.alive() else 'DOWN'}"
+        if not notify.alive():
+            text += "; a notification courier died (the daemon restarts)"
+        return text
+    return run_loop("core", step, tick_s=POLL_S, idle_tick_s=IDLE_POLL_S, jobs=jobs, stop=stop, on_stop=close,
                     healthy=lambda: (pos is None or pos.alive()) and notify.alive(),
-                    ready_status=f"core: {len(cfg.points)} points",
-                    status=lambda: f"core: at seq {journal.cursor('core')}, {stage.emitted} records derived")
+                    ready_status=f"core: {len(cfg.points)} points", status=status)

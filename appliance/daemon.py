@@ -70,11 +70,18 @@ def install_signal_handlers(stop: threading.Event) -> None:
             signal.signal(sig, lambda *_: stop.set())
 
 
-def run_loop(name: str, step: Callable[[], object], *, tick_s: float, jobs: Iterable[Job] = (),
+IDLE_AFTER_S = 5.0
+"""A daemon whose step has done nothing for this long waits ``idle_tick_s`` between steps."""
+
+
+def run_loop(name: str, step: Callable[[], object], *, tick_s: float, idle_tick_s: float | None = None,
+             jobs: Iterable[Job] = (),
              healthy: Callable[[], bool] = lambda: True, status: Callable[[], str] | None = None,
              ready_status: str = "", stop: threading.Event | None = None,
              on_stop: Callable[[], None] | None = None, notifier: Notifier | None = None) -> int:
     """Run ``step`` every ``tick_s`` (and the due ``jobs``) until SIGTERM/SIGINT or ``stop``.
+    With ``idle_tick_s``, a loop whose step has returned nothing truthy (no work done) for
+    ``IDLE_AFTER_S`` steps that much less often: an idle box sleeps (CPU, power).
 
     The watchdog is pinged only from this loop and only while ``healthy()``: a step that
     hangs, or a worker the daemon reports dead, lets systemd's watchdog fire. An exception
@@ -89,10 +96,13 @@ def run_loop(name: str, step: Callable[[], object], *, tick_s: float, jobs: Iter
     log.info("%s running", name)
     last_ping = -math.inf
     was_healthy = True
+    last_work = time.monotonic()
     try:
         while not stop.is_set():
-            step()
+            worked = step()
             mono = time.monotonic()
+            if worked:
+                last_work = mono
             for job in jobs:
                 if mono - job.last >= job.interval_s:
                     job.fn()
@@ -105,13 +115,25 @@ def run_loop(name: str, step: Callable[[], object], *, tick_s: float, jobs: Iter
                 elif was_healthy:
                     log.error("%s: unhealthy; the watchdog is no longer petted", name)
                 was_healthy = ok
-            stop.wait(tick_s)
+            idle = idle_tick_s is not None and mono - last_work >= IDLE_AFTER_S
+            stop.wait(idle_tick_s if idle else tick_s)
     finally:
         notifier.stopping()
         if on_stop is not None:
             on_stop()
         log.info("%s stopped", name)
     return 0
+
+
+def daemon_alive(pid: object, name: str) -> bool:
+    """The process ``pid`` lives and is the daemon ``run <name>`` (not a recycled pid)."""
+    if not process_alive(pid):
+        return False
+    try:
+        args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        return True                     # another user's process we cannot read: trust the pid
+    return b"run" in args and name.encode() in args
 
 
 def process_alive(pid: object) -> bool:

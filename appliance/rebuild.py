@@ -13,14 +13,13 @@ stage goes on from its cursor. The rebuild is journalled (a ``rebuild`` event: r
 from __future__ import annotations
 
 import os
-import time
 from typing import Callable
 
 from . import vocabulary as v
 from .config.schema import Config
-from .core import HEARTBEAT_MS, STAGE, CoreStage
+from .core import STAGE, CoreStage
 from .errors import ApplianceError
-from .daemon import process_alive
+from .daemon import daemon_alive
 from .journal import Journal
 from .timefmt import iso_ms, parse_ts
 
@@ -30,24 +29,25 @@ class RawPruned(ApplianceError, ValueError):
 
 
 class CoreRunning(ApplianceError, RuntimeError):
-    """appliance-core committed recently: it must be stopped first."""
+    """appliance-core is running: it must be stopped first."""
 
 
-def core_is_running(journal: Journal, now_ms: int) -> bool:
-    """Another process's core stage committed within its heartbeat and that process lives."""
+def core_is_running(journal: Journal) -> bool:
+    """The process that last committed the core stage (it commits once at start, then on
+    every change) is another one and still runs ``appliancectl run core``."""
     stage = next((s for s in journal.stages() if s["name"] == STAGE), None)
-    if stage is None or now_ms - stage["updated"] >= HEARTBEAT_MS * 1.5:
+    if stage is None:
         return False
     pid = stage["info"].get("pid")
-    return pid != os.getpid() and process_alive(pid)
+    return pid != os.getpid() and daemon_alive(pid, "core")
 
 
 def rebuild(cfg: Config, journal: Journal, since_ms: int | None, now_ms: int,
             progress: Callable[[int, int], None] = lambda done, total: None) -> dict:
     """Delete the settled records from ``since_ms`` on (all without it) and derive again up
     to ``now_ms``. Returns counts."""
-    if core_is_running(journal, int(time.time() * 1000)):
-        raise CoreRunning("appliance-core is running (it committed a moment ago): stop it first "
+    if core_is_running(journal):
+        raise CoreRunning("appliance-core is running: stop it first "
                           "(systemctl stop appliance-core), rebuild, start it again")
     lo = -(1 << 62) if since_ms is None else since_ms
     row = journal.db.execute("SELECT MAX(json_extract(data, '$.before')) FROM events WHERE type = ? AND "

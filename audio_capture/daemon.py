@@ -123,10 +123,11 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
     capture.start()
     last_state = None
 
-    def step() -> None:
+    def step() -> bool:
         nonlocal last_state
+        worked = False
         try:
-            stage.step(clock.now_ms())
+            worked = stage.step(clock.now_ms()) > 0 or stage.took or bool(stage.jobs)
         except OSError as exc:                  # a full disk: free space by retention, then retry
             log.warning("audio: a clip could not be written (%s); applying retention", exc.strerror or exc)
             enforce_retention(cfg, journal, state_dir / "clips", clock.now_ms())
@@ -138,6 +139,17 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
             journal.append(v.MicState(state=capture.state, error=capture.error or None).as_event(
                 clock.now_ms(), None, "audio"))
             last_state = capture.state
+            worked = True
+        return worked
+
+    def status() -> str:
+        h = capture.meter.history[-1] if capture.meter.history else None
+        text = f"audio: microphone {capture.state}"
+        if capture.error and capture.state != "ok":
+            text += f" ({capture.error})"
+        if h is not None and capture.state == "ok":
+            text += f", {h.rms_db:.0f} dBFS"
+        return text + f", {stage.clips_cut} clips cut"
 
     def close() -> None:
         stop.set()
@@ -145,11 +157,11 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
         with capture.lock:
             spool.close()
         journal.close()
-    return run_loop("audio", step, tick_s=0.1, stop=stop, on_stop=close, healthy=capture.is_alive,
+    return run_loop("audio", step, tick_s=0.1, idle_tick_s=0.5, stop=stop, on_stop=close, healthy=capture.is_alive,
                     jobs=[Job("level", 1.0, lambda: _write_level(spool_dir, capture)),
                           Job("retention", 60.0,
                               lambda: enforce_retention(cfg, journal, state_dir / "clips", clock.now_ms()))],
-                    status=lambda: f"audio: microphone {capture.state}")
+                    status=status)
 
 
 def _write_level(spool_dir: Path, capture: Capture) -> None:

@@ -37,6 +37,8 @@ class AudioStage:
         self.journal = journal
         self.spool_dir = Path(spool_dir)
         self.clips_dir = Path(clips_dir)
+        self.took = False                   # the last step took requests (the daemon stays awake)
+        self.clips_cut = 0
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         _, blob = journal.stage_state(STAGE)
         state = _snapshot.decode(blob) if blob else Snapshot()
@@ -63,6 +65,7 @@ class AudioStage:
         with self.journal.stage(STAGE) as txn:
             events, upto = txn.read_batch(500, INPUT)
             changed = bool(events) or upto != txn.cursor
+            self.took = bool(events)
             for ev in events:
                 if ev.type == v.CONTACT:       # tags of a contact whose clip exists
                     c = v.read(ev, v.ContactSettled)
@@ -88,6 +91,7 @@ class AudioStage:
                 continue
             self._cut(job, segments, now_ms)
             written += 1
+        self.clips_cut += written
         return written
 
     def _cut(self, job: Track, segments, now_ms: int) -> None:

@@ -23,6 +23,9 @@ from .unknown import UnknownRemoteLimiter
 
 log = logging.getLogger(__name__)
 
+READ_WAIT_S = 0.05
+"""How long one step waits for the radio: frames and edges wake it at once, so this only
+bounds how late a release (the end of a press) is noticed and how often an idle loop wakes."""
 SWITCH_INTERVAL_S = 0.0005
 """The GPIO library calls back from its own thread: hand the interpreter over to the
 decoding loop quickly (Python's default is 5 ms, a quarter of the latency budget)."""
@@ -40,6 +43,7 @@ class RfJournalWriter:
         self.commits: list[float] = []    # perf_counter of each commit (latency measurements)
         self.unknown = UnknownRemoteLimiter()
         self.radio_state = "ok"                 # only changes are journalled
+        self.last_press = ""                    # for STATUS=: "HH:MM:SS remote/button → meaning"
 
     def __call__(self, event: str, press, ref_us: int) -> None:
         stamp = self.clock.now()
@@ -51,6 +55,9 @@ class RfJournalWriter:
             evs += self.unknown.admit(ev, stamp.ts) if ev.type == v.UNKNOWN_REMOTE else [ev]
         for ev in evs:
             ev.mono, ev.boot, ev.synced = mono, stamp.boot, stamp.synced
+            if "remote" in ev.data:
+                self.last_press = (f"{time.strftime('%H:%M:%S', time.localtime(ev.ts / 1000))} "
+                                   f"{ev.data['remote']}/{ev.data.get('button')} {ev.type}")
         self._append(evs)
 
     def tick(self, final: bool = False) -> None:
@@ -92,14 +99,25 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
     log.info("rf: source %s, %d remotes configured, %d GPIO presence sensor(s)", source.name, len(cfg.remotes),
              len(sensors.devices) if sensors else 0)
 
-    def step() -> None:
-        service.step(0.005)
+    def step() -> bool:
+        worked = service.step(READ_WAIT_S) > 0     # the read waits for the radio: an idle loop sleeps
         if sensors is not None:
-            writer._append(sensors.drain())
+            changes = sensors.drain()
+            writer._append(changes)
+            worked = worked or bool(changes)
         if source.exhausted():
             for event, press in service.detector.finish():
                 writer(event, press, service.t_us)
             time.sleep(0.2)
+        return worked
+
+    def status() -> str:
+        radio = getattr(source, "state", "ok")
+        text = f"rf: {source.name} {radio}" + (f" ({source.error})" if radio != "ok" and getattr(source, "error", "")
+                                              else "")
+        text += f", last press {writer.last_press}" if writer.last_press else ", no press yet"
+        text += f", {writer.written} events"
+        return text + (f"; sensors {sensor_line(sensors)}" if sensors else "")
 
     def close() -> None:
         source.close()
@@ -109,9 +127,7 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
         writer.tick(final=True)
         journal.close()
     return run_loop("rf", step, tick_s=0, stop=stop, on_stop=close, ready_status=f"rf: {source.name}",
-                    jobs=[Job("radio", 1.0, writer.tick)], healthy=source.alive,
-                    status=lambda: f"rf: {service.frames} frames, {writer.written} events"
-                                   + (f", sensors {sensor_line(sensors)}" if sensors else ""))
+                    jobs=[Job("radio", 1.0, writer.tick)], healthy=source.alive, status=status)
 
 
 def sensor_line(sensors: GpioSensors) -> str:

@@ -331,13 +331,8 @@ def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
 
 def _sync_daemon_alive(pid: object) -> bool:
     """The status file's writer still runs (it writes only when something changed)."""
-    from ..daemon import process_alive
-    if not process_alive(pid):
-        return False
-    try:
-        return b"sync" in Path(f"/proc/{pid}/cmdline").read_bytes()   # not a recycled pid
-    except OSError:
-        return True
+    from ..daemon import daemon_alive
+    return daemon_alive(pid, "sync")
 
 
 def cmd_sync_status(args: argparse.Namespace, cfg: Config | None) -> int:

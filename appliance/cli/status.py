@@ -175,7 +175,6 @@ def render(st: dict, s: Style) -> list[str]:
     if "events" not in st:
         out.append(f"  journal: {st['state']}")
     else:
-        b = st["backlog"]
         out.append(f"  journal: {st['events']} events, {st['size_bytes'] / 1e6:.1f} MB, {st['oldest_event'] or '-'} "
                    f"… {st['last_event'] or '-'}; raw kept {st['retention']['keep_raw_days']:g} d, records "
                    f"{st['retention']['keep_days']:g} d")
@@ -216,13 +215,13 @@ def render(st: dict, s: Style) -> list[str]:
                        f"{dead}")
         if st.get("unsynced_clock_events"):
             out.append(warn(f"  {st['unsynced_clock_events']} events wait for the clock to synchronise"))
-        for key, what in (("last_pruning", "pruning"), ("last_rebuild", "rebuild")):
-            p = st.get(key)
-            if p and key == "last_pruning":
-                out.append(f"  last pruning: {p['at']}, {p['count']} {p['kind']} events older than {p['before']}")
-            elif p:
-                out.append(f"  last rebuild: {p['at']}, records from {p['since'] or 'the start'} derived again "
-                           f"({p['deleted']} deleted, {p['derived']} derived)")
+        p = st.get("last_pruning")
+        if p:
+            out.append(f"  last pruning: {p['at']}, {p['count']} {p['kind']} events older than {p['before']}")
+        r = st.get("last_rebuild")
+        if r:
+            out.append(f"  last rebuild: {r['at']}, records from {r['since'] or 'the start'} derived again "
+                       f"({r['deleted']} deleted, {r['derived']} derived)")
     c = st["cloud"]
     if c["broker"]:
         link = ok("connected") if c["connected"] else bad("not connected" if c["daemon_running"] else

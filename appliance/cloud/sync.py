@@ -469,6 +469,18 @@ class SyncStage:
             doc = box_health.report(self.cfg, self.journal, self.device)
             self.client.publish(self._t(HEALTH), json.dumps(doc).encode(), qos=0)
 
+    def busy(self) -> bool:
+        """Records or clips on their way (acks to commit soon): the loop keeps its fast pace."""
+        return self.window.sent > self.window.acked or bool(self.uploading) or bool(self.clip_queue)
+
+    def status_line(self) -> str:
+        backlog = self.journal.last_seq() - self.acked
+        if self.connected.is_set():
+            return f"sync: connected to {self.host}:{self.port}, {backlog} records not yet acknowledged"
+        since = time.strftime("%H:%M:%S", time.localtime(self.offline_since)) if self.offline_since else "?"
+        return (f"sync: offline since {since}" + (f" ({self.last_error})" if self.last_error else "")
+                + f", {backlog} records wait")
+
     def status_doc(self) -> dict:
         return {"device": self.device, "connected": self.connected.is_set(), "broker": f"{self.host}:{self.port}",
                 "acked_upto": self.acked, "sent_upto": self.sent, "batches": self.batches,
@@ -520,8 +532,10 @@ def loop(stage: SyncStage, journal: Journal, stop: threading.Event | None = None
     def close() -> None:
         stage.stop()
         journal.close()
-    return run_loop("sync", stage.step, tick_s=0.05, stop=stop, on_stop=close,
+    def step() -> bool:
+        sent = stage.step()
+        return bool(sent or stage.busy())
+    return run_loop("sync", step, tick_s=0.05, idle_tick_s=0.5, stop=stop, on_stop=close,
                     jobs=[Job("health", stage.cfg.sync.health_interval_s, stage.publish_health),
                           Job("status file", 1.0, stage.write_status)],
-                    status=lambda: f"sync: {'connected' if stage.connected.is_set() else 'offline'}, "
-                                   f"acked up to {stage.acked}")
+                    status=stage.status_line)

@@ -326,3 +326,37 @@ def test_sighup_reads_the_config_now_and_never_kills_the_daemon(tmp_path):
     cfg.write_text(cfg.read_text() + "\n[points.kiosk]\n")
     w.reload()
     assert stop.wait(10) and w.reason == "its configuration changed"
+
+
+def _daemon_status(tmp_path, notify, name: str, extra: str, want: str, env_extra: dict | None = None) -> str:
+    """Run ``appliancectl run NAME`` as systemd would (notify socket, watchdog) until one of its
+    STATUS= lines contains ``want``; returns that line. SIGTERM then ends it cleanly."""
+    tmp_path.mkdir()
+    cfg = make_config(tmp_path, extra)
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="1000000", APPLIANCE_ASSUME_SYNCED="1",
+               **(env_extra or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "--config", str(cfg), "run", name],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        msgs = notify.until(lambda m: want in m, 30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(20)
+        proc.stderr.close()
+    assert rc == 0
+    return next(line for line in msgs[-1].splitlines() if line.startswith("STATUS="))
+
+
+def test_status_lines_say_what_is_wrong(tmp_path, notify):
+    """Each daemon's STATUS= (systemctl status shows it) says what it does and what is wrong."""
+    from tests.mqtt_broker import free_port
+    port = free_port()
+    line = _daemon_status(tmp_path / "s", notify, "sync", f'[sync]\nbroker = "mqtt://127.0.0.1:{port}"\n',
+                          "cannot reach")
+    assert line.startswith("STATUS=sync: offline since ") and f"127.0.0.1:{port}" in line and "records wait" in line
+    line = _daemon_status(tmp_path / "a", notify, "audio",
+                          '[audio]\nsource = "alsa"\ndevice = "hw:CARD=NoSuchCard,DEV=0"\n'
+                          f'spool_dir = "{tmp_path / "spool"}"\n', "lost")
+    assert line.startswith("STATUS=audio: microphone lost (") and "NoSuchCard" in line and "0 clips cut" in line
+    line = _daemon_status(tmp_path / "c", notify, "core", "", "contacts open")
+    assert line.startswith("STATUS=core: ") and "0 contacts open" in line and "records derived" in line

@@ -11,10 +11,8 @@ import pytest
 from appliance.config import parse_config
 from appliance.errors import EventError
 from appliance.events import from_dict
-from appliance.journal import Journal
 from appliance.pipeline import InputEvent, run
 from appliance.records import report
-from appliance.timefmt import parse_ts
 from tests.appliance.test_reports import live
 from tests.conftest import run_cli, write_events
 

@@ -114,17 +114,23 @@ def test_a_rebuild_after_a_config_change_equals_the_replay_with_the_new_config(t
 def test_rebuild_refuses_while_the_core_runs(tmp_path):
     import json
     import subprocess
+    import sys
     cfg = parse_config(CONFIG.format(four="neutral"))
     src = write_events(tmp_path / "e.jsonl", days(3, DST_END, 2))
-    daemon = subprocess.Popen(["sleep", "30"])                       # stands for a running appliance-core
+    # stands for a running appliance-core: what rebuild checks is the pid and its "run core"
+    daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "run", "core"])
+    other = subprocess.Popen(["sleep", "30"])                         # a pid recycled by something else
     try:
-        with live(cfg, tmp_path / "j.db", src) as j:                 # its stage just committed
+        with live(cfg, tmp_path / "j.db", src) as j:
             j.db.execute("UPDATE stages SET info = ? WHERE name = 'core'", (json.dumps({"pid": daemon.pid}),))
             with pytest.raises(CoreRunning, match="stop it first"):
                 rebuild(cfg, j, None, parse_ts("2027-01-01T00:00:00Z"))
+            j.db.execute("UPDATE stages SET info = ? WHERE name = 'core'", (json.dumps({"pid": other.pid}),))
+            assert rebuild(cfg, j, None, parse_ts("2027-01-01T00:00:00Z"))["derived"] > 0
     finally:
-        daemon.kill()
-        daemon.wait()
+        for p in (daemon, other):
+            p.kill()
+            p.wait()
 
 
 def test_the_index_is_migrated_for_an_older_journal(tmp_path):
