@@ -19,7 +19,7 @@ from appliance.journal import Journal
 from appliance.logs import fields
 from appliance.timefmt import iso_ms
 
-from .encoder import encode, extension
+from .encoder import encode_in_child, extension
 from .slicer import covered, cut
 from .spool import read_segments
 from .tracks import PRESS_TYPES, Track, contact_track, press_track
@@ -40,6 +40,9 @@ class AudioStage:
         self.took = False                   # the last step took requests (the daemon stays awake)
         self.clips_cut = 0
         self.clips_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in self.clips_dir.glob(".*.tmp"):    # an encoder killed with its daemon (power, SIGKILL)
+            log.info("audio: removing the unfinished %s", tmp.name)
+            tmp.unlink(missing_ok=True)
         _, blob = journal.stage_state(STAGE)
         state = _snapshot.decode(blob) if blob else Snapshot()
         self.jobs: list[Track] = state.jobs
@@ -100,7 +103,7 @@ class AudioStage:
         rate = self.cfg.audio.rate
         info, chunks = cut(self.spool_dir, segments, job.start_ms * 1000, job.end_ms * 1000, rate)
         total = max(1, (job.end_ms - job.start_ms) * rate // 1000)
-        f = encode(chunks, self.clips_dir / name, fmt, rate, self.cfg.audio.bitrate_kbps)
+        f = encode_in_child(chunks, self.clips_dir / name, fmt, rate, self.cfg.audio.bitrate_kbps)
         clip = v.Clip(clip=job.id, kind=job.kind, file=name, start=iso_ms(job.start_ms), end=iso_ms(job.end_ms),
                       duration_s=round(f.duration_s, 3), format=fmt, size=f.size, sha256=f.sha256,
                       missing_ms=info.missing_ms, complete=info.missing_samples == 0,

@@ -9,8 +9,9 @@ Starts a Mosquitto and ``fleetctl ingest`` (the cloud, acknowledging) on loopbac
 JSON lines the real one prints), ``run audio`` (a WAV of speech-like sound as the
 microphone, in real time, looped) and ``run sync``, exactly as systemd starts them
 (``NOTIFY_SOCKET``, ``WATCHDOG_USEC``). Measured for each daemon: time to ``READY=1``, RSS
-after start-up, CPU (% of one core) and bytes written to storage (``/proc/<pid>/io``
-``write_bytes``) over the idle period, the same over the busy phase, and RSS after it.
+after start-up, CPU (% of one core, with its children: the audio daemon encodes each track
+in a short-lived child) and bytes written to storage (``/proc/<pid>/io`` ``write_bytes``,
+children included once they end) over the idle period, the same over the busy phase, and RSS after it.
 
 The busy phase is an hour of a busy point: ``--contacts`` customers (60), one every
 ``--period`` seconds (6: the hour 10x faster). Each: the RF presence sensor's *arrived*, a
@@ -163,7 +164,8 @@ def drain(socks: dict) -> None:
 
 
 def sample(procs: dict) -> dict:
-    return {d: (cpu_s(p.pid), write_bytes(p.pid), time.monotonic()) for d, p in procs.items()}
+    # children count: the audio daemon encodes each track in a short-lived child
+    return {d: (cpu_s(p.pid, children=True), write_bytes(p.pid), time.monotonic()) for d, p in procs.items()}
 
 
 def diff(a: dict, b: dict) -> dict:

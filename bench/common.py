@@ -20,10 +20,12 @@ def machine() -> str:
             f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
 
 
-def cpu_s(pid: int) -> float:
+def cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds of a process (and, with ``children``, of its children that have ended)."""
     try:
         f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if children else 0)
+        return ticks / os.sysconf("SC_CLK_TCK")
     except OSError:
         return 0.0
 

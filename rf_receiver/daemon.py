@@ -10,7 +10,7 @@ import time
 from appliance.clock import clock_from_env
 from appliance.config.schema import Config
 from appliance import vocabulary as v
-from appliance.daemon import Job, run_loop
+from appliance.daemon import IDLE_AFTER_S, Job, run_loop
 from appliance.journal import Journal
 from appliance.logs import fields
 
@@ -23,9 +23,10 @@ from .unknown import UnknownRemoteLimiter
 
 log = logging.getLogger(__name__)
 
-READ_WAIT_S = 0.05
+READ_WAIT_S, IDLE_READ_WAIT_S = 0.05, 0.5
 """How long one step waits for the radio: frames and edges wake it at once, so this only
-bounds how late a release (the end of a press) is noticed and how often an idle loop wakes."""
+bounds how late a release (the end of a press) is noticed — 50 ms within a few seconds of
+the last frame — and how often an idle loop wakes (twice a second)."""
 SWITCH_INTERVAL_S = 0.0005
 """The GPIO library calls back from its own thread: hand the interpreter over to the
 decoding loop quickly (Python's default is 5 ms, a quarter of the latency budget)."""
@@ -99,8 +100,12 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
     log.info("rf: source %s, %d remotes configured, %d GPIO presence sensor(s)", source.name, len(cfg.remotes),
              len(sensors.devices) if sensors else 0)
 
+    last_work = time.monotonic()
+
     def step() -> bool:
-        worked = service.step(READ_WAIT_S) > 0     # the read waits for the radio: an idle loop sleeps
+        nonlocal last_work
+        idle = time.monotonic() - last_work > IDLE_AFTER_S
+        worked = service.step(IDLE_READ_WAIT_S if idle else READ_WAIT_S) > 0   # waits for the radio
         if sensors is not None:
             changes = sensors.drain()
             writer._append(changes)
@@ -109,6 +114,8 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
             for event, press in service.detector.finish():
                 writer(event, press, service.t_us)
             time.sleep(0.2)
+        if worked:
+            last_work = time.monotonic()
         return worked
 
     def status() -> str:
