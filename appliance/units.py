@@ -20,15 +20,17 @@ def systemd_running() -> bool:
     return Path("/run/systemd/system").is_dir()
 
 
-def daemons(proc: Path = Path("/proc")) -> dict[str, dict]:
+def daemons(proc: Path = Path("/proc"), config: str | None = None) -> dict[str, dict]:
     """Each daemon's state: ``state`` (running, starting, stopping, stopped, failed),
     ``pid``, ``uptime_s``, ``rss_mb``, and from systemd ``restarts``, ``status`` (its last
-    STATUS= line), ``watchdog`` and ``result`` (why it last stopped)."""
+    STATUS= line), ``watchdog`` and ``result`` (why it last stopped). Found in the process
+    table, only the daemons of ``config`` (when given) count: a test or a demo on the same
+    machine runs daemons of its own."""
     if systemd_running() and shutil.which("systemctl"):
         out = _from_systemd()
         if out:
             return out
-    return _from_processes(proc)
+    return _from_processes(proc, config)
 
 
 def _from_systemd() -> dict[str, dict]:
@@ -64,7 +66,32 @@ def _monotonic() -> float:
     return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
-def _from_processes(proc: Path) -> dict[str, dict]:
+def _config_of(entry: Path, args: list[str]) -> str | None:
+    """The config file a daemon process was started with (``--config``/``-c``, else its
+    ``APPLIANCE_CONFIG``), resolved against its working directory; None if unknown."""
+    path = None
+    for i, a in enumerate(args):
+        if a in ("-c", "--config") and i + 1 < len(args):
+            path = args[i + 1]
+        elif a.startswith("--config="):
+            path = a.split("=", 1)[1]
+    if path is None:
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        path = next((e[len(b"APPLIANCE_CONFIG="):].decode(errors="replace") for e in env
+                     if e.startswith(b"APPLIANCE_CONFIG=")), None)
+        if path is None:
+            from .config import DEFAULT_PATH
+            return str(DEFAULT_PATH)
+    try:
+        return os.path.realpath(os.path.join(os.readlink(entry / "cwd"), path))
+    except OSError:
+        return os.path.realpath(path)
+
+
+def _from_processes(proc: Path, config: str | None = None) -> dict[str, dict]:
     """Processes whose command line is ``... appliancectl|appliance.cli.main ... run <daemon>``."""
     out: dict[str, dict] = {d: {"state": "stopped", "manager": "process", "pid": None} for d in DAEMONS}
     try:
@@ -86,6 +113,8 @@ def _from_processes(proc: Path) -> dict[str, dict]:
         name = args[i + 1] if i + 1 < len(args) else ""
         if name not in DAEMONS or out[name]["pid"] is not None:
             continue
+        if config is not None and _config_of(entry, args) not in (None, os.path.realpath(config)):
+            continue                            # another box's daemon (a test, the demo)
         pid = int(entry.name)
         d = out[name]
         d.update(state="running", pid=pid, rss_mb=_rss_mb(proc, pid))

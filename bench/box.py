@@ -27,11 +27,8 @@ Reference, measured in the same run: a bare ``python3 -c 'import time; time.slee
 from __future__ import annotations
 
 import argparse
-import array
 import json
-import math
 import os
-import random
 import shutil
 import socket
 import sqlite3
@@ -40,7 +37,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import wave
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import cpu_s, machine, rss_mb  # noqa: E402
+
+from audio_capture.synthetic import speech_wav  # noqa: E402
 
 DAEMONS = ("core", "rf", "audio", "sync")
 TOKEN = "bench-token-0123456789"
@@ -96,28 +94,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def speech_wav(path: Path, seconds: int = 30, rate: int = 16000) -> None:
-    """Syllable-like bursts of band-limited noise with pauses: what a till sounds like."""
-    rnd = random.Random(7)
-    samples = array.array("h")
-    t = 0
-    while t < seconds * rate:
-        n = int(rate * rnd.uniform(0.08, 0.3))
-        amp = rnd.choice((0, 0, 2500, 6000))
-        f = rnd.uniform(150, 400)
-        prev = 0.0
-        for i in range(n):
-            prev = 0.7 * prev + 0.3 * rnd.uniform(-1, 1)
-            env = math.sin(math.pi * i / n)
-            samples.append(int(amp * env * (0.6 * math.sin(2 * math.pi * f * (t + i) / rate) + 0.4 * prev)))
-        t += n
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
 
 
 def generic(id_: int, cmd: int) -> tuple[dict, str, int]:

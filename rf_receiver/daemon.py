@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -97,6 +98,11 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
     sensors = GpioSensors(cfg, clock) if cfg.sensors else None
     if sensors is not None:
         writer._append(sensors.state_events(journal, clock.now_ms()))
+    sim = None
+    if os.environ.get("APPLIANCE_SIM_GPIO"):            # the demo: a script for gpiozero's mock pins
+        from .sensors import MockPinScript
+        sim = MockPinScript(os.environ["APPLIANCE_SIM_GPIO"])
+        sim.start()
     log.info("rf: source %s, %d remotes configured, %d GPIO presence sensor(s)", source.name, len(cfg.remotes),
              len(sensors.devices) if sensors else 0)
 
@@ -127,6 +133,8 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
         return text + (f"; sensors {sensor_line(sensors)}" if sensors else "")
 
     def close() -> None:
+        if sim is not None:
+            sim.stop.set()
         source.close()
         if sensors is not None:
             sensors.close()

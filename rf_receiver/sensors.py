@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -134,3 +135,30 @@ class GpioSensors:
                 dev.close()
             except Exception:  # noqa: BLE001 - closing at shutdown: nothing more to do
                 log.debug("sensors: close failed", exc_info=True)
+
+
+class MockPinScript(threading.Thread):
+    """The demo's hands on gpiozero's mock pins: a JSON-lines script of ``{"at_s": seconds
+    after start, "pin": N, "high": true|false}`` played in real time in this process (mock
+    pins exist only in the process that opened them). Refuses to run on real pins."""
+
+    def __init__(self, path: str, factory=None):
+        super().__init__(name="sim-gpio", daemon=True)
+        import json
+        from gpiozero import Device
+        from gpiozero.pins.mock import MockFactory
+        self.factory = factory or Device.pin_factory
+        if not isinstance(self.factory, MockFactory):
+            raise SensorError("APPLIANCE_SIM_GPIO drives mock pins only (GPIOZERO_PIN_FACTORY=mock)")
+        with open(path, encoding="utf-8") as f:
+            self.steps = sorted((float(d["at_s"]), int(d["pin"]), bool(d["high"]))
+                                for d in map(json.loads, filter(str.strip, f)))
+        self.stop = threading.Event()
+        self.t0 = time.monotonic()
+
+    def run(self) -> None:
+        for at, pin, high in self.steps:
+            if self.stop.wait(max(0.0, self.t0 + at - time.monotonic())):
+                return
+            p = self.factory.pin(pin)
+            p.drive_high() if high else p.drive_low()

@@ -427,8 +427,11 @@ def _fleet_status(cfg: Config) -> dict:
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config | None) -> int:
-    from .demo import run_demo
-    return run_demo(speed=args.speed, keep=args.keep, state_dir=args.state_dir)
+    if args.speed is not None:
+        from .demo import run_demo
+        return run_demo(speed=args.speed, keep=args.keep, state_dir=args.state_dir)
+    from .box_demo import run_box_demo
+    return run_box_demo(keep=args.keep, state_dir=args.state_dir)
 
 
 # --- parser ----------------------------------------------------------------------------
@@ -452,9 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = add(sub, "demo", "run the appliance on simulated hardware: a day at two points", cmd_demo, config="none")
-    s.add_argument("--speed", type=float, default=1000.0,
-                   help="simulated seconds per real second (default 1000: the day takes ~35 s)")
+    s = add(sub, "demo", "run the whole appliance on simulated hardware, live (about two minutes)", cmd_demo,
+            config="none")
+    s.add_argument("--speed", type=float,
+                   help="instead, a whole day at two points, this many times faster (1000: ~35 s); only the "
+                        "core runs, the hardware's events are written to the journal")
     s.add_argument("--state-dir", help="keep the demo's journal here (default: a temporary folder)")
     s.add_argument("--keep", action="store_true", help="keep the temporary folder")
 

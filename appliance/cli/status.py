@@ -26,7 +26,7 @@ def collect(cfg: Config, config_path: str, sync_alive) -> dict:
     state_dir = Path(cfg.device.state_dir)
     path = state_dir / JOURNAL_NAME
     st: dict = {"version": __version__, "config": config_path, "points": list(cfg.points), "journal": str(path)}
-    st["daemons"] = units.daemons()
+    st["daemons"] = units.daemons(config=config_path)
     sysinfo = health.system(cfg)
     st["clock"] = {"synced": sysinfo["time_synced"], "now": iso_ms(int(time.time() * 1000))}
     st["disk"] = sysinfo["disk"]

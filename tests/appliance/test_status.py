@@ -157,6 +157,12 @@ def test_daemons_from_the_process_table(tmp_path):
     assert d["rf"] == {"state": "running", "manager": "process", "pid": 4242, "rss_mb": 30.0,
                        "uptime_s": round(110 - 1000 / os.sysconf("SC_CLK_TCK"), 1)}
     assert d["core"]["state"] == "stopped" and d["core"]["pid"] is None
+    (proc / "4243").mkdir()                                                   # another box's rf daemon
+    (proc / "4243" / "cmdline").write_bytes(b"python3\0-m\0appliance.cli.main\0--config\0/elsewhere.toml\0run\0rf\0")
+    (proc / "4242" / "cmdline").write_bytes(b"/usr/bin/appliancectl\0--config\0/etc/box.toml\0run\0rf\0")
+    assert units.daemons(proc, config="/etc/box.toml")["rf"]["pid"] == 4242
+    assert units.daemons(proc, config="/elsewhere.toml")["rf"]["pid"] == 4243
+    assert units.daemons(proc, config="/third.toml")["rf"]["state"] == "stopped"
 
 
 def test_sd_card_write_rate(tmp_path):
