@@ -8,16 +8,21 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from appliance.files import fsync_path, write_atomic, write_private
 
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+# cryptography costs a process ~10 MB: it is imported only to make a key, a CSR or to check
+# a new certificate. The sync daemon learns its certificate's expiry from NOT_AFTER, written
+# beside it when it is installed.
+
 log = logging.getLogger(__name__)
 
-KEY, CERT, CA = "device.key", "device.pem", "fleet-ca.pem"
+KEY, CERT, CA, NOT_AFTER = "device.key", "device.pem", "fleet-ca.pem", "device.not-after"
 
 
 class IdentityError(Exception):
@@ -44,8 +49,10 @@ class Identity:
     def ca_path(self) -> Path:
         return self.dir / CA
 
-    def key(self) -> ec.EllipticCurvePrivateKey:
+    def key(self) -> "ec.EllipticCurvePrivateKey":
         """This box's private key, generated on first use (0600, written atomically)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
         if self.key_path.exists():
             key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
             if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -61,12 +68,16 @@ class Identity:
 
     def csr(self, device: str) -> str:
         """A certificate signing request for ``device`` (CN), signed with this box's key."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import NameOID
         req = (x509.CertificateSigningRequestBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device)]))
                .sign(self.key(), hashes.SHA256()))
         return req.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
-    def certificate(self) -> x509.Certificate | None:
+    def certificate(self) -> "x509.Certificate | None":
+        from cryptography import x509
         try:
             return x509.load_pem_x509_certificate(self.cert_path.read_bytes())
         except FileNotFoundError:
@@ -75,9 +86,12 @@ class Identity:
             log.warning("identity: %s cannot be read: %s", self.cert_path, exc)
             return None
 
-    def install(self, device: str, cert_pem: str, ca_pem: str) -> x509.Certificate:
+    def install(self, device: str, cert_pem: str, ca_pem: str) -> "x509.Certificate":
         """Keep a certificate the fleet signed, after checking it is for this box's key and
         id; written atomically (the old one stays until the new one is whole)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.x509.oid import NameOID
         try:
             cert = x509.load_pem_x509_certificate(cert_pem.encode("ascii"))
             x509.load_pem_x509_certificate(ca_pem.encode("ascii"))
@@ -94,15 +108,38 @@ class Identity:
             raise IdentityError(f"the certificate is not for device {device!r}")
         write_atomic(self.ca_path, ca_pem)
         write_atomic(self.cert_path, cert_pem)
+        write_atomic(self.dir / NOT_AFTER, cert.not_valid_after_utc.isoformat())
         fsync_path(self.dir)
         return cert
 
-    def expires_in_s(self, now: dt.datetime | None = None) -> float | None:
+    def not_after(self) -> dt.datetime | None:
+        """When this box's certificate expires: from NOT_AFTER when it is newer than the
+        certificate, else read from the certificate (and NOT_AFTER written for next time)."""
+        try:
+            cert_mtime = self.cert_path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        side = self.dir / NOT_AFTER
+        try:
+            if side.stat().st_mtime >= cert_mtime:
+                return dt.datetime.fromisoformat(side.read_text().strip())
+        except (OSError, ValueError):
+            pass
         cert = self.certificate()
         if cert is None:
             return None
+        try:
+            write_atomic(side, cert.not_valid_after_utc.isoformat())
+        except OSError as exc:
+            log.debug("identity: %s not written: %s", side, exc)
+        return cert.not_valid_after_utc
+
+    def expires_in_s(self, now: dt.datetime | None = None) -> float | None:
+        end = self.not_after()
+        if end is None:
+            return None
         now = now or dt.datetime.now(dt.timezone.utc)
-        return (cert.not_valid_after_utc - now).total_seconds()
+        return (end - now).total_seconds()
 
     def enrolled(self) -> bool:
         left = self.expires_in_s()
