@@ -20,13 +20,13 @@ def systemd_running() -> bool:
     return Path("/run/systemd/system").is_dir()
 
 
-def daemons(proc: Path = Path("/proc"), config: str | None = None) -> dict[str, dict]:
+def daemons(proc: Path = Path("/proc"), config: str | None = None, systemd: bool | None = None) -> dict[str, dict]:
     """Each daemon's state: ``state`` (running, starting, stopping, stopped, failed),
     ``pid``, ``uptime_s``, ``rss_mb``, and from systemd ``restarts``, ``status`` (its last
     STATUS= line), ``watchdog`` and ``result`` (why it last stopped). Found in the process
     table, only the daemons of ``config`` (when given) count: a test or a demo on the same
     machine runs daemons of its own."""
-    if systemd_running() and shutil.which("systemctl"):
+    if (systemd_running() if systemd is None else systemd) and shutil.which("systemctl"):
         out = _from_systemd()
         if out:
             return out

@@ -91,6 +91,8 @@ def problems(cfg: Config, st: dict) -> list[str]:
             continue
         if d["state"] == "failed":
             out.append(f"daemon {name} failed ({d.get('result') or 'see its log'}): appliancectl logs {name}")
+        elif d["state"] in ("starting", "stopping") and d.get("manager") == "systemd":
+            out.append(f"daemon {name} is {d['state']} (not READY): appliancectl logs {name}")
         elif d["state"] != "running" and d.get("manager") == "systemd":
             out.append(f"daemon {name} is {d['state']}: systemctl start appliance-{name}")
     if not st["clock"]["synced"]:

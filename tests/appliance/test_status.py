@@ -178,3 +178,37 @@ def test_sd_card_write_rate(tmp_path):
     w = units.write_rate(tmp_path, sys_dev, proc)
     assert w == {"device": node.name, "written_bytes": 7200 * 512, "per_hour_bytes": 7200 * 512}
     assert units.write_rate(tmp_path, tmp_path / "nothing", proc) is None
+
+
+def test_daemons_from_systemd(tmp_path, monkeypatch):
+    """Under systemd the units' own state is read (``systemctl show``: a stand-in on PATH
+    prints what systemd 252 prints for the four units)."""
+    from appliance import units
+    show = ("Id=appliance-core.service\nActiveState=active\nSubState=running\nMainPID={pid}\nNRestarts=2\n"
+            "Result=success\nStatusText=core: 2 points, 0 contacts open, 5 records derived, at seq 9\n"
+            "ActiveEnterTimestampMonotonic=1000000\nWatchdogUSec=30s\nExecMainStatus=0\n\n"
+            "Id=appliance-rf.service\nActiveState=failed\nSubState=failed\nMainPID=0\nNRestarts=5\n"
+            "Result=watchdog\nStatusText=\nActiveEnterTimestampMonotonic=0\nWatchdogUSec=30s\nExecMainStatus=6\n\n"
+            "Id=appliance-audio.service\nActiveState=activating\nSubState=start\nMainPID=0\nNRestarts=0\n"
+            "Result=success\nStatusText=\nActiveEnterTimestampMonotonic=0\nWatchdogUSec=0\nExecMainStatus=0\n\n"
+            "Id=appliance-sync.service\nActiveState=inactive\nSubState=dead\nMainPID=0\nNRestarts=0\n"
+            "Result=success\nStatusText=\nActiveEnterTimestampMonotonic=0\nWatchdogUSec=0\nExecMainStatus=0\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "show.txt").write_text(show.format(pid=os.getpid()))
+    (bin_dir / "systemctl").write_text(f"#!/bin/sh\ncat {bin_dir / 'show.txt'}\n")
+    (bin_dir / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    d = units.daemons(systemd=True)
+    core = d["core"]
+    assert (core["state"], core["pid"], core["restarts"], core["watchdog"], core["manager"]) == (
+        "running", os.getpid(), 2, True, "systemd")
+    assert core["status"].startswith("core: 2 points") and core["uptime_s"] > 0 and core["rss_mb"] > 5
+    assert (d["rf"]["state"], d["rf"]["result"], d["rf"]["restarts"]) == ("failed", "watchdog", 5)
+    assert d["audio"]["state"] == "starting" and d["sync"]["state"] == "stopped"
+    from appliance.cli.status import problems
+    from appliance.config import parse_config
+    cfg = parse_config('[rf]\nsource = "gpio"\n[audio]\nsource = "alsa"\n')
+    found = problems(cfg, {"daemons": d, "clock": {"synced": True}, "cloud": {}})
+    assert found == ["daemon rf failed (watchdog): appliancectl logs rf",
+                     "daemon audio is starting (not READY): appliancectl logs audio"]
