@@ -123,13 +123,15 @@ def backlog(journal: Journal, now_ms: int | None = None) -> dict:
     return {"count": b.count, "bytes": b.bytes, "oldest_age_s": age, "acked_upto": b.cursor, "last_seq": b.last_seq}
 
 
-def box(cfg: Config, journal: Journal) -> dict:
-    """What the journal tells about the hardware and the cloud link."""
+def box(cfg: Config, journal: Journal, with_remotes: bool = False) -> dict:
+    """What the journal tells about the hardware and the cloud link (``with_remotes``: each
+    remote's last press too — a scan of the latest events, for ``status`` on demand, not for
+    the health topic every minute)."""
     out: dict = {"backlog": backlog(journal), "unsynced_clock_events": journal.unsynced_clock_events(),
                  "microphone": microphone(cfg, journal), "rf_last_seen": None, **rf(journal)}
     if cfg.sensors:
         out["sensors"] = sensors(cfg, journal)
-    if cfg.remotes:
+    if with_remotes and cfg.remotes:
         out["remotes"] = remotes(cfg, journal)
     made = clips(journal)
     if made is not None:

@@ -54,7 +54,7 @@ def collect(cfg: Config, config_path: str, sync_alive) -> dict:
             st["by_type"] = j.count_by_type()
             st["notifications"] = {name: {k: d[k] for k in ("kind", "outbox", "dead_letters", "last_success")}
                                    for name, d in notify_status(cfg, j, now).items()}
-            st.update(health.box(cfg, j))
+            st.update(health.box(cfg, j, with_remotes=True))
     st["cloud"] = cloud(cfg, st.get("backlog"), sync_alive)
     st["problems"] = problems(cfg, st)
     return st

@@ -212,3 +212,17 @@ def test_daemons_from_systemd(tmp_path, monkeypatch):
     found = problems(cfg, {"daemons": d, "clock": {"synced": True}, "cloud": {}})
     assert found == ["daemon rf failed (watchdog): appliancectl logs rf",
                      "daemon audio is starting (not READY): appliancectl logs audio"]
+
+
+def test_each_remote_last_heard(tmp_path, capsys):
+    from appliance.journal import NewEvent
+    path = box(tmp_path, '[remotes.a1b2c3]\npoint = "till1"\nbuttons = { 1 = { meaning = "call" } }\n'
+                         '[remotes.d4e5f6]\npoint = "till1"\nbuttons = { 1 = { meaning = "call" } }\n')
+    with Journal.in_dir(tmp_path / "state") as j:
+        j.append(NewEvent("call", 1_795_165_200_000, {"press": "short", "remote": "a1b2c3", "button": 1},
+                          "till1", "rf"))
+    st = status(capsys, path)
+    assert st["remotes"] == {"a1b2c3": {"point": "till1", "last_heard": "2026-11-20T09:00:00.000Z"},
+                             "d4e5f6": {"point": "till1", "last_heard": None}}
+    out = screen(capsys, path)
+    assert "remote a1b2c3 (till1): 2026-11-20T09:00:00.000Z" in out and "remote d4e5f6 (till1): not heard" in out
