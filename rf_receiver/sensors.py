@@ -39,7 +39,10 @@ class Change:
 
 
 def open_device(s: Sensor, factory=None):
-    """The gpiozero device for one configured sensor."""
+    """The gpiozero device for one configured sensor (or the radar, which behaves as one)."""
+    if s.kind == "ld2410":
+        from .ld2410 import Ld2410
+        return Ld2410(s.port, s.baud, s.threshold_m)
     from gpiozero import DigitalInputDevice, DistanceSensor, MotionSensor
     if s.kind == "distance":
         if s.echo_pin is None:

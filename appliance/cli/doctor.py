@@ -86,7 +86,7 @@ def check_secrets(cfg: Config, config_path: str) -> Check:
 
 
 def check_gpio(cfg: Config) -> Check:
-    if cfg.rf.source != "gpio" and not cfg.sensors:
+    if cfg.rf.source != "gpio" and not any(s.kind != "ld2410" for s in cfg.sensors.values()):
         return Check("gpio", SKIP, "no GPIO receiver or sensor configured")
     chips = sorted(glob.glob("/dev/gpiochip*"))
     if not chips:
@@ -109,6 +109,20 @@ def check_microphone(cfg: Config) -> Check:
         return Check("microphone", FAIL, f"cannot open capture device {cfg.audio.device!r}: {exc}",
                      "plug the microphone in; `arecord -l` lists capture devices; set [audio] device")
     return Check("microphone", OK, f"capture device {cfg.audio.device!r} opens")
+
+
+def check_radars(cfg: Config) -> list[Check]:
+    """Each LD2410 radar's serial port exists."""
+    out = []
+    for sid, s in cfg.sensors.items():
+        if s.kind == "ld2410":
+            if Path(s.port).exists():
+                out.append(Check(f"radar {sid}", OK, s.port))
+            else:
+                out.append(Check(f"radar {sid}", FAIL, f"{s.port} does not exist",
+                                 "enable the UART (raspi-config: serial port on, console off) or plug the "
+                                 "USB adapter in; set [sensors." + sid + "] port"))
+    return out
 
 
 def check_modems(cfg: Config) -> list[Check]:
@@ -164,7 +178,7 @@ def run_checks(cfg: Config, config_path: str, broker_settings, extra: list[Check
     checks = [Check("config", OK, f"{config_path}: valid; {len(cfg.points)} point(s), {len(cfg.remotes)} "
                                   f"remote(s), {len(cfg.sensors)} sensor(s), {len(cfg.notifications)} destination(s)"),
               check_secrets(cfg, config_path), check_clock(), check_disk(cfg), check_journal(cfg),
-              check_gpio(cfg), check_microphone(cfg), *check_modems(cfg), check_broker(cfg, broker_settings)]
+              check_gpio(cfg), check_microphone(cfg), *check_radars(cfg), *check_modems(cfg), check_broker(cfg, broker_settings)]
     return checks + list(extra)
 
 

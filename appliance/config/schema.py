@@ -101,13 +101,18 @@ class Remote(_Section):
 
 
 class Sensor(_Section):
-    """A GPIO presence sensor of one point (PIR, mmWave OUT pin, break beam, ultrasonic)."""
+    """A presence sensor of one point: on GPIO (PIR, mmWave OUT pin, break beam, ultrasonic)
+    or an LD2410-class mmWave radar on a serial port (``kind = "ld2410"``, ``port``)."""
     point: str
-    kind: Literal["digital", "motion", "distance"] = "digital"
+    kind: Literal["digital", "motion", "distance", "ld2410"] = "digital"
     pin: Annotated[int, Meta(ge=0, le=53)] = 17
     echo_pin: Annotated[int, Meta(ge=0, le=53)] | None = None
     active_high: bool = True
     threshold_m: Positive = 1.0
+    """Distance sensors and radars: a target closer than this is presence."""
+    port: str = "/dev/serial0"
+    """ld2410: the serial port (the Pi's UART on GPIO 14/15, or a USB adapter)."""
+    baud: Annotated[int, Meta(ge=1200, le=3_000_000)] = 256000
     silent_after_s: Annotated[float, Meta(ge=60)] = 14400.0
     """No change for longer than this: `status` and the health topic call the sensor silent
     (a cable off, a dead sensor — or a closed shop); present for longer: stuck."""
