@@ -12,7 +12,9 @@ from .base import AudioError, AudioSource, Chunk
 class AlsaSource(AudioSource):
     name = "alsa"
 
-    def __init__(self, device: str = "default", rate: int = 16000, period_s: float = 0.02):
+    def __init__(self, device: str = "default", rate: int = 16000, period_s: float = 0.1, periods: int = 10):
+        """One read per ``period_s`` (ten a second: an idle box wakes little), a buffer of
+        ``periods`` of them (a second: a stall of the capture thread that long loses nothing)."""
         try:
             import alsaaudio
         except ImportError as exc:
@@ -24,7 +26,7 @@ class AlsaSource(AudioSource):
         try:
             self.pcm = alsaaudio.PCM(type=alsaaudio.PCM_CAPTURE, mode=alsaaudio.PCM_NORMAL, device=device,
                                      channels=1, rate=rate, format=alsaaudio.PCM_FORMAT_S16_LE,
-                                     periodsize=self.period)
+                                     periodsize=self.period, periods=periods)
         except alsaaudio.ALSAAudioError as exc:
             raise AudioError(f"cannot open ALSA capture device {device!r}: {exc}") from None
         got = self.pcm.info() if hasattr(self.pcm, "info") else {}
