@@ -360,3 +360,10 @@ def test_status_lines_say_what_is_wrong(tmp_path, notify):
     assert line.startswith("STATUS=audio: microphone lost (") and "NoSuchCard" in line and "0 clips cut" in line
     line = _daemon_status(tmp_path / "c", notify, "core", "", "contacts open")
     assert line.startswith("STATUS=core: ") and "0 contacts open" in line and "records derived" in line
+    bin_dir = tmp_path / "bin"                           # an rtl_433 whose dongle is unplugged
+    bin_dir.mkdir()
+    (bin_dir / "rtl_433").write_text("#!/bin/sh\necho 'No supported devices found.' >&2\nexit 1\n")
+    (bin_dir / "rtl_433").chmod(0o755)
+    line = _daemon_status(tmp_path / "r", notify, "rf", '[rf]\nsource = "rtl_433"\n', "lost",
+                          env_extra={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert line.startswith("STATUS=rf: rtl_433 lost (rtl_433 exited with status 1)") and "no press yet" in line
