@@ -201,6 +201,22 @@ def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 20
     raise RuntimeError(f"{what} did not open port {port} in time")
 
 
+def _wait_microphone(state_dir: Path, audio: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Until the audio daemon journals that it hears the microphone (the first tracks need
+    their pre-roll)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if audio.poll() is not None:
+            raise RuntimeError(f"the audio daemon exited with status {audio.returncode}")
+        if (state_dir / JOURNAL_NAME).exists():
+            with Journal.in_dir(state_dir) as j:
+                ev = j.latest(v.MIC_STATE)
+            if ev is not None and ev.data.get("state") == "ok":
+                return
+        time.sleep(0.1)
+    raise RuntimeError("the audio daemon did not start hearing the microphone in time")
+
+
 def _post(port: int, token: str, path: str, body: dict) -> None:
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
@@ -324,6 +340,7 @@ def run_box_demo(keep: bool = False, state_dir: str | None = None) -> int:
         start("audio", me + ["run", "audio"])
         if mosq:
             start("sync", me + ["run", "sync"])
+        _wait_microphone(work / "state", procs["audio"])
         time.sleep(1.0)                                 # the microphone has been heard a moment
         start("rf", me + ["run", "rf", "--pulses", str(work / "radio.pulses")])
         t0 = time.monotonic() + LEAD_S                  # the script's zero: the radio's lead-in has passed
