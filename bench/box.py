@@ -41,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.append(str(ROOT / "bench"))      # after the packages: bench/audio_capture.py is a script
 
 from common import cpu_s, machine, rss_mb  # noqa: E402
 

@@ -21,6 +21,7 @@ TABLE_COLUMNS = [("contacts", "contacts", str), ("mean_duration_s", "mean s", nu
                  ("response_rate", "response", pct), ("csi", "CSI", pct), ("cdi", "CDI", pct),
                  ("cci", "CCI", pct), ("eli", "ELI", pct), ("orphan_ratings", "orphans", str),
                  ("misuse", "misuse", str), ("receipts", "receipts", str), ("conversion", "conv.", pct),
+                 ("avg_receipt", "avg rcpt", lambda x: num(x, 2)), ("happy_index", "happy", lambda x: num(x, 0)),
                  ("calls", "calls", str), ("call_escalations", "escal.", str)]
 
 
