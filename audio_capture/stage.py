@@ -38,6 +38,7 @@ class AudioStage:
         self.spool_dir = Path(spool_dir)
         self.clips_dir = Path(clips_dir)
         self.took = False                   # the last step took requests (the daemon stays awake)
+        self.seen = -1                      # the journal's seq this stage has looked at
         self.clips_cut = 0
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         for tmp in self.clips_dir.glob(".*.tmp"):    # an encoder killed with its daemon (power, SIGKILL)
@@ -65,10 +66,14 @@ class AudioStage:
     def step(self, now_ms: int) -> int:
         """Take new requests, cut what capture has covered. Returns clips written."""
         written = 0
+        self.took = False
+        if not self.jobs and self.journal.last_seq() <= self.seen:
+            return 0                        # nothing new: no write transaction (an idle box)
         with self.journal.stage(STAGE) as txn:
             events, upto = txn.read_batch(500, INPUT)
             changed = bool(events) or upto != txn.cursor
             self.took = bool(events)
+            self.seen = upto
             for ev in events:
                 if ev.type == v.CONTACT:       # tags of a contact whose clip exists
                     c = v.read(ev, v.ContactSettled)
