@@ -20,13 +20,11 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from audio_capture.synthetic import speech_wav
@@ -36,6 +34,7 @@ from .. import vocabulary as v
 from ..config import load_config
 from ..journal import JOURNAL_NAME, Journal
 from ..timefmt import parse_ts
+from .demo import _free_port, _post, _wait_port
 from .ui import Style, num, pct
 
 RATE_1, PRESENCE_1, RATE_2, FOB = 0x5A1F1, 0x5A1F2, 0x7C2E1, 0x9B001   # EV1527 remote ids
@@ -182,25 +181,6 @@ def pulse_file(path: Path, rf: list[tuple[float, int, int]]) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not open port {port} in time")
-
-
 def _wait_microphone(state_dir: Path, audio: subprocess.Popen, timeout: float = 30.0) -> None:
     """Until the audio daemon journals that it hears the microphone (the first tracks need
     their pre-roll)."""
@@ -215,13 +195,6 @@ def _wait_microphone(state_dir: Path, audio: subprocess.Popen, timeout: float = 
                 return
         time.sleep(0.1)
     raise RuntimeError("the audio daemon did not start hearing the microphone in time")
-
-
-def _post(port: int, token: str, path: str, body: dict) -> None:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        r.read()
 
 
 class Show:

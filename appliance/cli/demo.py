@@ -202,18 +202,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+def _wait_port(port: int, proc: subprocess.Popen, what: str = "the core daemon", timeout: float = 20.0) -> None:
+    """Until ``proc`` listens on ``port`` (RuntimeError if it exits or takes too long)."""
     import socket
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise RuntimeError(f"the core daemon exited with status {proc.returncode}")
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("the core daemon did not open the POS API in time")
+    raise RuntimeError(f"{what} did not open port {port} in time")
 
 
 def run_demo(speed: float = 1000.0, keep: bool = False, state_dir: str | None = None) -> int:

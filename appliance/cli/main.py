@@ -337,7 +337,6 @@ def _sync_daemon_alive(pid: object) -> bool:
 
 def cmd_sync_status(args: argparse.Namespace, cfg: Config | None) -> int:
     from .. import health
-    from ..cloud.sync import STATUS_FILE
     from ..journal import JOURNAL_NAME, Journal
     from ..timefmt import iso_ms
     path = Path(cfg.device.state_dir) / JOURNAL_NAME
@@ -346,12 +345,8 @@ def cmd_sync_status(args: argparse.Namespace, cfg: Config | None) -> int:
         return EXIT_IO
     with Journal(path, readonly=True) as j:
         b = health.backlog(j)
-    daemon = {}
-    try:
-        daemon = json.loads((Path(cfg.device.state_dir) / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        pass
-    fresh = bool(daemon) and _sync_daemon_alive(daemon.get("pid"))
+    from .status import sync_daemon
+    daemon, fresh = sync_daemon(cfg, _sync_daemon_alive)
     st = {"broker": cfg.sync.broker or None, "daemon_running": fresh,
           "connected": bool(fresh and daemon.get("connected")), "backlog": b["count"],
           "backlog_bytes": b["bytes"], "backlog_oldest_age_s": b["oldest_age_s"], "acked_upto": b["acked_upto"],

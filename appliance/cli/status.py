@@ -60,14 +60,20 @@ def collect(cfg: Config, config_path: str, sync_alive) -> dict:
     return st
 
 
-def cloud(cfg: Config, backlog: dict | None, sync_alive) -> dict:
+def sync_daemon(cfg: Config, sync_alive) -> tuple[dict, bool]:
+    """The sync daemon's status file (written when something changes) and whether the
+    daemon that wrote it still runs."""
     from ..cloud.sync import STATUS_FILE
     doc: dict = {}
     try:
         doc = json.loads((Path(cfg.device.state_dir) / STATUS_FILE).read_text())
     except (OSError, ValueError):
         pass
-    running = bool(doc) and sync_alive(doc.get("pid"))
+    return doc, bool(doc) and sync_alive(doc.get("pid"))
+
+
+def cloud(cfg: Config, backlog: dict | None, sync_alive) -> dict:
+    doc, running = sync_daemon(cfg, sync_alive)
     out = {"broker": cfg.sync.broker or None, "daemon_running": running,
            "connected": bool(running and doc.get("connected")),
            "last_error": doc.get("last_error") if running else None,
