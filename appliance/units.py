@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 DAEMONS = ("core", "rf", "audio", "sync")
@@ -53,17 +54,12 @@ def _from_systemd() -> dict[str, dict]:
         pid = int(props.get("MainPID") or 0) or None
         since = int(props.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
         d = {"state": state, "sub": sub, "manager": "systemd", "pid": pid,
-             "uptime_s": round(_monotonic() - since, 1) if state == "running" and since else None,
+             "uptime_s": round(time.monotonic() - since, 1) if state == "running" and since else None,
              "restarts": int(props.get("NRestarts") or 0), "status": props.get("StatusText") or None,
              "watchdog": props.get("WatchdogUSec", "0") not in ("0", "infinity", ""),
              "result": props.get("Result") or None, "rss_mb": _rss_mb(Path("/proc"), pid) if pid else None}
         out[name] = d
     return out
-
-
-def _monotonic() -> float:
-    import time
-    return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 def _config_of(entry: Path, args: list[str]) -> str | None:
