@@ -157,7 +157,7 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
         with capture.lock:
             spool.close()
         journal.close()
-    return run_loop("audio", step, tick_s=0.1, idle_tick_s=0.5, stop=stop, on_stop=close, healthy=capture.is_alive,
+    return run_loop("audio", step, tick_s=0.1, idle_tick_s=1.0, stop=stop, on_stop=close, healthy=capture.is_alive,
                     jobs=[Job("level", 1.0, lambda: _write_level(spool_dir, capture)),
                           Job("retention", 60.0,
                               lambda: enforce_retention(cfg, journal, state_dir / "clips", clock.now_ms()))],

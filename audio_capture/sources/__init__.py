@@ -6,8 +6,8 @@ from appliance.config.schema import Config
 from .base import AudioError, AudioSource
 
 
-CAPTURE_PERIOD_S = 0.25
-"""The daemon reads the microphone four times a second (an ALSA buffer of ten such periods):
+CAPTURE_PERIOD_S = 0.5
+"""The daemon reads the microphone twice a second (an ALSA buffer of ten such periods):
 an idle box wakes rarely, and a track waits at most this much longer for its last audio."""
 
 
