@@ -421,12 +421,6 @@ class Journal:
                             (type,)).fetchone()
         return _row(r) if r else None
 
-    def latest_at(self, type: str, point: str) -> Event | None:
-        """The last event of a type at a point (by seq)."""
-        r = self.db.execute(f"SELECT {_COLS} FROM events WHERE type = ? AND point = ? ORDER BY seq DESC LIMIT 1",
-                            (type, point)).fetchone()
-        return _row(r) if r else None
-
     def latest_where(self, type: str, field: str, value: object) -> Event | None:
         """The last event of a type whose data field equals a value (by seq)."""
         r = self.db.execute(f"SELECT {_COLS} FROM events WHERE type = ? AND json_extract(data, ?) = ? "

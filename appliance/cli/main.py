@@ -321,18 +321,12 @@ def cmd_sensor_watch(args: argparse.Namespace, cfg: Config | None) -> int:
 
 def cmd_status(args: argparse.Namespace, cfg: Config | None) -> int:
     from . import status
-    st = status.collect(cfg, args.config_path, _sync_daemon_alive)
+    st = status.collect(cfg, args.config_path)
     if args.json:
         print(json.dumps(st, indent=2))
         return EXIT_OK
     print("\n".join(status.render(st, Style())))
     return EXIT_OK
-
-
-def _sync_daemon_alive(pid: object) -> bool:
-    """The status file's writer still runs (it writes only when something changed)."""
-    from ..daemon import daemon_alive
-    return daemon_alive(pid, "sync")
 
 
 def cmd_sync_status(args: argparse.Namespace, cfg: Config | None) -> int:
@@ -346,7 +340,7 @@ def cmd_sync_status(args: argparse.Namespace, cfg: Config | None) -> int:
     with Journal(path, readonly=True) as j:
         b = health.backlog(j)
     from .status import sync_daemon
-    daemon, fresh = sync_daemon(cfg, _sync_daemon_alive)
+    daemon, fresh = sync_daemon(cfg)
     st = {"broker": cfg.sync.broker or None, "daemon_running": fresh,
           "connected": bool(fresh and daemon.get("connected")), "backlog": b["count"],
           "backlog_bytes": b["bytes"], "backlog_oldest_age_s": b["oldest_age_s"], "acked_upto": b["acked_upto"],

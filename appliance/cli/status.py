@@ -21,7 +21,7 @@ STAGE_SILENT_S = 90.0
 BACKLOG_OLD_S = 3600.0
 
 
-def collect(cfg: Config, config_path: str, sync_alive) -> dict:
+def collect(cfg: Config, config_path: str) -> dict:
     """Everything ``status`` shows, as one JSON-able document."""
     state_dir = Path(cfg.device.state_dir)
     path = state_dir / JOURNAL_NAME
@@ -55,25 +55,26 @@ def collect(cfg: Config, config_path: str, sync_alive) -> dict:
             st["notifications"] = {name: {k: d[k] for k in ("kind", "outbox", "dead_letters", "last_success")}
                                    for name, d in notify_status(cfg, j, now).items()}
             st.update(health.box(cfg, j, with_remotes=True))
-    st["cloud"] = cloud(cfg, st.get("backlog"), sync_alive)
+    st["cloud"] = cloud(cfg, st.get("backlog"))
     st["problems"] = problems(cfg, st)
     return st
 
 
-def sync_daemon(cfg: Config, sync_alive) -> tuple[dict, bool]:
+def sync_daemon(cfg: Config) -> tuple[dict, bool]:
     """The sync daemon's status file (written when something changes) and whether the
-    daemon that wrote it still runs."""
+    daemon that wrote it still runs (not a recycled pid)."""
     from ..cloud.sync import STATUS_FILE
+    from ..daemon import daemon_alive
     doc: dict = {}
     try:
         doc = json.loads((Path(cfg.device.state_dir) / STATUS_FILE).read_text())
     except (OSError, ValueError):
         pass
-    return doc, bool(doc) and sync_alive(doc.get("pid"))
+    return doc, bool(doc) and daemon_alive(doc.get("pid"), "sync")
 
 
-def cloud(cfg: Config, backlog: dict | None, sync_alive) -> dict:
-    doc, running = sync_daemon(cfg, sync_alive)
+def cloud(cfg: Config, backlog: dict | None) -> dict:
+    doc, running = sync_daemon(cfg)
     out = {"broker": cfg.sync.broker or None, "daemon_running": running,
            "connected": bool(running and doc.get("connected")),
            "last_error": doc.get("last_error") if running else None,
