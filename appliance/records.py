@@ -9,10 +9,13 @@ clustered by (kind, time), so a period's records of one kind are one contiguous 
 disk: a report reads that range only, streaming, and its time and memory do not grow with
 the journal.
 
-:func:`tally_groups` fills :class:`appliance.metrics.Tally` objects from those rows; the
-metrics themselves are computed by ``Tally.result`` — one formula for the replay, the box and
-the cloud. The median length is exact: the lengths are counted by whole second to find the
-second the middle contact falls in, then that second's few rows are read in order.
+:class:`Tallier` fills :class:`appliance.metrics.Tally` objects from those rows; the metrics
+themselves are computed by ``Tally.result`` — one formula for the replay, the box and the
+cloud. A long period's contacts are counted key by key in two partial indexes (by length
+bucket; by tags and rating), so the work is one seek per key plus a count over index entries,
+never a sort of the period's rows. The median length is exact: the contacts are counted by
+bucket of 10 s to find the bucket the middle contact falls in, then one ordered query over
+that bucket's rows gives its rank inside.
 """
 from __future__ import annotations
 
@@ -20,7 +23,6 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta, timezone
-from operator import itemgetter
 from typing import Iterable, Iterator
 
 from zoneinfo import ZoneInfo
@@ -170,27 +172,135 @@ def _midnight(d: date, zone: ZoneInfo) -> int:
 
 # --- tallies ----------------------------------------------------------------------------------
 
-class Tallier:
-    """Fills tallies from the records index. Per scan: one pass over its contacts, whose
-    small tuples are counted in C (``Counter``) — lengths by whole second and by remainder,
-    so sums stay exact and memory stays bounded — one aggregate query per other kind, and
-    one pass that reads only the contacts in the seconds holding the medians."""
+BUCKET_MS = 10_000
+"""Contact lengths are counted in buckets of 10 s (the ``records_len`` index): the median's
+bucket from the counts, then its rank inside that bucket from the rows there only."""
+KEYS = {"records_len": (CONTACT, ("dur_ms / 10000", "point", "owner")),
+        "records_shape": (CONTACT, ("shape", "value", "point", "owner")),
+        "records_sale": (SALE, ("point", "owner"))}
+"""The partial indexes read key by key (journal._m6): index -> (kind, its key columns);
+each key's entries are ordered by time after those."""
+MAX_MERGED = 400
+"""At most this many index ranges merged in one median query (SQLite's compound limit is 500)."""
+KEYED_ABOVE = 50
+"""A scan reads its contacts key by key through the indexes (one seek per length bucket and
+per tag/rating combination, however many rows) when it holds more than this many rows per
+key; fewer rows are grouped directly."""
 
-    def __init__(self, db: sqlite3.Connection, chunk: int = 20_000):
+
+class Tallier:
+    """Fills tallies from the records index. Per scan, the contacts come from two partial
+    indexes (``records_len``: length bucket, time; ``records_shape``: tags and rating, time),
+    read key by key, so a long period costs one seek per key plus a count over index entries
+    in C — or, for a short period, from one grouped query over its rows; the other kinds from
+    one aggregate query each; the medians from one query each, over the contacts of the
+    length bucket that holds the middle only."""
+
+    def __init__(self, db: sqlite3.Connection, chunk: int = 20_000, keyed_above: float | None = None):
         self.db = db
         self.chunk = chunk
+        self.keyed_above = KEYED_ABOVE if keyed_above is None else keyed_above
+        self._keys: dict[str, list[tuple]] = {}
+        self._counted: dict[tuple, int] = {}            # ranges -> contacts in them
 
     def _rows(self, kind: int, scan: Scan, cols: str, extra: str = "", args: tuple = (),
-              group: str = "") -> Iterator[list]:
+              group: str = "", index: str = "") -> Iterator[list]:
         where = " AND " + scan.where if scan.where else ""
+        kind_test = f"kind = {kind}" if index else "kind = ?"
+        kargs = () if index else (kind,)
         for lo, hi in scan.ranges:
-            cur = self.db.execute(f"SELECT {cols} FROM records WHERE kind = ? AND t >= ? AND t < ?{where}{extra}"
-                                  f"{group}", (kind, lo, hi, *scan.args, *args))
+            cur = self.db.execute(f"SELECT {cols} FROM records{index} WHERE {kind_test}{extra} AND t >= ? AND t < ?"
+                                  f"{where}{group}", (*kargs, *args, lo, hi, *scan.args))
             while rows := cur.fetchmany(self.chunk):
                 yield rows
 
+    def keys(self, index: str) -> list[tuple]:
+        """Every distinct key of one of :data:`KEYS`' indexes in the whole journal, found by a
+        skip scan (one seek a key), cached for the report."""
+        if index not in self._keys:
+            kind, cols = KEYS[index]
+            self._keys[index] = list(self._distinct(index, kind, cols, ()))
+        return self._keys[index]
+
+    def _distinct(self, index: str, kind: int, cols: tuple[str, ...], prefix: tuple) -> Iterator[tuple]:
+        col, rest = cols[len(prefix)], len(cols) - len(prefix) - 1
+        q = (f"SELECT {col} FROM records INDEXED BY {index} WHERE kind = {kind}"
+             + "".join(f" AND {c} IS ?" for c in cols[:len(prefix)]))
+        row = self.db.execute(f"{q} ORDER BY {col} LIMIT 1", prefix).fetchone()
+        if row is not None and row[0] is None:                  # NULL sorts first
+            yield from self._distinct(index, kind, cols, (*prefix, None)) if rest else [(*prefix, None)]
+            row = self.db.execute(f"{q} AND {col} IS NOT NULL ORDER BY {col} LIMIT 1", prefix).fetchone()
+        while row is not None:
+            yield from self._distinct(index, kind, cols, (*prefix, row[0])) if rest else [(*prefix, row[0])]
+            row = self.db.execute(f"{q} AND {col} > ? ORDER BY {col} LIMIT 1", (*prefix, row[0])).fetchone()
+
+    def _keyed(self, index: str, scan: Scan, cols: str) -> Iterator[tuple[tuple, list]]:
+        """(key, rows) per key of ``index``: the scan's label and ``cols`` summed over the
+        key's index entries in the scan's ranges. A key's records share their point and owner,
+        so its label is one value and no rows are grouped (sorted)."""
+        kind, names = KEYS[index]
+        test = "".join(f" AND {c} IS ?" for c in names)
+        for key in self.keys(index):
+            for rows in self._rows(kind, scan, f"{scan.label}, {cols}", test, key, index=f" INDEXED BY {index}"):
+                yield key, rows
+
+    def _few(self, scan: Scan) -> bool | None:
+        """Whether the scan holds few enough contacts to group them directly and find their
+        median in the table (None: none at all); else they are read key by key."""
+        spans = tuple(scan.ranges)
+        if spans not in self._counted:
+            self._counted[spans] = sum(self.db.execute("SELECT COUNT(*) FROM records WHERE kind = 0 AND t >= ? AND "
+                                                       "t < ?", (lo, hi)).fetchone()[0] for lo, hi in spans)
+        rows = self._counted[spans]
+        if not rows:
+            return None
+        return rows <= self.keyed_above * (len(self.keys("records_len")) + len(self.keys("records_shape")))
+
+    def _contacts(self, scan: Scan, tally, lengths: dict[str, Counter]) -> None:
+        lab = scan.label
+        few = self._few(scan)
+        if few is None:
+            return
+        if few:
+            # few rows: one grouped pass
+            for chunk in self._rows(CONTACT, scan, f"{lab}, dur_ms / 10000, shape, value, COUNT(*), TOTAL(dur_ms), "
+                                    "TOTAL(superseded), COUNT(happy), TOTAL(happy)",
+                                    group=" GROUP BY 1, 2, 3, 4"):
+                for label, bucket, shape, value, k, length, superseded, happy_n, happy in chunk:
+                    self._bucket(tally(label), lengths, label, bucket, k, length)
+                    self._combo(tally(label), shape, value, k, superseded, happy_n, happy)
+            return
+        for (bucket, *_), chunk in self._keyed("records_len", scan, "COUNT(*), TOTAL(dur_ms)"):
+            for label, k, length in chunk:
+                if k:
+                    self._bucket(tally(label), lengths, label, bucket, k, length)
+        for (shape, value, *_), chunk in self._keyed("records_shape", scan,
+                                                     "COUNT(*), TOTAL(superseded), COUNT(happy), TOTAL(happy)"):
+            for label, k, superseded, happy_n, happy in chunk:
+                if k:
+                    self._combo(tally(label), shape, value, k, superseded, happy_n, happy)
+
+    @staticmethod
+    def _bucket(t: Tally, lengths: dict[str, Counter], label: str, bucket: int, k: int, length: float) -> None:
+        t.contacts += k
+        t.length_ms += int(length)
+        lengths.setdefault(label, Counter())[bucket] += k
+
+    @staticmethod
+    def _combo(t: Tally, shape: int, value: int | None, k: int, superseded: float, happy_n: int,
+               happy: float) -> None:
+        t.superseded += int(superseded)
+        for tag, bit in TAG_BIT.items():
+            if shape & bit:
+                t.tags[tag] += k
+        if value is not None:
+            t.rated += k
+            t._rating(value, CLASSES[shape >> CLASS_SHIFT], k)
+        t.happy_n += happy_n
+        t.happy += int(happy)
+
     def tally(self, scan: Scan) -> tuple[dict[str, Tally], dict[str, Counter]]:
-        """The tallies of a scan's labels (medians set) and their lengths by whole second."""
+        """The tallies of a scan's labels (medians set) and their contacts by length bucket."""
         out: dict[str, Tally] = {}
 
         def tally(label: str) -> Tally:
@@ -199,65 +309,26 @@ class Tallier:
                 t = out[label] = Tally()
             return t
         lab = scan.label
-        shapes: Counter = Counter()
-        secs: Counter = Counter()
-        seconds: dict[str, Counter] = {}
-        if scan.constant:
-            # one label: the sums come from one aggregate pass, the fetch carries three columns
-            label = scan.label.strip("'").replace("''", "'")
-            for rows in self._rows(CONTACT, scan, "value, shape, dur_ms / 1000"):
-                shapes.update(map(itemgetter(0, 1), rows))
-                secs.update(map(itemgetter(2), rows))
-            for rows in self._rows(CONTACT, scan, "COUNT(*), TOTAL(dur_ms), TOTAL(superseded)"):
-                (n, length, superseded), = rows
-                if n:
-                    t = tally(label)
-                    t.length_ms += int(length)
-                    t.superseded += int(superseded)
-            shapes = Counter({(label, value, shape, 0): k for (value, shape), k in shapes.items()})
-            if secs:
-                seconds[label] = secs
-        else:
-            rems: Counter = Counter()
-            for rows in self._rows(CONTACT, scan, f"{lab}, value, shape, superseded, dur_ms / 1000, dur_ms % 1000"):
-                shapes.update(map(itemgetter(0, 1, 2, 3), rows))
-                secs.update(map(itemgetter(0, 4), rows))
-                rems.update(map(itemgetter(0, 5), rows))
-            for (label, sec), k in secs.items():
-                tally(label).length_ms += sec * 1000 * k
-                seconds.setdefault(label, Counter())[sec] = k
-            for (label, rem), k in rems.items():
-                tally(label).length_ms += rem * k
-        for (label, value, shape, superseded), k in shapes.items():
-            t = tally(label)
-            t.contacts += k
-            t.superseded += (superseded or 0) * k
-            for tag, bit in TAG_BIT.items():
-                if shape & bit:
-                    t.tags[tag] += k
-            if value is not None:
-                t.rated += k
-                t._rating(value, CLASSES[shape >> CLASS_SHIFT], k)
+        lengths: dict[str, Counter] = {}
+        self._contacts(scan, tally, lengths)
         group = "" if scan.constant else " GROUP BY 1"
-        for rows in self._rows(RATING, scan, f"{lab}, value, shape, COUNT(*)", " AND (shape & 65535) >= ?",
-                               (STATUSES.index("orphan"),), " GROUP BY 2, 3" if scan.constant else " GROUP BY 1, 2, 3"):
-            for label, value, shape, k in rows:
+        odd = STATUSES.index("orphan")
+        assert odd == 2 and STATUSES.index("misuse") == 3      # records_odd holds these (journal._m6)
+        for rows in self._rows(RATING, scan, f"{lab}, value, shape, COUNT(*), COUNT(happy), TOTAL(happy)",
+                               " AND (shape & 65535) >= 2", (),
+                               " GROUP BY 2, 3" if scan.constant else " GROUP BY 1, 2, 3", " INDEXED BY records_odd"):
+            for label, value, shape, k, happy_n, happy in rows:
                 if not k:
                     continue
                 if STATUSES[shape & 0xFFFF] == "orphan":
-                    tally(label).orphan(value, CLASSES[shape >> CLASS_SHIFT], k)
+                    t = tally(label)
+                    t.orphan(value, CLASSES[shape >> CLASS_SHIFT], k)
+                    t.happy_n += happy_n
+                    t.happy += int(happy)
                 else:
                     tally(label).misuse += k
-        orphan = STATUSES.index("orphan")
-        for kind, extra, args in ((CONTACT, "", ()), (RATING, " AND (shape & 65535) = ?", (orphan,))):
-            for rows in self._rows(kind, scan, f"{lab}, COUNT(happy), TOTAL(happy)", extra, args, group):
-                for label, n, happy in rows:
-                    if n:
-                        t = tally(label)
-                        t.happy_n += n
-                        t.happy += int(happy)
-        for rows in self._rows(SALE, scan, f"{lab}, COUNT(*), TOTAL(cents), COUNT(cents), TOTAL(value), COUNT(value)",
-                               group=group):
+        for _, rows in self._keyed("records_sale", scan, "COUNT(*), TOTAL(cents), COUNT(cents), TOTAL(value), "
+                                   "COUNT(value)"):
             for label, n, amount, priced, items, counted_items in rows:
                 if n:
                     t = tally(label)
@@ -276,41 +347,46 @@ class Tallier:
                     t.answered_ms += int(answered_ms)
                     t.escalations += int(escalated)
                     t.complaints += int(complaints)
-        for label, median in self.medians(scan, {k: (seconds[k], out[k].contacts) for k in seconds}).items():
+        for label, median in self.medians(scan, {k: (lengths[k], out[k].contacts) for k in lengths}).items():
             out[label].median = median
-        return out, seconds
+        return out, lengths
 
     def medians(self, scan: Scan, lengths: dict[str, tuple[Counter, int]]) -> dict[str, float]:
         """The exact median length of each label (as ``statistics.median`` of the lengths in
-        seconds): the second holding each middle contact, from the counts by second, then one
-        pass over the contacts of those seconds only for their rank inside them."""
-        wanted: dict[tuple[str, int], set[int]] = {}      # (label, second) -> ranks inside it
-        picks: dict[str, list[tuple[int, int]]] = {}      # label -> (second, rank inside) per middle
-        for label, (secs, n) in lengths.items():
+        seconds): the bucket holding each middle contact, from the counts by bucket, then its
+        rank inside that bucket from one ordered query over the period's contacts of that
+        bucket: read in the table for a short period, in the bucket's index entries for a long
+        one."""
+        out = {}
+        ranges = " OR ".join("(t >= ? AND t < ?)" for _ in scan.ranges)
+        bounds = tuple(x for r in scan.ranges for x in r)
+        where = " AND " + scan.where if scan.where else ""
+        # a short period: its rows in the table; a long one: the bucket's entries in the index
+        via = "" if self._few(scan) else " INDEXED BY records_len"
+        for label, (buckets, n) in lengths.items():
             if not n:
                 continue
-            for rank in sorted({(n - 1) // 2, n // 2}):
-                below = 0
-                for sec in sorted(secs):
-                    if below + secs[sec] > rank:
-                        wanted.setdefault((label, sec), set()).add(rank - below)
-                        picks.setdefault(label, []).append((sec, rank - below))
-                        break
-                    below += secs[sec]
-        if not wanted:
-            return {}
-        found: dict[tuple[str, int], list[int]] = {}
-        candidates = sorted({sec for _, sec in wanted})
-        marks = ",".join("?" * len(candidates))
-        for rows in self._rows(CONTACT, scan, f"{scan.label}, dur_ms", f" AND dur_ms / 1000 IN ({marks})",
-                               tuple(candidates)):
-            for label, dur in rows:
-                key = (label, dur // 1000)
-                if key in wanted:
-                    found.setdefault(key, []).append(dur)
-        out = {}
-        for label, middle in picks.items():
-            ms = [sorted(found[(label, sec)])[k] for sec, k in middle]
+            wanted: dict[int, list[int]] = {}          # bucket -> the middle ranks inside it
+            below = 0
+            for bucket in sorted(buckets):
+                for rank in sorted({(n - 1) // 2, n // 2}):
+                    if below <= rank < below + buckets[bucket]:
+                        wanted.setdefault(bucket, []).append(rank - below)
+                below += buckets[bucket]
+            mine, args = ("", ()) if scan.constant else (f" AND {scan.label} IS ?", (label,))
+            ms = []
+            for bucket, ranks in sorted(wanted.items()):
+                # a long period: one index range per (point, owner) of the bucket, merged in order
+                keys = [k[1:] for k in self.keys("records_len") if k[0] == bucket] if via else [()]
+                if len(keys) > MAX_MERGED:
+                    keys = [()]
+                one = (f"SELECT dur_ms FROM records{via} WHERE kind = 0 AND dur_ms / 10000 = ?"
+                       f"{' AND point IS ? AND owner IS ?' if keys[0] else ''} AND ({ranges}){where}{mine}")
+                rows = self.db.execute(
+                    f"SELECT dur_ms FROM ({' UNION ALL '.join([one] * len(keys))}) ORDER BY dur_ms LIMIT ? OFFSET ?",
+                    (*(x for k in keys for x in (bucket, *k, *bounds, *scan.args, *args)),
+                     ranks[-1] - ranks[0] + 1, ranks[0])).fetchall()
+                ms += [rows[0][0], rows[-1][0]][:len(ranks)]
             out[label] = ms[0] / 1000 if len(ms) == 1 else (ms[0] / 1000 + ms[1] / 1000) / 2
         return out
 
@@ -321,15 +397,15 @@ def tally_scans(db: sqlite3.Connection, scans: Iterable[Scan], total: Scan | Non
     ``total`` its counts are their sum (only its median is read again)."""
     tallier = Tallier(db)
     out: dict[str, Tally] = {}
-    seconds: Counter = Counter()
+    lengths: Counter = Counter()            # contacts by length bucket, all labels
     for scan in scans:
-        tallies, secs = tallier.tally(scan)
+        tallies, buckets = tallier.tally(scan)
         for label, t in tallies.items():
             if label in out:                # cannot happen: a label is one scan's
                 raise ValueError(f"label {label!r} in two scans")
             out[label] = t
-        for c in secs.values():
-            seconds.update(c)
+        for c in buckets.values():
+            lengths.update(c)
     if total is None:
         return out, None
     if partition:
@@ -337,10 +413,10 @@ def tally_scans(db: sqlite3.Connection, scans: Iterable[Scan], total: Scan | Non
         for t in out.values():
             whole.merge(t)
     else:
-        tallies, secs = tallier.tally(total)
+        tallies, buckets = tallier.tally(total)
         whole = tallies.get("total", Tally())
-        seconds = secs.get("total", Counter())
-    whole.median = tallier.medians(total, {"total": (seconds, whole.contacts)}).get("total")
+        lengths = buckets.get("total", Counter())
+    whole.median = tallier.medians(total, {"total": (lengths, whole.contacts)}).get("total")
     return out, whole
 
 
@@ -372,8 +448,8 @@ def report(db: sqlite3.Connection, by: str, tz: str, lo: int | None, hi: int | N
 
 
 def _has_pointless(db: sqlite3.Connection, lo: int, hi: int) -> bool:
-    return any(db.execute("SELECT 1 FROM records WHERE kind = ? AND t >= ? AND t < ? AND point IS NULL LIMIT 1",
-                          (k, lo, hi)).fetchone() for k in KINDS.values())
+    return any(db.execute("SELECT 1 FROM records INDEXED BY records_pointless WHERE kind = ? AND t >= ? AND t < ? "
+                          "AND point IS NULL LIMIT 1", (k, lo, hi)).fetchone() for k in KINDS.values())
 
 
 def rating_log(db: sqlite3.Connection, lo: int | None, hi: int | None) -> Iterator[tuple]:

@@ -76,8 +76,13 @@ WINDOWS = [(None, None), ("2026-10-24", "2026-10-26"), ("2026-10-25T00:30:00Z", 
            ("2026-10-25", None), (None, "2026-10-25")]
 
 
+@pytest.mark.parametrize("path", ["grouped", "keyed"])
 @pytest.mark.parametrize("by", ["point", "owner", "hour", "day", "week", "month"])
-def test_a_report_equals_the_replay_of_the_same_events(tmp_path, by):
+def test_a_report_equals_the_replay_of_the_same_events(tmp_path, monkeypatch, by, path):
+    """Both ways of reading a period's contacts: grouping its rows (few) and counting key by
+    key through the indexes (many)."""
+    from appliance import records as index
+    monkeypatch.setattr(index, "KEYED_ABOVE", 0 if path == "keyed" else 1e18)
     cfg = parse_config(CONFIG.format(four="neutral"))
     src = write_events(tmp_path / "e.jsonl", days(7, DST_END - 30 * 3_600_000, 60))
     records, errors, _ = replay_file(cfg, str(src))
