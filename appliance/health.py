@@ -50,7 +50,7 @@ def read_level(cfg: Config) -> dict | None:
 
 def rf(journal: Journal) -> dict:
     """When the radio last heard a press, and how many presses came from unknown remotes."""
-    last = journal.max_ts("rf")
+    last = journal.last_rf_ts()
     if last is None:
         return {}
     counted = int(journal.total(v.UNKNOWN_REMOTES, "presses"))

@@ -19,8 +19,9 @@ from appliance.files import write_atomic
 from appliance.health import LEVEL_FILE
 from appliance.journal import Journal
 
+from .ledger import ClipLedger
 from .level import LevelMeter
-from .retention import ClipOnDisk, plan
+from .retention import plan
 from .sources import open_source
 from .sources.base import AudioError
 from .spool import SegmentSpool
@@ -119,6 +120,7 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
     spool = SegmentSpool(spool_dir, cfg.audio.rate, cfg.audio.segment_s, cfg.audio.spool_minutes)
     journal = Journal.in_dir(state_dir)
     stage = AudioStage(cfg, journal, spool_dir, state_dir / "clips")
+    ledger = ClipLedger(journal, state_dir / "clips")
     capture = Capture(cfg, spool, lambda: open_source(cfg, wav), stop)
     capture.start()
     last_state = None
@@ -130,7 +132,7 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
             worked = stage.step(clock.now_ms()) > 0 or stage.took or bool(stage.jobs)
         except OSError as exc:                  # a full disk: free space by retention, then retry
             log.warning("audio: a clip could not be written (%s); applying retention", exc.strerror or exc)
-            enforce_retention(cfg, journal, state_dir / "clips", clock.now_ms())
+            enforce_retention(cfg, ledger, clock.now_ms())
             stop.wait(1.0)
         except Exception:  # noqa: BLE001 - one bad clip must not stop capture
             log.exception("audio: clip stage failed; retrying")
@@ -160,7 +162,7 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
     return run_loop("audio", step, tick_s=0.1, idle_tick_s=1.0, stop=stop, on_stop=close, healthy=capture.is_alive,
                     jobs=[Job("level", 1.0, lambda: _write_level(spool_dir, capture)),
                           Job("retention", 60.0,
-                              lambda: enforce_retention(cfg, journal, state_dir / "clips", clock.now_ms()))],
+                              lambda: enforce_retention(cfg, ledger, clock.now_ms()))],
                     status=status)
 
 
@@ -174,32 +176,19 @@ def _write_level(spool_dir: Path, capture: Capture) -> None:
         log.debug("audio: level file not written: %s", exc)
 
 
-def enforce_retention(cfg: Config, journal: Journal, clips_dir: Path, now_ms: int) -> int:
+def enforce_retention(cfg: Config, ledger: ClipLedger, now_ms: int) -> int:
     """Apply ARCHITECTURE §6 retention; every deletion is journalled with its reason."""
-    clips, acked, deleted = {}, set(), set()
-    for ev in journal.iter_all(v.CLIP_LIFECYCLE):
-        if ev.type == v.CLIP:
-            c = v.read(ev, v.Clip)
-            clips[c.clip] = (ev.ts, c.file)
-        elif ev.type == v.CLIP_ACKED:
-            acked.add(v.read(ev, v.ClipAcked).clip)
-        else:
-            deleted.add(v.read(ev, v.ClipDeleted).clip)
-    on_disk = []
-    for cid, (ts, name) in clips.items():
-        p = clips_dir / name
-        if cid in deleted or not p.exists():
-            continue
-        on_disk.append(ClipOnDisk(cid, ts, p.stat().st_size, cid in acked))
+    ledger.update()
     r = cfg.retention
-    free = shutil.disk_usage(clips_dir).free
+    free = shutil.disk_usage(ledger.clips_dir).free
     headroom = int(r.headroom_s * cfg.audio.bitrate_kbps * 1000 / 8)
-    doomed = plan(on_disk, now_ms, int(r.max_age_days * 86_400_000), int(r.quota_mb * 1_000_000), free, headroom)
+    doomed = plan(ledger.on_disk(), now_ms, int(r.max_age_days * 86_400_000), int(r.quota_mb * 1_000_000), free,
+                  headroom)
     for c, reason in doomed:
-        name = clips[c.id][1]
-        (clips_dir / name).unlink(missing_ok=True)
-        journal.append(v.ClipDeleted(clip=c.id, reason=reason, acked=c.acked, size=c.size).as_event(
+        ledger.path(c.id).unlink(missing_ok=True)
+        ledger.journal.append(v.ClipDeleted(clip=c.id, reason=reason, acked=c.acked, size=c.size).as_event(
             now_ms, None, "audio", f"audio:deleted:{c.id}"))
+        ledger.forget(c.id)
         if not c.acked:
             log.warning("audio: deleted clip %s before the cloud acknowledged it (%s)", c.id, reason)
     return len(doomed)

@@ -27,13 +27,12 @@ def plan(clips: list[ClipOnDisk], now_ms: int, max_age_ms: int, quota_bytes: int
             keep.append(c)
     used = sum(c.size for c in keep)
     free = free_bytes
-    for c in list(keep):        # oldest first
+    for c in keep:              # oldest first
         over_quota = used > quota_bytes
         short = free is not None and free < headroom_bytes
         if not (over_quota or short):
             break
         out.append((c, "quota" if over_quota else "headroom"))
-        keep.remove(c)
         used -= c.size
         if free is not None:
             free += c.size

@@ -22,4 +22,6 @@ fi
 echo "==> pip: the project and its test tools"
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test,nrf24]'
+echo "==> byte-compiling the packages (as an installed package is: every command starts without compiling)"
+.venv/bin/python -m compileall -q -j 0 appliance audio_capture rf_receiver provisioning fleet >/dev/null
 echo "==> installed: $(.venv/bin/appliancectl --version)"
