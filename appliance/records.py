@@ -23,9 +23,10 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta, timezone
-from typing import Iterable, Iterator
-
+from typing import Any, Iterable, Iterator
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from . import vocabulary as v
 from .metrics import Period, Tally, cents, class_from_tags, happy_units
@@ -452,14 +453,25 @@ def _has_pointless(db: sqlite3.Connection, lo: int, hi: int) -> bool:
                           "AND point IS NULL LIMIT 1", (k, lo, hi)).fetchone() for k in KINDS.values())
 
 
+class _PressRef(msgspec.Struct):
+    """What the rating log needs of a settled rating's journalled fields."""
+    remote: Any = msgspec.UNSET
+    button: Any = None
+    rating: Any = None
+
+
+_PRESS_REF = msgspec.json.Decoder(_PressRef)
+
+
 def rating_log(db: sqlite3.Connection, lo: int | None, hi: int | None) -> Iterator[tuple]:
     """(point, t, owner, value, class, status, remote, button, remote key present, press ref)
     of the settled ratings counting in [lo, hi), in time order, streamed."""
-    cur = db.execute("SELECT r.point, r.t, r.owner, r.value, r.shape, json_extract(e.data, '$.remote'), "
-                     "json_extract(e.data, '$.button'), json_type(e.data, '$.remote'), json_extract(e.data, '$.rating')"
-                     " FROM records r JOIN events e ON e.seq = r.seq WHERE r.kind = ? AND r.t >= ? AND r.t < ?"
-                     " ORDER BY r.t, r.seq", (RATING, -(1 << 62) if lo is None else lo, (1 << 62) if hi is None else hi))
+    cur = db.execute("SELECT r.point, r.t, r.owner, r.value, r.shape, e.data FROM records r JOIN events e "
+                     "ON e.seq = r.seq WHERE r.kind = ? AND r.t >= ? AND r.t < ? ORDER BY r.t, r.seq",
+                     (RATING, -(1 << 62) if lo is None else lo, (1 << 62) if hi is None else hi))
     while rows := cur.fetchmany(2000):
-        for point, t, owner, value, shape, remote, button, has_remote, ref in rows:
-            yield (point, t, owner, value, CLASSES[shape >> CLASS_SHIFT], STATUSES[shape & 0xFFFF], remote, button,
-                   has_remote, ref)
+        for point, t, owner, value, shape, data in rows:
+            ref = _PRESS_REF.decode(data)
+            present = ref.remote is not msgspec.UNSET
+            yield (point, t, owner, value, CLASSES[shape >> CLASS_SHIFT], STATUSES[shape & 0xFFFF],
+                   ref.remote if present else None, ref.button, present or None, ref.rating)
