@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "input, 3 not found, 4 no answer in time / broker unreachable")
     p.add_argument("--version", action="version", version=f"fleetctl {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    s = sub.add_parser("report", help="ARCHITECTURE §5 metrics across the fleet (ingest db) or replay folders")
+    s = sub.add_parser("report", help="the service metrics across the fleet (ingest db) or replay folders")
     s.add_argument("dirs", nargs="*", help="replay output folders holding metrics.json")
     s.add_argument("--db", help="the ingest's database: metrics from every device's synced contacts")
     s.add_argument("--by", choices=["device", "point", "owner", "day", "week", "month", "none"], default="device")
