@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable
 
 from ..config.schema import Config
@@ -16,9 +17,9 @@ class Notifications:
     courier thread (a slow or dead destination delays only itself)."""
 
     def __init__(self, cfg: Config, journal: Journal, device: str,
-                 extend: Callable[[Message], Message] | None = None):
-        self.stages = [RouteStage(cfg, journal, name, device, extend) for name in cfg.notifications]
-        self.couriers = [Courier(cfg, journal.path, name) for name in cfg.notifications]
+                 extend: Callable[[Message], Message] | None = None, clock: Callable[[], float] = time.time):
+        self.stages = [RouteStage(cfg, journal, name, device, extend, clock) for name in cfg.notifications]
+        self.couriers = [Courier(cfg, journal.path, name, clock=clock) for name in cfg.notifications]
         self.threads: list[threading.Thread] = []
         self.stop_event = threading.Event()
 

@@ -66,7 +66,7 @@ class RouteStage:
         self.extend = extend or (lambda m: m)
         with journal.transaction() as db:             # a new destination starts from now, not from history
             db.execute("INSERT OR IGNORE INTO stages(name, cursor, updated) VALUES (?, (SELECT COALESCE(MAX(seq), 0)"
-                       " FROM events), ?)", (self.name, int(time.time() * 1000)))
+                       " FROM events), ?)", (self.name, int(self.clock() * 1000)))
 
     def step(self, batch: int = 500) -> int:
         """Route what came since the cursor. Returns the number of messages queued."""
