@@ -254,9 +254,14 @@ def main() -> int:
         devices_s = time.perf_counter() - t1
         listed = len(json.loads(r.stdout)) if r.returncode == 0 else -1
     finally:
-        for w in workers:
+        for w in workers:                   # a worker stores and acks what it had taken in before it exits
             w.terminate()
-            w.wait(10)
+        for w in workers:
+            try:
+                w.wait(60)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
         pg.stop()
         broker.stop()
     offered = sum(x["offered"] for x in results)
