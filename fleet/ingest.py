@@ -111,16 +111,19 @@ class IngestStore:
         thousand boxes): ``("batch", batch)`` → the device's high-water seq, ``("state",
         device, column, text)`` → None. All or nothing."""
         now = int(time.time() * 1000)
-        out: list[int | None] = []
+        out: list[int | None] = [None] * len(items)
+        # rows are locked device by device in one order (the device id) in every worker's
+        # transaction: two workers sharing the subscription wait for each other, never deadlock
+        order = sorted(range(len(items)), key=lambda i: _device_of_item(items[i]))
         with self.lock:
             self.db.execute("BEGIN" if self.pg else "BEGIN IMMEDIATE")
             try:
-                for item in items:
+                for i in order:
+                    item = items[i]
                     if item[0] == "batch":
-                        out.append(self._batch_tx(item[1], now))
+                        out[i] = self._batch_tx(item[1], now)
                     else:
                         self._state_tx(item[1], item[2], item[3], now)
-                        out.append(None)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -185,11 +188,12 @@ class IngestStore:
 
     def _state_tx(self, device: str, column: str, text: str, now: int) -> None:
         assert column in ("health", "info", "reported")
+        # the device's row first, as a batch takes it: one lock order per device
+        self.db.execute(self._q("INSERT INTO devices(id, last_seen) VALUES (?, ?) ON CONFLICT(id) DO UPDATE"
+                                " SET last_seen = excluded.last_seen"), (device, now))
         self.db.execute(self._q(
             f"INSERT INTO device_state(device, {column}, {column}_at) VALUES (?,?,?) ON CONFLICT(device) DO UPDATE"
             f" SET {column} = excluded.{column}, {column}_at = excluded.{column}_at"), (device, text, now))
-        self.db.execute(self._q("INSERT INTO devices(id, last_seen) VALUES (?, ?) ON CONFLICT(id) DO UPDATE"
-                                " SET last_seen = excluded.last_seen"), (device, now))
 
     def add_result(self, device: str, cmd_id: str, status: str, text: str) -> None:
         with self.lock:
@@ -223,6 +227,11 @@ class IngestStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _device_of_item(item: tuple) -> str:
+    """The device a group item writes for (``("batch", batch)`` or ``("state", device, …)``)."""
+    return item[1].device if item[0] == "batch" else item[1]
 
 
 class _Mismatch(Exception):
