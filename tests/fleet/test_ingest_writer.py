@@ -99,3 +99,48 @@ def test_a_dead_writer_is_noticed_and_restarted_with_its_queue(tmp_path, monkeyp
     # (the group the dead writer held was never acked: its box sends it again)
     ing.writer.stopping.set()
     ing.writer.join(5)
+
+
+def test_two_workers_writing_the_same_devices_in_opposite_orders_never_deadlock(tmp_path):
+    """Workers sharing the subscription get any device's messages in any order; their
+    groups take the rows device by device in one order, so on PostgreSQL they wait for each
+    other instead of deadlocking (a deadlock fails a whole group)."""
+    import random
+    import uuid
+
+    from appliance.cloud.wire import decode_batch
+    from tests.postgres_server import Postgres
+    pg = Postgres(tmp_path).start()
+    try:
+        stores = [IngestStore(pg.url), IngestStore(pg.url)]
+        devices = [f"box-{i:02d}" for i in range(40)]
+        failures: list[BaseException] = []
+
+        def work(k: int) -> None:
+            rnd = random.Random(k)
+            for g in range(25):
+                order = devices[::-1] if (g + k) % 2 else devices[:]
+                rnd.shuffle(order[10:])
+                try:
+                    items = []
+                    for d in order:
+                        seq = 1 + g * 2 + k
+                        items.append(("batch", decode_batch(batch(d, [record(seq, id=str(uuid.uuid4()))],
+                                                                  prev=seq - 1))))
+                        items.append(("state", d, "health", json.dumps({"g": g})))
+                    stores[k].write_group(items)
+                except BaseException as exc:  # noqa: BLE001 - what the test looks for
+                    failures.append(exc)
+        threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not failures, failures[:3]
+        n, distinct = stores[0].db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM records").fetchone()
+        assert n == distinct == 40 * 50
+        assert {d["id"]: d["journal_records"] for d in stores[0].devices()} == {d: 50 for d in devices}
+        for s in stores:
+            s.close()
+    finally:
+        pg.stop()
