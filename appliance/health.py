@@ -41,11 +41,17 @@ def microphone(cfg: Config, journal: Journal, now_s: float | None = None) -> dic
 
 
 def read_level(cfg: Config) -> dict | None:
-    try:
-        doc = json.loads((Path(cfg.audio.spool_dir) / LEVEL_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    """The audio daemon's live level file; it is rewritten in place, so a read that caught a
+    write half done is tried once more."""
+    for _ in range(2):
+        try:
+            doc = json.loads((Path(cfg.audio.spool_dir) / LEVEL_FILE).read_text())
+        except OSError:
+            return None
+        except ValueError:
+            continue
+        return doc if isinstance(doc, dict) else None
+    return None
 
 
 def rf(journal: Journal) -> dict:

@@ -51,6 +51,11 @@ class Pipeline:
         out, self.out = self.out, []
         return out
 
+    def quiet(self, t: int) -> bool:
+        """Moving time on to ``t`` would change nothing: no timer due by then, nothing waiting
+        to be attached or finalised."""
+        return all(tr.next_due() > t and not tr.pending and not tr.closed for tr in self.points.values())
+
     def advance(self, t: int) -> None:
         """Time has reached t: fire timers due ≤ t, settle everything before t."""
         if self.now is not None and t < self.now:

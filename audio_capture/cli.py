@@ -30,7 +30,11 @@ def cmd_level(args: argparse.Namespace, cfg) -> int:
             print("from the running appliance-audio daemon; Ctrl-C to stop", file=sys.stderr)
             last = None
             while not deadline or time.monotonic() < deadline:
-                doc = json.loads(level_file.read_text())
+                try:
+                    doc = json.loads(level_file.read_text())
+                except ValueError:              # caught mid-write: the next read has it
+                    time.sleep(0.05)
+                    continue
                 if doc["time"] != last:
                     last = doc["time"]
                     print(f"{_bar(doc['rms_db'])} rms {doc['rms_db']} dBFS  peak {doc['peak_db']} dBFS  "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -33,8 +34,10 @@ log = logging.getLogger(__name__)
 class Capture(threading.Thread):
     """Source -> spool + level meter, forever; device loss -> state 'lost', re-open."""
 
-    def __init__(self, cfg: Config, spool: SegmentSpool, opener, stop: threading.Event):
+    def __init__(self, cfg: Config, spool: SegmentSpool, opener, stop: threading.Event,
+                 level_dir: Path | None = None):
         super().__init__(name="capture", daemon=True)
+        self.level_file = LevelFile(level_dir / LEVEL_FILE) if level_dir is not None else None
         self.cfg = cfg
         self.spool = spool
         self.opener = opener
@@ -69,8 +72,9 @@ class Capture(threading.Thread):
                         if gap:
                             chunk.gap_before, gap = True, False
                         gap = not self._spool(chunk)
-                        for _ in self.meter.feed(chunk.data):
+                        if self.meter.feed(chunk.data):        # a second completed: state and level file
                             self.state = self.meter.state
+                            self.write_level()
             except AudioError as exc:
                 self._lost(str(exc))
                 gap = True
@@ -104,6 +108,51 @@ class Capture(threading.Thread):
         if self.state != "lost":
             log.warning("audio: microphone lost: %s", why)
         self.state, self.error = "lost", why
+        self.write_level()
+
+    def write_level(self) -> None:
+        """The live level file (``appliancectl audio level``, status, health), written by the
+        capture thread as each second completes — or as the microphone is lost — so an idle
+        daemon wakes only to read the microphone."""
+        if self.level_file is None:
+            return
+        h = self.meter.history[-1] if self.meter.history else None
+        self.level_file.write({"time": time.time(), "state": self.state, "error": self.error,
+                               "rms_db": h.rms_db if h else None, "peak_db": h.peak_db if h else None})
+
+
+class LevelFile:
+    """``level.json`` in the spool (RAM), rewritten in place every second: one ``pwrite`` of
+    the JSON padded to a fixed size, no new file and no rename, so the once-a-second write
+    costs the capture thread next to nothing. A reader that catches a write half done gets
+    text that does not parse and reads again (``read_level``); a document too long for the
+    slot is written whole by rename instead."""
+
+    SIZE = 512
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def write(self, doc: dict) -> None:
+        data = json.dumps(doc).encode()
+        try:
+            if len(data) > self.SIZE:
+                self.close()
+                write_atomic(self.path, data, durable=False)
+                return
+            if self.fd is None:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o666)
+                os.ftruncate(self.fd, self.SIZE)
+            os.pwrite(self.fd, data.ljust(self.SIZE), 0)
+        except OSError as exc:                  # a full spool: the level waits, capture goes on
+            self.close()
+            log.debug("audio: level file not written: %s", exc)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None) -> int:
@@ -121,7 +170,7 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
     journal = Journal.in_dir(state_dir)
     stage = AudioStage(cfg, journal, spool_dir, state_dir / "clips")
     ledger = ClipLedger(journal, state_dir / "clips")
-    capture = Capture(cfg, spool, lambda: open_source(cfg, wav), stop)
+    capture = Capture(cfg, spool, lambda: open_source(cfg, wav), stop, spool_dir)
     capture.start()
     last_state = None
 
@@ -160,20 +209,9 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
             spool.close()
         journal.close()
     return run_loop("audio", step, tick_s=0.1, idle_tick_s=1.0, stop=stop, on_stop=close, healthy=capture.is_alive,
-                    jobs=[Job("level", 1.0, lambda: _write_level(spool_dir, capture)),
-                          Job("retention", 60.0,
+                    jobs=[Job("retention", 60.0,
                               lambda: enforce_retention(cfg, ledger, clock.now_ms()))],
                     status=status)
-
-
-def _write_level(spool_dir: Path, capture: Capture) -> None:
-    h = capture.meter.history[-1] if capture.meter.history else None
-    doc = {"time": time.time(), "state": capture.state, "error": capture.error,
-           "rms_db": h.rms_db if h else None, "peak_db": h.peak_db if h else None}
-    try:
-        write_atomic(spool_dir / LEVEL_FILE, json.dumps(doc), durable=False)   # the spool is in RAM
-    except OSError as exc:                      # a full spool: the level waits, capture goes on
-        log.debug("audio: level file not written: %s", exc)
 
 
 def enforce_retention(cfg: Config, ledger: ClipLedger, now_ms: int) -> int:

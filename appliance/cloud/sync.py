@@ -535,7 +535,7 @@ def loop(stage: SyncStage, journal: Journal, stop: threading.Event | None = None
     def step() -> bool:
         sent = stage.step()
         return bool(sent or stage.busy())
-    return run_loop("sync", step, tick_s=0.05, idle_tick_s=0.5, stop=stop, on_stop=close,
+    return run_loop("sync", step, tick_s=0.05, idle_tick_s=1.0, stop=stop, on_stop=close,
                     jobs=[Job("health", stage.cfg.sync.health_interval_s, stage.publish_health),
                           Job("status file", 1.0, stage.write_status)],
                     status=stage.status_line)

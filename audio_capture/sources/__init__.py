@@ -6,9 +6,9 @@ from appliance.config.schema import Config
 from .base import AudioError, AudioSource
 
 
-CAPTURE_PERIOD_S = 0.5
-"""The daemon reads the microphone twice a second (an ALSA buffer of ten such periods):
-an idle box wakes rarely, and a track waits at most this much longer for its last audio."""
+CAPTURE_PERIOD_S = 1.0
+"""The daemon reads the microphone once a second (an ALSA buffer of ten such periods): an
+idle box wakes rarely, and a track waits at most this much longer for its last audio."""
 
 
 def open_source(cfg: Config, wav: str | None = None) -> AudioSource:

@@ -181,3 +181,39 @@ def test_snapshot_is_plain_data_that_round_trips(tmp_path, caplog):
             assert "rebuilding from the journal" in caplog.text
             rebuilt.step(t0 + 20_000)
         assert j.count("contact_opened") == 1               # rebuilt four times, doubled nothing
+
+
+def test_stepped_second_by_second_as_the_daemon_does_it_equals_replay_and_idles_without_commits(tmp_path, cfg):
+    """Events arrive as they happen and the stage is stepped every second of the day, as the
+    daemon's loop does: the contacts are replay's, and the steps with nothing new and nothing
+    due open no write transaction (an idle box's core)."""
+    events = random_day(3, n_contacts=15)
+    path = write_events(tmp_path / "day.jsonl", events)
+    expected = replay_contacts(cfg, path)
+    from appliance.events import load_file
+    evs, errs = load_file(str(path), cfg)
+    assert not errs
+    with Journal(tmp_path / "j.db") as j:
+        stage = CoreStage(cfg, j, reorder_ms=500)
+        opened = Counter()
+        real_stage = j.stage
+
+        def counted_stage(name):
+            opened[name] += 1
+            return real_stage(name)
+        j.stage = counted_stage
+        i, steps, t = 0, 0, evs[0].ts
+        end = evs[-1].ts + 3_600_000
+        while t <= end:
+            while i < len(evs) and evs[i].ts <= t:
+                j.append(evs[i])
+                i += 1
+            stage.step(t)
+            steps += 1
+            if t <= end - 1_800_000:
+                busy = opened[STAGE]
+            t += 1000
+        got = journal_contacts(j)
+    assert got == expected
+    assert steps > 5000 and opened[STAGE] < steps / 2, (opened, steps)
+    assert opened[STAGE] == busy        # the last half hour, everything settled: 1,800 steps, no transaction
