@@ -208,12 +208,29 @@ def hold_journal(state_dir):
     return j
 
 
+def give_work(state_dir, name: str) -> None:
+    """Something the daemon must go on committing for a few seconds (an idle daemon opens no
+    write transaction): the core, an arrival 3 s ahead in its reorder window; the audio
+    daemon, a contact that ends 5 s from now, whose track waits for the microphone."""
+    from appliance.journal import NewEvent
+    now = int(time.time() * 1000)
+    with Journal.in_dir(state_dir) as j:
+        if name == "core":
+            j.append(NewEvent("presence", now + 3000, {"state": "arrived"}, "till1", "rf"))
+        else:
+            j.append(NewEvent("contact_closed", now + 5000, {"contact": "c-stall", "opened": now - 1000,
+                                                             "closed": now + 5000}, "till1", "core"))
+    time.sleep(1.0)                     # taken in and committed before the journal is held
+
+
 def stall_and_recover(proc: subprocess.Popen, sock: NotifySocket, state_dir, name: str) -> None:
-    """Pings while the loop turns; none while a stuck writer holds the journal (the daemon's
-    stage commits every tick and waits); pings again once it lets go; then the lifecycle."""
+    """Pings while the loop turns; none while a stuck writer holds the journal and the
+    daemon has work to commit (its step waits); pings again once it lets go; then the
+    lifecycle."""
     try:
         sock.until(lambda m: m.startswith("READY=1"), 30)
         assert pings(sock.collect(0.8)) >= 2
+        give_work(state_dir, name)
         held = hold_journal(state_dir)
         sock.collect(0.3)
         assert pings(sock.collect(1.5)) == 0
