@@ -173,10 +173,11 @@ def _midnight(d: date, zone: ZoneInfo) -> int:
 
 # --- tallies ----------------------------------------------------------------------------------
 
-BUCKET_MS = 10_000
-"""Contact lengths are counted in buckets of 10 s (the ``records_len`` index): the median's
-bucket from the counts, then its rank inside that bucket from the rows there only."""
-KEYS = {"records_len": (CONTACT, ("dur_ms / 10000", "point", "owner")),
+BUCKET = "dur_ms / 10000"
+"""A contact's length bucket of 10 s, written exactly as the ``records_len`` index's expression
+(journal._m6: SQLite uses the index only for the same text): the median's bucket from the
+counts, then its rank inside that bucket from the rows there only."""
+KEYS = {"records_len": (CONTACT, (BUCKET, "point", "owner")),
         "records_shape": (CONTACT, ("shape", "value", "point", "owner")),
         "records_sale": (SALE, ("point", "owner"))}
 """The partial indexes read key by key (journal._m6): index -> (kind, its key columns);
@@ -264,7 +265,7 @@ class Tallier:
             return
         if few:
             # few rows: one grouped pass
-            for chunk in self._rows(CONTACT, scan, f"{lab}, dur_ms / 10000, shape, value, COUNT(*), TOTAL(dur_ms), "
+            for chunk in self._rows(CONTACT, scan, f"{lab}, {BUCKET}, shape, value, COUNT(*), TOTAL(dur_ms), "
                                     "TOTAL(superseded), COUNT(happy), TOTAL(happy)",
                                     group=" GROUP BY 1, 2, 3, 4"):
                 for label, bucket, shape, value, k, length, superseded, happy_n, happy in chunk:
@@ -381,7 +382,7 @@ class Tallier:
                 keys = [k[1:] for k in self.keys("records_len") if k[0] == bucket] if via else [()]
                 if len(keys) > MAX_MERGED:
                     keys = [()]
-                one = (f"SELECT dur_ms FROM records{via} WHERE kind = 0 AND dur_ms / 10000 = ?"
+                one = (f"SELECT dur_ms FROM records{via} WHERE kind = 0 AND {BUCKET} = ?"
                        f"{' AND point IS ? AND owner IS ?' if keys[0] else ''} AND ({ranges}){where}{mine}")
                 rows = self.db.execute(
                     f"SELECT dur_ms FROM ({' UNION ALL '.join([one] * len(keys))}) ORDER BY dur_ms LIMIT ? OFFSET ?",
