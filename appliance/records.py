@@ -314,8 +314,7 @@ class Tallier:
         lengths: dict[str, Counter] = {}
         self._contacts(scan, tally, lengths)
         group = "" if scan.constant else " GROUP BY 1"
-        odd = STATUSES.index("orphan")
-        assert odd == 2 and STATUSES.index("misuse") == 3      # records_odd holds these (journal._m6)
+        assert STATUSES.index("orphan") == 2 and STATUSES.index("misuse") == 3   # records_odd: status >= 2
         for rows in self._rows(RATING, scan, f"{lab}, value, shape, COUNT(*), COUNT(happy), TOTAL(happy)",
                                " AND (shape & 65535) >= 2", (),
                                " GROUP BY 2, 3" if scan.constant else " GROUP BY 1, 2, 3", " INDEXED BY records_odd"):
@@ -382,8 +381,9 @@ class Tallier:
                 keys = [k[1:] for k in self.keys("records_len") if k[0] == bucket] if via else [()]
                 if len(keys) > MAX_MERGED:
                     keys = [()]
-                one = (f"SELECT dur_ms FROM records{via} WHERE kind = 0 AND {BUCKET} = ?"
-                       f"{' AND point IS ? AND owner IS ?' if keys[0] else ''} AND ({ranges}){where}{mine}")
+                within = "".join(f" AND {c} IS ?" for c in KEYS["records_len"][1][1:]) if keys[0] else ""
+                one = (f"SELECT dur_ms FROM records{via} WHERE kind = 0 AND {BUCKET} = ?{within}"
+                       f" AND ({ranges}){where}{mine}")
                 rows = self.db.execute(
                     f"SELECT dur_ms FROM ({' UNION ALL '.join([one] * len(keys))}) ORDER BY dur_ms LIMIT ? OFFSET ?",
                     (*(x for k in keys for x in (bucket, *k, *bounds, *scan.args, *args)),

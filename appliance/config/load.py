@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from .remote import overlay, remote_document
 from .schema import SECRET_KEYS, WEEKDAYS, Config, CsvLog, Sms
 
+CREDENTIALS_NAME = "appliance-secrets.toml"
 
 
 @lru_cache(maxsize=1)
@@ -30,7 +31,6 @@ def _config_info() -> Any:
     """The schema as msgspec describes it: walked only for a document that does not convert
     (every error with its key path); a valid one skips the 30 ms it takes to build."""
     return mi.type_info(Config)
-CREDENTIALS_NAME = "appliance-secrets.toml"
 
 
 def read_text(path: Path, what: str = "") -> str:
