@@ -29,11 +29,16 @@ def _ms(text: str | None, tz: str) -> int | None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     if args.db:
+        from .ingest import in_group
         from .report import fleet_metrics
         store = _store(args)
         try:
+            devices = None
+            if args.store or args.group:
+                devices = [d["id"] for d in store.devices() if (not args.store or d["store"] == args.store)
+                           and (not args.group or in_group(d["group"], args.group))]
             out = fleet_metrics(store.db, args.by, _ms(args.since, args.tz), _ms(args.until, args.tz), args.tz,
-                                ph=store.ph)
+                                ph=store.ph, devices=devices)
         finally:
             store.close()
         if args.json or not sys.stdout.isatty():     # scripts (a pipe) get JSON, as they always did
@@ -158,8 +163,8 @@ def _health_line(h: dict | None) -> str:
     if backlog:
         parts.append(f"backlog {backlog.get('count', '?')}")
     disk = h.get("disk") if isinstance(h.get("disk"), dict) else {}
-    if "free_mb" in disk:
-        parts.append(f"disk {disk['free_mb']:.0f} MB free" if isinstance(disk["free_mb"], (int, float)) else "")
+    if isinstance(disk.get("free_bytes"), (int, float)):       # as the box's health reports it
+        parts.append(f"disk {disk['free_bytes'] / 2**20:.0f} MB free")
     mic = h.get("microphone") if isinstance(h.get("microphone"), dict) else {}
     if mic.get("state"):
         parts.append(f"mic {mic['state']}")
@@ -182,10 +187,99 @@ def cmd_devices(args: argparse.Namespace) -> int:
         rows.append([d["id"], "online" if d["online"] else "offline", _age(d["last_seen"]), d["version"] or "-",
                      f"v{c.get('applied_version', 0)} {c.get('status', '-')}" if c else "-",
                      _age(d["health_at"]) if d["health"] else "-", _health_line(d["health"]), d["journal_records"],
-                     ",".join(d["tags"])])
-    print(table(["device", "state", "last seen", "version", "config", "health", "last health", "records", "tags"],
+                     d["store"] or "-", d["group"] or "-", ",".join(d["tags"])])
+    print(table(["device", "state", "last seen", "version", "config", "health", "last health", "records", "store",
+                 "group", "tags"],
                 rows))
     print(f"{len(devices)} device(s), {sum(d['online'] for d in devices)} online")
+    return EXIT_OK
+
+
+PLACE_NAME = r"^[^\x00-\x1f\x7f]{1,100}$"
+"""A store or group name: printable, at most 100 characters (groups: ``/`` separates levels)."""
+
+
+def _place_error(store: str | None, group: str | None) -> str | None:
+    import re
+    for what, x in (("store", store), ("group", group)):
+        if x is not None and not re.match(PLACE_NAME, x):
+            return f"{what} {x!r}: give 1-100 printable characters"
+    if group is not None and any(not part.strip() for part in group.split("/")):
+        return f"group {group!r}: empty level (write division/region, no leading, trailing or double /)"
+    return None
+
+
+def cmd_devices_tag(args: argparse.Namespace) -> int:
+    if args.store is None and args.group is None:
+        print("fleetctl devices tag: give --store S and/or --group G", file=sys.stderr)
+        return EXIT_USAGE
+    err = _place_error(args.store, args.group)
+    if err:
+        print(f"fleetctl devices tag: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    store = _store(args)
+    try:
+        if args.device not in {d["id"] for d in store.devices()}:
+            print(f"fleetctl: no device {args.device!r} in {args.db}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        store.place([(args.device, args.store, args.group)])
+        d = next(d for d in store.devices() if d["id"] == args.device)
+    finally:
+        store.close()
+    print(json.dumps({"device": d["id"], "store": d["store"], "group": d["group"]}) if args.json else
+          f"{d['id']}: store {d['store'] or '-'}, group {d['group'] or '-'}")
+    return EXIT_OK
+
+
+def read_places(path: str) -> list[tuple[str, str | None, str | None]]:
+    """``device,store,group`` rows (a header line allowed) or TOML ``[devices.<id>]`` tables
+    with ``store`` and ``group``; every row checked before any is applied."""
+    text = Path(path).read_text(encoding="utf-8")
+    rows: list[tuple[str, str | None, str | None]] = []
+    if path.endswith(".toml"):
+        import tomllib
+        doc = tomllib.loads(text)
+        devices = doc.get("devices")
+        if not isinstance(devices, dict):
+            raise ValueError("a [devices.<id>] table per device, with store = and group =")
+        for dev, t in devices.items():
+            if not isinstance(t, dict) or set(t) - {"store", "group"} or not all(isinstance(x, str) for x in t.values()):
+                raise ValueError(f"devices.{dev}: only store = \"...\" and group = \"...\"")
+            rows.append((dev, t.get("store"), t.get("group")))
+    else:
+        import csv
+        for n, row in enumerate(csv.reader(text.splitlines()), 1):
+            if not row or (n == 1 and row[0].strip().lower() == "device"):
+                continue
+            if len(row) != 3:
+                raise ValueError(f"line {n}: device,store,group (3 fields, {len(row)} given)")
+            dev, st, gr = (x.strip() for x in row)
+            rows.append((dev, st or None, gr or None))
+    for dev, st, gr in rows:
+        err = _place_error(st, gr)
+        if err:
+            raise ValueError(f"{dev}: {err}")
+    return rows
+
+
+def cmd_devices_import(args: argparse.Namespace) -> int:
+    try:
+        rows = read_places(args.file)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"fleetctl devices import: {args.file}: {exc} (nothing changed)", file=sys.stderr)
+        return EXIT_USAGE
+    store = _store(args)
+    try:
+        known = {d["id"] for d in store.devices()}
+        unknown = [dev for dev, _, _ in rows if dev not in known]
+        if unknown:
+            print(f"fleetctl devices import: not in {args.db}: {', '.join(unknown[:10])} (nothing changed)",
+                  file=sys.stderr)
+            return EXIT_NOT_FOUND
+        store.place(rows)
+    finally:
+        store.close()
+    print(json.dumps({"placed": len(rows)}) if args.json else f"{len(rows)} device(s) placed")
     return EXIT_OK
 
 
@@ -459,6 +553,142 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The web office over the ingest's database, until SIGTERM/SIGINT."""
+    import logging
+
+    import uvicorn
+
+    from .ingest import IngestStore
+    from .office.app import Office, create_app
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"fleetctl serve: --listen {args.listen!r}: give HOST:PORT (127.0.0.1:8080)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.clips and not Path(args.clips).is_dir():
+        print(f"fleetctl serve: --clips {args.clips}: not a folder (the ingest's --clips)", file=sys.stderr)
+        return EXIT_USAGE
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("fleetctl serve: give both --tls-cert and --tls-key, or neither", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        IngestStore(args.db).close()                # the tables, migrated (the ingest's and the office's)
+        office = Office(args.db, args.clips, tz=args.tz, silent_after_min=args.silent_after_min,
+                        clip_max_age_days=args.clip_max_age_days)
+    except Exception as exc:  # noqa: BLE001 - a bad --db or --tz: say so and stop
+        print(f"fleetctl serve: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not office.accounts.list():
+        print("fleetctl serve: no users yet: add one with `fleetctl users add NAME --role admin --db ...`",
+              file=sys.stderr)
+    office.start_retention()
+    config = uvicorn.Config(create_app(office), host=host.strip("[]"), port=int(port), log_level="info",
+                            access_log=False, ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
+                            proxy_headers=bool(args.behind_proxy), forwarded_allow_ips=args.behind_proxy or None,
+                            server_header=False)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        office.stop()
+    return EXIT_OK
+
+
+USER_PASSWORD_ENV = "FLEETCTL_USER_PASSWORD"
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    """From --password-file, $FLEETCTL_USER_PASSWORD, or asked twice on a terminal."""
+    if args.password_file:
+        return Path(args.password_file).read_text(encoding="utf-8").strip()
+    if os.environ.get(USER_PASSWORD_ENV):
+        return os.environ[USER_PASSWORD_ENV]
+    if not sys.stdin.isatty():
+        raise SystemExit(f"fleetctl users: give --password-file FILE or set {USER_PASSWORD_ENV}")
+    import getpass
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("fleetctl users: the passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from .ingest import IngestStore
+    from .office.accounts import AccountError, Accounts
+    from .office.db import Database
+    IngestStore(args.db).close()
+    db = Database(args.db)
+    acc = Accounts(db)
+    acc.create()
+    try:
+        what = args.users_command
+        if what == "add":
+            acc.add(args.name, _new_password(args), args.role, args.group or [])
+            out = {"added": args.name}
+        elif what == "set":
+            acc.set(args.name, args.role, args.group, None)
+            out = {"changed": args.name}
+        elif what == "passwd":
+            acc.set(args.name, password=_new_password(args))
+            out = {"changed": args.name}
+        elif what == "remove":
+            if not acc.remove(args.name):
+                print(f"fleetctl users: no user {args.name!r}", file=sys.stderr)
+                return EXIT_NOT_FOUND
+            out = {"removed": args.name}
+        elif what == "audit":
+            rows = acc.audit_log(_ms(args.since, "UTC"), args.user, args.limit)
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                from appliance.cli.ui import table
+                from appliance.timefmt import iso_ms
+                print(table(["time", "user", "action", "device", "clip", "detail", "address"],
+                            [[iso_ms(r["at"]), r["user"], r["action"], r["device"] or "-", r["clip"] or "-",
+                              r["detail"] or "", r["ip"] or ""] for r in rows]))
+            return EXIT_OK
+        else:
+            users = acc.list()
+            if args.json:
+                print(json.dumps([{"name": u.name, "role": u.role, "groups": list(u.groups)} for u in users]))
+            else:
+                from appliance.cli.ui import table
+                print(table(["user", "role", "groups"], [[u.name, u.role, ", ".join(u.groups) or
+                                                          ("(everything)" if u.role == "admin" else "-")]
+                                                         for u in users]))
+            return EXIT_OK
+    except AccountError as exc:
+        print(f"fleetctl users: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"fleetctl users: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        db.close()
+    print(json.dumps(out) if args.json else " ".join(f"{k} {v}" for k, v in out.items()))
+    return EXIT_OK
+
+
+def cmd_clips_prune(args: argparse.Namespace) -> int:
+    import time
+
+    from .ingest import IngestStore
+    from .office.accounts import Accounts
+    from .office.db import Database
+    from .office.retention import prune_clips
+    IngestStore(args.db).close()
+    db = Database(args.db)
+    try:
+        acc = Accounts(db)
+        acc.create()
+        n = prune_clips(db, acc, args.clips, args.max_age_days, time.time())
+    finally:
+        db.close()
+    print(json.dumps({"deleted": n}) if args.json else f"{n} clip(s) older than {args.max_age_days:g} days deleted")
+    return EXIT_OK
+
+
 def _broker_options(s: argparse.ArgumentParser, required: bool = True) -> None:
     s.add_argument("--broker", required=required, help="mqtt://host:port or mqtts://host:port")
     s.add_argument("--ca-dir", help="the fleet CA folder: its ca.pem and the operator's certificate and key")
@@ -482,6 +712,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--from", dest="since", help="from this date (YYYY-MM-DD) or ISO time, inclusive")
     s.add_argument("--to", dest="until", help="up to this date or ISO time, exclusive")
     s.add_argument("--tz", default="UTC", help="time zone of dates and of day/week/month (default UTC)")
+    s.add_argument("--store", help="only the devices of this store (fleetctl devices tag)")
+    s.add_argument("--group", help="only the devices of this group and the groups under it")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_report)
     s = sub.add_parser("ingest", help="the reference cloud ingest: store journal batches, acknowledge them")
@@ -505,11 +737,25 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--quota-clips-per-hour", type=int, default=3600, help="per box (default 3600)")
     s.add_argument("--quota-clip-mb", type=float, default=64.0, help="largest clip accepted (default 64)")
     s.set_defaults(func=cmd_ingest)
-    s = sub.add_parser("devices", help="the fleet: online state, versions, config, last health, records")
-    s.add_argument("--db", required=True)
-    s.add_argument("--tag", help="only devices with this tag")
+    s = sub.add_parser("devices", help="the fleet: online state, versions, config, last health, records; "
+                                       "`devices tag` and `devices import` place devices in stores and groups")
+    s.add_argument("--db")
+    s.add_argument("--tag", help="only devices with this tag, in this store, or in this group (or under it)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_devices)
+    dsub = s.add_subparsers(dest="devices_command", metavar="SUBCOMMAND")
+    c = dsub.add_parser("tag", help="put a device in a store and a group (groups are paths: division/region)")
+    c.add_argument("device")
+    c.add_argument("--store", help="the store (shop, station, clinic) the box is in")
+    c.add_argument("--group", help="its group of stores, a path such as north/riga (a scope of managers)")
+    c.add_argument("--db", default=argparse.SUPPRESS)
+    c.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    c.set_defaults(func=cmd_devices_tag)
+    c = dsub.add_parser("import", help="place many devices from a CSV (device,store,group) or TOML file")
+    c.add_argument("file")
+    c.add_argument("--db", default=argparse.SUPPRESS)
+    c.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    c.set_defaults(func=cmd_devices_import)
     s = sub.add_parser("health", help="a device's last health report")
     s.add_argument("device")
     s.add_argument("--db", required=True)
@@ -522,6 +768,53 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--db", required=True)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_tag)
+    s = sub.add_parser("serve", help="the web office: overview, contacts with their audio, devices, for users")
+    s.add_argument("--db", required=True, help="the ingest's SQLite file or postgresql:// URL")
+    s.add_argument("--clips", help="the ingest's clips folder (its --clips): the audio the office plays")
+    s.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
+    s.add_argument("--tz", default="UTC", help="time zone of the periods and times shown (default UTC)")
+    s.add_argument("--silent-after-min", type=float, default=60.0,
+                   help="devices not heard from for longer are highlighted (default 60)")
+    s.add_argument("--clip-max-age-days", type=float,
+                   help="delete clips older than this, hourly, each deletion logged (default: keep)")
+    s.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM) ...")
+    s.add_argument("--tls-key", help="... and its key; else put a TLS proxy in front")
+    s.add_argument("--behind-proxy", metavar="ADDRESS",
+                   help="trust X-Forwarded-For/-Proto from this proxy address (for login throttling by address)")
+    s.set_defaults(func=cmd_serve)
+    s = sub.add_parser("users", help="the web office's users: add, set, passwd, remove, list, audit")
+    usub = s.add_subparsers(dest="users_command", metavar="SUBCOMMAND")
+    s.add_argument("--db", default=None)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_users)
+    for name, text in (("add", "a new user (password from --password-file, $" + USER_PASSWORD_ENV + " or asked)"),
+                       ("set", "change a user's role or groups (logs them out)"),
+                       ("passwd", "set a user's password (logs them out)"), ("remove", "delete a user"),
+                       ("list", "the users, roles and groups"),
+                       ("audit", "the audit log: every clip played, downloaded or deleted")):
+        c = usub.add_parser(name, help=text)
+        if name not in ("list", "audit"):
+            c.add_argument("name")
+        if name in ("add", "set"):
+            c.add_argument("--role", choices=["admin", "manager", "viewer"], required=name == "add")
+            c.add_argument("--group", action="append",
+                           help="a group of stores this user sees (repeatable; a group covers those under it)")
+        if name in ("add", "passwd"):
+            c.add_argument("--password-file")
+        if name == "audit":
+            c.add_argument("--user")
+            c.add_argument("--from", dest="since", help="from this date or ISO time")
+            c.add_argument("--limit", type=int, default=200)
+        c.add_argument("--db", default=argparse.SUPPRESS)
+        c.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    s = sub.add_parser("clips", help="the cloud's clips")
+    ksub = s.add_subparsers(dest="clips_command", required=True, metavar="SUBCOMMAND")
+    c = ksub.add_parser("prune", help="delete clips older than --max-age-days (each deletion in the audit log)")
+    c.add_argument("--db", required=True)
+    c.add_argument("--clips", required=True)
+    c.add_argument("--max-age-days", type=float, required=True)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_clips_prune)
     s = sub.add_parser("config", help="remote configuration: push a TOML file, get what a device runs")
     csub = s.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     c = csub.add_parser("push", help="send a config (retained config/desired) to one device, a tag or all")
@@ -582,6 +875,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_ca_allow)
     args = p.parse_args(argv)
+    if args.command in ("devices", "users") and not args.db:
+        p.error(f"{args.command}: give --db (the ingest's database)")
     if getattr(args, "config_command", None) == "push" and not (args.device or args.all or args.tag):
         p.error("config push: give a DEVICE, --all or --tag T")
     if getattr(args, "config_command", None) == "push" and args.device and (args.all or args.tag):

@@ -29,6 +29,8 @@ from appliance.cloud.wire import (ACK, CMD, CONFIG_REPORTED, HEALTH, INFO, JOURN
                                   safe_name, topic)
 from appliance.vocabulary import VocabularyError, check
 
+from .office import facts
+
 log = logging.getLogger(__name__)
 
 SCHEMA = [
@@ -48,6 +50,7 @@ SCHEMA = [
         device TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, payload TEXT NOT NULL,
         received BIGINT NOT NULL, PRIMARY KEY(device, id))""",
     """CREATE TABLE IF NOT EXISTS device_tags(device TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY(device, tag))""",
+    """CREATE TABLE IF NOT EXISTS device_places(device TEXT PRIMARY KEY, store TEXT, grp TEXT)""",
     """CREATE TABLE IF NOT EXISTS clips(
         device TEXT NOT NULL, id TEXT NOT NULL, file TEXT NOT NULL, size BIGINT NOT NULL,
         sha256 TEXT NOT NULL, tags TEXT, meta TEXT, received BIGINT NOT NULL, PRIMARY KEY(device, id))""",
@@ -58,6 +61,10 @@ SCHEMA = [
 def _text(data) -> str:
     """A record's data as stored: the raw JSON the box sent (already checked), or a dict."""
     return bytes(data).decode("utf-8") if isinstance(data, msgspec.Raw) else json.dumps(data)
+
+
+def _raw(data) -> bytes | str:
+    return bytes(data) if isinstance(data, msgspec.Raw) else json.dumps(data)
 
 
 def _json(text: str | None):
@@ -82,15 +89,48 @@ class IngestStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.ph = "?"
+        self.lock = threading.Lock()
         if self.pg:                     # workers starting together: CREATE ... IF NOT EXISTS races in PostgreSQL
             with self.db.transaction():
                 self.db.execute("SELECT pg_advisory_xact_lock(7277001)")
-                for stmt in SCHEMA:
-                    self.db.execute(stmt)
+                self._create()
         else:
-            for stmt in SCHEMA:
-                self.db.execute(stmt)
-        self.lock = threading.Lock()
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self._create()
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def _create(self) -> None:
+        """The tables, and the office's rows of the records held (once, for a database
+        written before the office's tables existed)."""
+        for stmt in SCHEMA:
+            self.db.execute(stmt)
+        facts.create(self.db.execute)
+        if facts.rebuild_needed(self.db.execute):
+            self._rebuild_facts()
+            facts.mark_built(self.db.execute, self.ph)
+
+    def _rebuild_facts(self) -> None:
+        types = list(facts.TYPES)
+        cur = self.db.cursor()
+        cur.execute(self._q(f"SELECT device, id, type, point, ts, data FROM records"
+                            f" WHERE type IN ({','.join('?' * len(types))})"), types)
+        n = 0
+        while True:
+            chunk = cur.fetchmany(5000)
+            if not chunk:
+                break
+            self._add_facts(facts.row_of(*r) for r in chunk)
+            n += len(chunk)
+        if n:
+            log.info("ingest: the web office's tables rebuilt from %d records", n)
+
+    def _add_facts(self, rows) -> None:
+        for table, values in facts.rows_by_table(rows).items():
+            self._executemany(facts.INSERT[table], values)
 
     def _q(self, sql: str) -> str:
         return sql.replace("?", self.ph)
@@ -140,6 +180,8 @@ class IngestStore:
             " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
             [(batch.device, r.seq, r.id, r.type, r.point, r.ts, r.source, _text(r.data), now)
              for r in batch.records])
+        self._add_facts(facts.row_of(batch.device, r.id, r.type, r.point, r.ts, _raw(r.data))
+                        for r in batch.records if r.type in facts.TYPES)
         if batch.prev <= hw:            # contiguous with what is held: the mark moves ...
             hw = max(hw, batch.last)
             hw = self._follow_spans(batch.device, hw)
@@ -206,27 +248,51 @@ class IngestStore:
                 self.db.execute(self._q("DELETE FROM device_tags WHERE device = ? AND tag = ?" if remove else
                                         "INSERT INTO device_tags VALUES (?, ?) ON CONFLICT DO NOTHING"), (device, t))
 
+    def place(self, rows: list[tuple[str, str | None, str | None]]) -> None:
+        """Devices' stores and groups, ``(device, store, group)`` (None keeps what it had), all
+        in one transaction."""
+        with self.lock:
+            self.db.execute("BEGIN" if self.pg else "BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    self.db.execute(self._q(
+                        "INSERT INTO device_places(device, store, grp) VALUES (?,?,?) ON CONFLICT(device) DO UPDATE"
+                        " SET store = COALESCE(excluded.store, device_places.store),"
+                        " grp = COALESCE(excluded.grp, device_places.grp)"), row)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
     def devices(self, tag: str | None = None) -> list[dict]:
         """Every device the ingest has heard of: online state, versions, config, last health,
-        tags, records held."""
+        tags, store and group, records held. ``tag``: those with that tag, in that store, or
+        in that group or a group under it (``north`` takes ``north/riga``)."""
         with self.lock:
             rows = self.db.execute(
                 "SELECT d.id, d.online, d.last_seen, d.version, d.hw, s.health, s.health_at, s.info, s.reported,"
-                " s.reported_at FROM devices d LEFT JOIN device_state s ON s.device = d.id ORDER BY d.id").fetchall()
+                " s.reported_at, p.store, p.grp FROM devices d LEFT JOIN device_state s ON s.device = d.id"
+                " LEFT JOIN device_places p ON p.device = d.id ORDER BY d.id").fetchall()
             tags: dict[str, list[str]] = {}
             for dev, t in self.db.execute("SELECT device, tag FROM device_tags ORDER BY tag"):
                 tags.setdefault(dev, []).append(t)
         out = []
-        for i, o, seen, ver, hw, health, health_at, info, reported, reported_at in rows:
-            if tag is not None and tag not in tags.get(i, []):
+        for i, o, seen, ver, hw, health, health_at, info, reported, reported_at, store, grp in rows:
+            if tag is not None and not (tag in tags.get(i, []) or tag == store or in_group(grp, tag)):
                 continue
             out.append({"id": i, "online": bool(o), "last_seen": seen, "version": ver, "journal_records": hw,
-                        "tags": tags.get(i, []), "health": _json(health), "health_at": health_at,
-                        "info": _json(info), "config": _json(reported), "config_at": reported_at})
+                        "tags": tags.get(i, []), "store": store, "group": grp, "health": _json(health),
+                        "health_at": health_at, "info": _json(info), "config": _json(reported),
+                        "config_at": reported_at})
         return out
 
     def close(self) -> None:
         self.db.close()
+
+
+def in_group(group: str | None, scope: str) -> bool:
+    """``group`` is ``scope`` or lies under it: groups are paths (division/region/...)."""
+    return group is not None and (group == scope or group.startswith(scope.rstrip("/") + "/"))
 
 
 def _device_of_item(item: tuple) -> str:

@@ -31,13 +31,18 @@ def period_key(ts_ms: int, by: str, tz: ZoneInfo) -> str:
 
 
 def fleet_metrics(db: sqlite3.Connection, by: str = "device", since_ms: int | None = None,
-                  until_ms: int | None = None, tz: str = "UTC", ph: str = "?") -> dict:
+                  until_ms: int | None = None, tz: str = "UTC", ph: str = "?",
+                  devices: list[str] | None = None) -> dict:
     """``by``: device, point (``device/point``), owner (the employee, fleet-wide), day, week,
-    month (in ``tz``) or overall only; records with ``since_ms <= ts < until_ms``."""
+    month (in ``tz``) or overall only; records with ``since_ms <= ts < until_ms``, of
+    ``devices`` only when given (a store's or a group's)."""
     zone = ZoneInfo(tz)
     groups: dict[str, Tally] = {"overall": Tally()}       # an empty period still has its (zero) overall
     types = list(SETTLED)
     where, params = [f"type IN ({','.join([ph] * len(types))})"], list(types)
+    if devices is not None:
+        where.append(f"device IN ({','.join([ph] * len(devices))})" if devices else "1 = 0")
+        params.extend(devices)
     if since_ms is not None:
         where.append(f"ts >= {ph}")
         params.append(since_ms)

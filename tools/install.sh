@@ -5,11 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 if command -v apt-get >/dev/null 2>&1; then
-    echo "==> apt: python3, venv, ALSA and systemd headers, rtl-433, ffmpeg, Mosquitto, PostgreSQL, GStreamer RTSP server (tests)"
+    echo "==> apt: python3, venv, ALSA and systemd headers, rtl-433, ffmpeg, Mosquitto, PostgreSQL, GStreamer RTSP server, Chromium (tests)"
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends python3 python3-venv python3-dev tzdata ca-certificates \
         gcc pkg-config libasound2-dev libsystemd-dev alsa-utils rtl-433 ffmpeg mosquitto mosquitto-clients postgresql systemd \
-        python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good >/dev/null
+        python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+        chromium chromium-driver >/dev/null
 fi
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
@@ -21,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> pip: the project and its test tools"
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test,nrf24]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,nrf24,office]'
 echo "==> byte-compiling the packages (as an installed package is: every command starts without compiling)"
 .venv/bin/python -m compileall -q -j 0 appliance audio_capture rf_receiver provisioning fleet >/dev/null
 echo "==> installed: $(.venv/bin/appliancectl --version)"
