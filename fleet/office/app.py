@@ -160,17 +160,16 @@ class Office:
         if not name or len(name) > 200:
             raise HTTPException(400, "scope: group:NAME, store:NAME, point:DEVICE/POINT or owner:NAME")
         if kind in ("group", "store"):
-            every = [p for p in self.places() if (in_group(p.group, name) if kind == "group" else p.store == name)]
-            mine = tuple(p.device for p in every if user.sees(p.group))
-            if every and not mine:
-                raise HTTPException(403, f"{kind} {name!r} is not in your scope")
+            mine = tuple(p.device for p in seen if (in_group(p.group, name) if kind == "group" else p.store == name))
+            if not mine and not everything:     # another's or none: the answer does not tell which
+                raise HTTPException(403, f"this {kind} is not in your scope")
             return Scope(mine), f"{kind} {name}"
         if kind == "point":
             device, _, point = name.partition("/")
             if not point:
                 raise HTTPException(400, "scope: point:DEVICE/POINT")
             if device not in ids:
-                raise HTTPException(403, f"device {device!r} is not in your scope")
+                raise HTTPException(403, "this point is not in your scope")
             return Scope((device,), point), f"point {name}"
         if kind == "owner":
             return Scope(None if everything else ids, owner=name), f"employee {name}"
