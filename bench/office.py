@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -238,7 +237,7 @@ def main() -> int:
                 print(f"  {name}: p50 {w50 * 1000:.0f} ms, p95 {w95 * 1000:.0f} ms; bare SQL p50 {r50 * 1000:.0f} ms,"
                       f" p95 {r95 * 1000:.0f} ms; ×{w50 / r50:.2f}", flush=True)
             print()
-            print(f"| request | p50 | p95 | bare SQL p50 | p95 | ratio (p50) | aim p95 ≤ 300 ms |")
+            print("| request | p50 | p95 | bare SQL p50 | p95 | ratio (p50) | aim p95 ≤ 300 ms |")
             print("|---|---|---|---|---|---|---|")
             for name, w50, w95, r50, r95 in rows:
                 print(f"| {name} | {w50 * 1000:.0f} ms | {w95 * 1000:.0f} ms | {r50 * 1000:.0f} ms | {r95 * 1000:.0f} ms"

@@ -238,4 +238,4 @@ class Accounts:
             sql += " AND name = ?"
             args.append(name)
         rows = self.db.execute(sql + " ORDER BY at DESC LIMIT ?", (*args, limit)).fetchall()
-        return [dict(zip(("at", "user", "action", "device", "clip", "detail", "ip"), r)) for r in rows]
+        return [dict(zip(("at", "user", "action", "device", "clip", "detail", "ip"), r, strict=True)) for r in rows]

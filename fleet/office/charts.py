@@ -21,7 +21,7 @@ def bars(title: str, labels: list[str], values: list[int], share: list[float | N
            f'<text x="{pad_l - 4}" y="{pad_t + 4}" class="ax" text-anchor="end">{top}</text>',
            f'<text x="{pad_l - 4}" y="{pad_t + h}" class="ax" text-anchor="end">0</text>']
     every = max(1, n // 12)
-    for i, (lab, v) in enumerate(zip(labels, values)):
+    for i, (lab, v) in enumerate(zip(labels, values, strict=True)):
         x = pad_l + i * step + (step - bw) / 2
         bh = h * v / top
         out.append(f'<rect x="{x:.1f}" y="{pad_t + h - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" class="bar">'

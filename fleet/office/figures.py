@@ -71,7 +71,7 @@ def tally(db, ph: str, scope: Scope, since_ms: int | None, until_ms: int | None)
         f" {_TAG_SUMS} FROM office_contacts WHERE {w}", a).fetchone()
     t.contacts, t.length_ms, t.rated, top, neg, t.superseded, t.happy, t.happy_n = (_i(x) for x in row[:8])
     t.ratings, t.top, t.negative = t.rated, top, neg
-    t.tags = Counter({tag: _i(n) for tag, n in zip(TAGS, row[8:]) if _i(n)})
+    t.tags = Counter({tag: _i(n) for tag, n in zip(TAGS, row[8:], strict=True) if _i(n)})
     for value, n in db.execute(f"SELECT rating, COUNT(*) FROM office_contacts WHERE {w} AND rating IS NOT NULL"
                                " GROUP BY rating", a):
         t.distribution[int(value)] += _i(n)

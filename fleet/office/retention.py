@@ -27,7 +27,7 @@ def prune_clips(db: Database, accounts: Accounts, clips_dir: str | Path, max_age
             " WHERE COALESCE(o.start_ms, k.received) < ? LIMIT ?", (cutoff, BATCH)).fetchall()
         if not rows:
             return n
-        for device, clip, file, at in rows:
+        for device, clip, file, _ in rows:
             path = Path(file)
             try:
                 if path.resolve().is_relative_to(root):

@@ -69,7 +69,7 @@ def build_fleet(tmp: Path, db: str | None = None) -> Fleet:
     store.place([(d, s, g) for d, (s, g) in PLACES.items()])
     audio = {}
     for device in ("box-n1", "box-s1"):
-        for k, (contact, point, _) in enumerate(boxes[device].negatives[-2:]):
+        for k, (contact, _, _) in enumerate(boxes[device].negatives[-2:]):
             row = store.db.execute("SELECT clip, duration_s FROM office_clips WHERE device = ? AND contact = ?",
                                    (device, contact)).fetchone()
             clip_id, seconds = row
