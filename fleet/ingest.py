@@ -108,7 +108,7 @@ class IngestStore:
         written before the office's tables existed)."""
         for stmt in SCHEMA:
             self.db.execute(stmt)
-        facts.create(self.db.execute)
+        facts.create(self.db.execute, self.pg)
         if facts.rebuild_needed(self.db.execute):
             self._rebuild_facts()
             facts.mark_built(self.db.execute, self.ph)

@@ -104,6 +104,8 @@ class Office:
         env.filters.update(pct=_pct, num=_num, secs=_secs, money=_money, when=self._when, day=self._day)
         env.globals.update(PERIODS=PERIODS)
         self._stop = threading.Event()
+        self._fleet: dict[tuple[int, int], tuple[float, figures.Rank]] = {}
+        self._fleet_lock = threading.Lock()
 
     # --- the pruner --------------------------------------------------------------------------
 
@@ -127,6 +129,24 @@ class Office:
     def stop(self) -> None:
         self._stop.set()
         self.db.close()
+
+    FLEET_TTL_S = 300.0
+
+    def fleet_figure(self, since_ms: int, until_ms: int) -> figures.Rank:
+        """The whole fleet's contacts, CSI, CDI, response and conversion for a period: the
+        rankings' benchmark, kept FLEET_TTL_S (a scoped overview does not read the whole
+        fleet's month on every view)."""
+        key, now = (since_ms, until_ms), self.clock()
+        with self._fleet_lock:
+            hit = self._fleet.get(key)
+        if hit and now - hit[0] < self.FLEET_TTL_S:
+            return hit[1]
+        r = _whole(figures.overview(self.db.conn(), self.db.ph, Scope(), since_ms, until_ms).ranks["point"])
+        with self._fleet_lock:
+            if len(self._fleet) > 64:
+                self._fleet.clear()
+            self._fleet[key] = (now, r)
+        return r
 
     # --- formatting -------------------------------------------------------------------------
 
@@ -291,7 +311,10 @@ def create_app(office: Office) -> Starlette:
         per = _period(request)
         scope, label = o.scope_of(user, request.query_params.get("scope"))
         db, ph = o.db.conn(), o.db.ph
-        t = figures.tally(db, ph, scope, per.since_ms, per.until_ms)
+        seen = o.visible(user)
+        store_of = {p.device: p.store for p in seen}
+        ov = figures.overview(db, ph, scope, per.since_ms, per.until_ms, lambda d: store_of.get(d) or f"({d})")
+        t = ov.tally
         m = t.result()
         trend = figures.trends(db, ph, scope, per.since_ms, per.until_ms, o.tz)
         hours = list(range(24))
@@ -304,19 +327,12 @@ def create_app(office: Office) -> Starlette:
             bars("Contacts by hour of day", [f"{h:02d}" for h in hours], [x[0] for x in by_hour],
                  [x[2] / x[0] if x[0] else None for x in by_hour], "CSI"),
         ]
-        seen = o.visible(user)
-        store_of = {p.device: p.store for p in seen}
-        ranks = {
-            "stores": figures.rankings(db, ph, scope, per.since_ms, per.until_ms, "store",
-                                       lambda d, p, w: store_of.get(d) or f"({d})"),
-            "points": figures.rankings(db, ph, scope, per.since_ms, per.until_ms, "point"),
-            "employees": figures.rankings(db, ph, scope, per.since_ms, per.until_ms, "owner"),
-        }
-        ranks["employees"] = [r for r in ranks["employees"] if r.key is not None]
-        fleet = figures.rankings(db, ph, Scope(), per.since_ms, per.until_ms, "store", lambda d, p, w: "fleet")
+        ranks = {"stores": ov.ranks["store"], "points": ov.ranks["point"], "employees": ov.ranks["owner"]}
+        fleet = o.fleet_figure(per.since_ms, per.until_ms) if scope.devices is not None or scope.point or \
+            scope.owner else _whole(ov.ranks["point"])
         scopes = _scope_options(seen, ranks, user)
         return o.render(request, "overview.html", user=user, csrf=csrf, m=m, t=t, per=per, label=label,
-                        charts=charts, ranks=ranks, fleet=fleet[0] if fleet else None, scopes=scopes,
+                        charts=charts, ranks=ranks, fleet=fleet, scopes=scopes,
                         scope=request.query_params.get("scope") or "", page="overview",
                         metrics_json=json.dumps(m))
 
@@ -453,6 +469,18 @@ def create_app(office: Office) -> Starlette:
                                                         Exception: on_error})
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def _whole(points: list[figures.Rank]) -> figures.Rank:
+    """The sum of every point's row: the contacts' own figures, as each ranking row counts them."""
+    out = figures.Rank("fleet", "fleet")
+    for r in points:
+        out.contacts += r.contacts
+        out.rated += r.rated
+        out.top += r.top
+        out.negative += r.negative
+        out.receipts += r.receipts
+    return out
 
 
 def _json(text):

@@ -30,8 +30,8 @@ SCHEMA = [
         ts BIGINT NOT NULL, opened BIGINT NOT NULL, closed BIGINT NOT NULL, dur_ms BIGINT NOT NULL,
         rating INTEGER, cls TEXT, happy INTEGER, superseded INTEGER NOT NULL, tagbits INTEGER NOT NULL,
         tags TEXT NOT NULL, revenue_cents BIGINT NOT NULL, sales INTEGER NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS office_contacts_ts ON office_contacts(ts)",
-    "CREATE INDEX IF NOT EXISTS office_contacts_device_ts ON office_contacts(device, ts)",
+    "CREATE INDEX IF NOT EXISTS office_contacts_ts ON office_contacts(ts){device_cover}",
+    "CREATE INDEX IF NOT EXISTS office_contacts_device_ts ON office_contacts(device, ts){cover}",
     "CREATE INDEX IF NOT EXISTS office_contacts_key ON office_contacts(device, contact)",
     """CREATE TABLE IF NOT EXISTS office_ratings(
         id TEXT PRIMARY KEY, device TEXT NOT NULL, ref TEXT NOT NULL, point TEXT, owner TEXT, ts BIGINT NOT NULL,
@@ -39,11 +39,12 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS office_ratings_device_ts ON office_ratings(device, ts)",
     "CREATE INDEX IF NOT EXISTS office_ratings_ts ON office_ratings(ts)",
     "CREATE INDEX IF NOT EXISTS office_ratings_contact ON office_ratings(device, contact)",
+    "CREATE INDEX IF NOT EXISTS office_ratings_loose ON office_ratings(ts) WHERE status IN ('orphan', 'misuse')",
     """CREATE TABLE IF NOT EXISTS office_sales(
         id TEXT PRIMARY KEY, device TEXT NOT NULL, ref TEXT NOT NULL, receipt TEXT NOT NULL, point TEXT,
         owner TEXT, ts BIGINT NOT NULL, contact TEXT, cents BIGINT, items INTEGER)""",
-    "CREATE INDEX IF NOT EXISTS office_sales_device_ts ON office_sales(device, ts)",
-    "CREATE INDEX IF NOT EXISTS office_sales_ts ON office_sales(ts)",
+    "CREATE INDEX IF NOT EXISTS office_sales_device_ts ON office_sales(device, ts){sales_cover}",
+    "CREATE INDEX IF NOT EXISTS office_sales_ts ON office_sales(ts){device_sales_cover}",
     "CREATE INDEX IF NOT EXISTS office_sales_contact ON office_sales(device, contact)",
     """CREATE TABLE IF NOT EXISTS office_calls(
         id TEXT PRIMARY KEY, device TEXT NOT NULL, ref TEXT, point TEXT, owner TEXT, ts BIGINT NOT NULL,
@@ -58,7 +59,13 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS office_clips_event ON office_clips(device, event)",
     "CREATE INDEX IF NOT EXISTS office_clips_clip ON office_clips(device, clip)",
 ]
-"""Plain SQL that SQLite and PostgreSQL both take."""
+"""Plain SQL that SQLite and PostgreSQL both take; on PostgreSQL the period indexes carry the
+columns the overview sums (``INCLUDE``), so a period is read from the index alone."""
+
+_CONTACT_SUMS = "point, owner, rating, cls, dur_ms, superseded, happy, tagbits"
+COVER = {"cover": f" INCLUDE ({_CONTACT_SUMS})", "device_cover": f" INCLUDE (device, {_CONTACT_SUMS})",
+         "sales_cover": " INCLUDE (point, owner, cents, items)",
+         "device_sales_cover": " INCLUDE (device, point, owner, cents, items)"}
 
 INSERT = {
     "office_contacts": "INSERT INTO office_contacts(id, device, contact, point, owner, ts, opened, closed, dur_ms,"
@@ -140,9 +147,9 @@ def rows_by_table(rows) -> dict[str, list[tuple]]:
     return out
 
 
-def create(execute) -> None:
+def create(execute, pg: bool = False) -> None:
     for stmt in SCHEMA:
-        execute(stmt)
+        execute(stmt.format(**(COVER if pg else dict.fromkeys(COVER, ""))) if "{" in stmt else stmt)
 
 
 def rebuild_needed(execute) -> bool:

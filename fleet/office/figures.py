@@ -3,7 +3,6 @@
 rankings of stores, points and employees."""
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
@@ -61,20 +60,85 @@ TOP, NEGATIVE = _case("cls = 'top'"), _case("cls = 'negative'")
 _TAG_SUMS = ", ".join(_case(f"(tagbits & {TAG_BIT[t]}) <> 0") for t in TAGS)
 
 
-def tally(db, ph: str, scope: Scope, since_ms: int | None, until_ms: int | None) -> Tally:
-    """The period's counts exactly as the box counts them (:meth:`Tally.add_settled`)."""
+@dataclass
+class Rank:
+    key: str
+    label: str
+    contacts: int = 0
+    rated: int = 0
+    top: int = 0
+    negative: int = 0
+    receipts: int = 0
+
+    def ratio(self, x: int) -> float | None:
+        return x / self.contacts if self.contacts else None
+
+    @property
+    def csi(self) -> float | None:
+        return self.ratio(self.top)
+
+    @property
+    def cdi(self) -> float | None:
+        return self.ratio(self.negative)
+
+    @property
+    def response_rate(self) -> float | None:
+        return self.ratio(self.rated)
+
+    @property
+    def conversion(self) -> float | None:
+        return self.ratio(self.receipts)
+
+
+@dataclass
+class Overview:
+    """A period's :class:`Tally` and its rankings, read in one pass over each table."""
+    tally: Tally
+    ranks: dict[str, list[Rank]]          # store, point, owner: best CSI first
+
+
+def _no_label(device: str) -> str | None:
+    return device
+
+
+def overview(db, ph: str, scope: Scope, since_ms: int | None, until_ms: int | None,
+             store_of=_no_label) -> Overview:
+    """The period's counts exactly as the box counts them (:meth:`Tally.add_settled`), and
+    contacts, ratings and receipts per store (``store_of`` maps a device to its store's
+    name), point (``device/point``) and employee. Each table is read once, grouped by
+    (device, point, owner, …): a few thousand groups whatever the period's length."""
     w, a = scope.where(since_ms, until_ms, ph)
     t = Tally()
-    row = db.execute(
-        f"SELECT COUNT(*), SUM(dur_ms), COUNT(rating), {TOP}, {NEGATIVE}, SUM(superseded),"
-        f" SUM(CASE WHEN rating IS NOT NULL THEN happy END), COUNT(CASE WHEN rating IS NOT NULL THEN happy END),"
-        f" {_TAG_SUMS} FROM office_contacts WHERE {w}", a).fetchone()
-    t.contacts, t.length_ms, t.rated, top, neg, t.superseded, t.happy, t.happy_n = (_i(x) for x in row[:8])
-    t.ratings, t.top, t.negative = t.rated, top, neg
-    t.tags = Counter({tag: _i(n) for tag, n in zip(TAGS, row[8:], strict=True) if _i(n)})
-    for value, n in db.execute(f"SELECT rating, COUNT(*) FROM office_contacts WHERE {w} AND rating IS NOT NULL"
-                               " GROUP BY rating", a):
-        t.distribution[int(value)] += _i(n)
+    ranks: dict[str, dict[str, Rank]] = {"store": {}, "point": {}, "owner": {}}
+
+    def keys(device: str, point: str | None, owner: str | None):
+        return (("store", store_of(device)), ("point", f"{device}/{point}"), ("owner", owner))
+    for row in db.execute(
+            f"SELECT device, point, owner, rating, cls, COUNT(*), SUM(dur_ms), SUM(superseded), SUM(happy),"
+            f" COUNT(happy), {_TAG_SUMS} FROM office_contacts WHERE {w}"
+            f" GROUP BY device, point, owner, rating, cls", a):
+        device, point, owner, rating, cls = row[:5]
+        n, length, superseded, happy, happy_n = (_i(x) for x in row[5:10])
+        t.contacts += n
+        t.length_ms += length
+        t.superseded += superseded
+        for tag, k in zip(TAGS, row[10:], strict=True):
+            if _i(k):
+                t.tags[tag] += _i(k)
+        if rating is not None:
+            t.rated += n
+            t._rating(int(rating), cls, n)
+            t.happy += happy
+            t.happy_n += happy_n
+        for kind, key in keys(device, point, owner):
+            if key is None:
+                continue
+            r = ranks[kind].get(key) or ranks[kind].setdefault(key, Rank(key, key))
+            r.contacts += n
+            if rating is not None:
+                r.rated += n
+                r.top += n if cls == "top" else 0
+                r.negative += n if cls == "negative" else 0
     for status, value, cls, n, happy, happy_n in db.execute(
             f"SELECT status, value, cls, COUNT(*), SUM(happy), COUNT(happy) FROM office_ratings WHERE {w}"
             f" AND status IN ('orphan', 'misuse') GROUP BY status, value, cls", a):
@@ -84,23 +148,63 @@ def tally(db, ph: str, scope: Scope, since_ms: int | None, until_ms: int | None)
             t.orphan(int(value), cls, _i(n))
             t.happy += _i(happy)
             t.happy_n += _i(happy_n)
-    row = db.execute(f"SELECT COUNT(*), SUM(cents), COUNT(cents), SUM(items), COUNT(items) FROM office_sales"
-                     f" WHERE {w}", a).fetchone()
-    t.receipts, t.cents, t.priced, t.items, t.counted_items = (_i(x) for x in row)
+    for device, point, owner, n, cents, priced, items, counted in db.execute(
+            f"SELECT device, point, owner, COUNT(*), SUM(cents), COUNT(cents), SUM(items), COUNT(items)"
+            f" FROM office_sales WHERE {w} GROUP BY device, point, owner", a):
+        t.receipts += _i(n)
+        t.cents += _i(cents)
+        t.priced += _i(priced)
+        t.items += _i(items)
+        t.counted_items += _i(counted)
+        for kind, key in keys(device, point, owner):
+            r = ranks[kind].get(key)
+            if r is not None:          # a ranking compares contacts' own figures: receipts where there were contacts
+                r.receipts += _i(n)
     row = db.execute(f"SELECT COUNT(*), COUNT(answered_ms), SUM(answered_ms), SUM(escalated), SUM(complaint)"
                      f" FROM office_calls WHERE {w}", a).fetchone()
     t.calls, t.answered, t.answered_ms, t.escalations, t.complaints = (_i(x) for x in row)
     if t.contacts:
         t.median = median_s(db, ph, w, a, t.contacts)
-    return t
+    ordered = {}
+    for kind, found in ranks.items():
+        ordered[kind] = sorted(found.values(), key=lambda r: (-(r.csi or 0.0), -r.contacts, r.key))
+    return Overview(t, ordered)
+
+
+def tally(db, ph: str, scope: Scope, since_ms: int | None, until_ms: int | None) -> Tally:
+    return overview(db, ph, scope, since_ms, until_ms).tally
+
+
+def rankings(db, ph: str, scope: Scope, since_ms: int, until_ms: int, by: str,
+             label_of=lambda device, point, owner: None) -> list[Rank]:
+    """One ranking of :func:`overview` (``label_of(device, None, None)`` names a device's store)."""
+    return overview(db, ph, scope, since_ms, until_ms, lambda d: label_of(d, None, None)).ranks[by]
+
+
+MEDIAN_BUCKET_MS = 1000
 
 
 def median_s(db, ph: str, where: str, args: list, n: int) -> float:
-    """The exact median length (as :func:`appliance.metrics.median_s`): the one or two
-    middle lengths in order."""
+    """The exact median length (as :func:`appliance.metrics.median_s`): the lengths counted by
+    the second (one grouped pass, a few hundred rows), then the one or two middle lengths read
+    in order from the second(s) that hold them — a sort of a few hundred rows, not of the
+    period."""
     lo_i, hi_i = (n - 1) // 2, n // 2
-    rows = [int(r[0]) for r in db.execute(f"SELECT dur_ms FROM office_contacts WHERE {where} ORDER BY dur_ms"
-                                          f" LIMIT {ph} OFFSET {ph}", [*args, hi_i - lo_i + 1, lo_i])]
+    hist = sorted((int(b), _i(c)) for b, c in db.execute(
+        f"SELECT dur_ms / {MEDIAN_BUCKET_MS}, COUNT(*) FROM office_contacts WHERE {where}"
+        f" GROUP BY dur_ms / {MEDIAN_BUCKET_MS}", args))
+    seen, first, before, last = 0, None, 0, None
+    for b, c in hist:
+        if first is None and seen + c > lo_i:
+            first, before = b, seen
+        seen += c
+        if seen > hi_i:
+            last = b
+            break
+    rows = [int(r[0]) for r in db.execute(
+        f"SELECT dur_ms FROM office_contacts WHERE {where} AND dur_ms >= {ph} AND dur_ms < {ph}"
+        f" ORDER BY dur_ms LIMIT {ph} OFFSET {ph}",
+        [*args, first * MEDIAN_BUCKET_MS, (last + 1) * MEDIAN_BUCKET_MS, hi_i - lo_i + 1, lo_i - before])]
     return rows[0] / 1000 if n % 2 else (rows[0] / 1000 + rows[1] / 1000) / 2
 
 
@@ -131,68 +235,3 @@ def trends(db, ph: str, scope: Scope, since_ms: int, until_ms: int, tz: str) -> 
                            f" GROUP BY ts / {BUCKET_MS}", a):
         fold(int(b), [0, 0, 0, 0, _i(n)])
     return out
-
-
-@dataclass
-class Rank:
-    key: str
-    label: str
-    contacts: int
-    rated: int
-    top: int
-    negative: int
-    receipts: int
-
-    def ratio(self, x: int) -> float | None:
-        return x / self.contacts if self.contacts else None
-
-    @property
-    def csi(self) -> float | None:
-        return self.ratio(self.top)
-
-    @property
-    def cdi(self) -> float | None:
-        return self.ratio(self.negative)
-
-    @property
-    def response_rate(self) -> float | None:
-        return self.ratio(self.rated)
-
-    @property
-    def conversion(self) -> float | None:
-        return self.ratio(self.receipts)
-
-
-def rankings(db, ph: str, scope: Scope, since_ms: int, until_ms: int, by: str,
-             label_of=lambda device, point, owner: None) -> list[Rank]:
-    """Contacts, ratings and receipts per store (``label_of`` maps a device to its store),
-    point (``device/point``) or employee, best CSI first (ties: more contacts first).
-    Receipts count as the orphans and misuse do not here: a ranking compares the contacts'
-    own figures."""
-    w, a = scope.where(since_ms, until_ms, ph)
-    cols = {"store": "device", "point": "device, point", "owner": "owner"}[by]
-    acc: dict[str, list[int]] = {}
-
-    def key(row: tuple) -> str | None:
-        if by == "store":
-            return label_of(row[0], None, None)
-        if by == "point":
-            return f"{row[0]}/{row[1]}"
-        return row[0]
-    width = len(cols.split(","))
-    for row in db.execute(f"SELECT {cols}, COUNT(*), COUNT(rating), {TOP}, {NEGATIVE}"
-                          f" FROM office_contacts WHERE {w}"
-                          f" GROUP BY {cols}", a):
-        k = key(row)
-        if k is None:
-            continue
-        s = acc.setdefault(k, [0, 0, 0, 0, 0])
-        for i, x in enumerate(row[width:]):
-            s[i] += _i(x)
-    for row in db.execute(f"SELECT {cols}, COUNT(*) FROM office_sales WHERE {w} GROUP BY {cols}", a):
-        k = key(row)
-        if k is not None and k in acc:
-            acc[k][4] += _i(row[width])
-    ranks = [Rank(k, k, *v) for k, v in acc.items()]
-    ranks.sort(key=lambda r: (-(r.csi or 0.0), -r.contacts, r.key))
-    return ranks
