@@ -822,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("file")
     g = c.add_mutually_exclusive_group()
     g.add_argument("--all", action="store_true", help="every device the ingest knows (needs --db)")
-    g.add_argument("--tag", help="devices with this tag (needs --db)")
+    g.add_argument("--tag", help="devices with this tag, in this store or in this group (needs --db)")
     c.add_argument("--db")
     c.add_argument("--version", type=int, help="default: one more than the device's current desired version")
     c.add_argument("--wait", type=float, default=0, help="wait this many seconds for each device's report")

@@ -26,7 +26,7 @@ class Box:
     negatives: list[tuple[str, str, int]] = field(default_factory=list)     # (contact id, point, closed ms)
 
 
-def _rec(box: Box, typ: str, ts: int, point: str | None, payload: msgspec.Struct | dict, *key) -> RecordIn:
+def record(box: Box, typ: str, ts: int, point: str | None, payload: msgspec.Struct | dict, *key) -> RecordIn:
     box.seq += 1
     data = msgspec.json.encode(payload)
     return RecordIn(seq=box.seq, id=derived_id(ts, box.device, typ, box.seq, *key), type=typ, ts=ts, point=point,
@@ -57,7 +57,7 @@ def day_of_records(box: Box, day_start_ms: int, rng: random.Random, contacts_per
                 if cls == "negative":
                     tags.append("negative")
                 ref = derived_id(closed - 5000, box.device, point, "press", i)
-                out.append(_rec(box, v.RATING_SETTLED, closed, point, v.RatingSettled(
+                out.append(record(box, v.RATING_SETTLED, closed, point, v.RatingSettled(
                     rating=ref, value=rating, cls=cls, status="counted", owner=owner, contact=contact, happy=happy)))
             else:
                 tags.append("unrated")
@@ -69,21 +69,21 @@ def day_of_records(box: Box, day_start_ms: int, rng: random.Random, contacts_per
                 sale = derived_id(closed - 20_000, box.device, point, "sale", i)
                 sales.append(sale)
                 revenue = amount
-                out.append(_rec(box, v.SALE_SETTLED, closed, point, v.SaleSettled(
+                out.append(record(box, v.SALE_SETTLED, closed, point, v.SaleSettled(
                     sale=sale, receipt=f"R{box.seq}", contact=contact, owner=owner, amount=amount, items=items)))
                 tags.append("productive")
             else:
                 tags.append("unproductive")
             if dur > 300_000:
                 tags.append("long")
-            out.append(_rec(box, v.CONTACT, closed, point, v.ContactSettled(
+            out.append(record(box, v.CONTACT, closed, point, v.ContactSettled(
                 contact=contact, point=point, opened=iso_ms(opened), closed=iso_ms(closed), duration_s=dur / 1000,
                 owner=owner, rating=rating, sales=sales, tags=tags, rating_class=cls, revenue=revenue, happy=happy)))
             if cls == "negative":
                 box.negatives.append((contact, point, closed))
             if clip_every and i % clip_every == 0:
                 clip = derived_id(opened - 2000, "clip", "contact", contact)
-                out.append(_rec(box, v.CLIP, closed + 3000, point, v.Clip(
+                out.append(record(box, v.CLIP, closed + 3000, point, v.Clip(
                     clip=clip, kind="contact", file=f"{clip}.ogg", start=iso_ms(opened - 2000),
                     end=iso_ms(closed + 2000), duration_s=(dur + 4000) / 1000, format="opus", size=1000,
                     sha256="0" * 64, contact=contact, tags=tags)))
@@ -91,14 +91,14 @@ def day_of_records(box: Box, day_start_ms: int, rng: random.Random, contacts_per
         for k in range(rng.randrange(0, 3)):          # presses without a contact, and a child's misuse
             ts = t + 60_000 * (k + 1)
             value = rng.choice((1, 5))
-            out.append(_rec(box, v.RATING_SETTLED, ts, point, v.RatingSettled(
+            out.append(record(box, v.RATING_SETTLED, ts, point, v.RatingSettled(
                 rating=derived_id(ts, box.device, point, "orphan", k), value=value,
                 cls="top" if value == 5 else "negative", status="orphan" if k % 2 == 0 else "misuse", owner=owner,
                 contact=None, happy=(value - 1) * 25.0)))
         for k in range(rng.randrange(0, 4)):
             ts = day_start_ms + 9 * 3600_000 + k * 3600_000
             answered = rng.choice((None, 20.5, 45.0, 90.25))
-            out.append(_rec(box, v.CALL_SETTLED, ts, point, v.CallSettled(
+            out.append(record(box, v.CALL_SETTLED, ts, point, v.CallSettled(
                 owner=owner, answered_s=answered, call=f"call-{box.seq}", escalated=answered is None,
                 complaint=rng.random() < 0.1)))
     return out

@@ -15,12 +15,15 @@ from urllib.parse import urlencode
 
 import pytest
 
-from appliance.cloud.wire import ClipManifest
+from appliance import vocabulary as v
+from appliance.cloud.wire import BatchIn, ClipManifest
+from appliance.ids import derived_id
+from appliance.timefmt import iso_ms
 from fleet.ingest import IngestStore
 from fleet.office.accounts import Accounts
 from fleet.office.app import Office, create_app
 from fleet.office.db import Database
-from tests.fleet.office_data import DAY_MS, Box, store_days
+from tests.fleet.office_data import DAY_MS, Box, record, store_days
 from tests.mqtt_broker import free_port
 
 FIRST_DAY_MS = 1_785_456_000_000         # 2026-07-31 00:00 UTC
@@ -51,7 +54,8 @@ class Fleet:
     db: str
     clips: Path
     boxes: dict[str, Box]
-    audio: dict[str, tuple[str, str, float]]       # contact -> (device, clip id, seconds)
+    audio: dict[str, tuple[str, str, float]]       # contact -> (device, clip id, seconds) of its contact track
+    press: dict[str, tuple[str, str, float]]       # contact -> the same of its rating's press track
 
 
 def build_fleet(tmp: Path, db: str | None = None) -> Fleet:
@@ -82,13 +86,30 @@ def build_fleet(tmp: Path, db: str | None = None) -> Fleet:
                                                 sha256=hashlib.sha256(data).hexdigest(), chunks=1,
                                                 chunk_size=max(1, len(data))), path)
             audio[contact] = (device, clip_id, seconds)
+    # the first one's rating press has its press track too (linked by the press's journal id)
+    device = "box-n1"
+    contact = next(c for c, a in audio.items() if a[0] == device)
+    ref, ts = store.db.execute("SELECT ref, ts FROM office_ratings WHERE device = ? AND contact = ?",
+                               (device, contact)).fetchone()
+    box = boxes[device]
+    clip_id = derived_id(ts - 30_000, "clip", "press", ref)
+    rec = record(box, v.CLIP, ts + 16_000, "till1", v.Clip(
+        clip=clip_id, kind="press", file=f"{clip_id}.wav", start=iso_ms(ts - 30_000), end=iso_ms(ts + 15_000),
+        duration_s=45.0, format="wav", size=1, sha256="0" * 64, press="rating", event=ref))
+    store.write_group([("batch", BatchIn(device=device, prev=rec.seq - 1, last=rec.seq, records=[rec]))])
+    path = clips / device / f"{clip_id}.wav"
+    write_audio(path, 45.0, "wav")
+    data = path.read_bytes()
+    store.add_clip(device, ClipManifest(clip=clip_id, file=path.name, size=len(data),
+                                        sha256=hashlib.sha256(data).hexdigest(), chunks=1, chunk_size=len(data)), path)
+    press_tracks = {contact: (device, clip_id, 45.0)}
     store.close()
     acc = Accounts(Database(db))
     acc.create()
     for name, (role, groups) in USERS.items():
         acc.add(name, PASSWORD, role, groups)
     acc.db.close()
-    return Fleet(db, clips, boxes, audio)
+    return Fleet(db, clips, boxes, audio, press_tracks)
 
 
 class Clock:

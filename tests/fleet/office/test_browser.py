@@ -117,6 +117,13 @@ def test_a_manager_reads_the_report_figures_listens_and_logs_out(server, fleet, 
     assert abs(state[1] - seconds) < 0.1, (state, seconds)
     assert d.execute_script("return arguments[0].currentTime", audio) >= 0
     shot(d, "contact")
+    # its rating press's track is there too, and plays
+    press = d.find_elements(By.CSS_SELECTOR, "audio.clip")[1]
+    assert fleet.press[contact][1] in press.get_attribute("src")
+    assert "Press track (rating)" in d.page_source
+    state = wait_for(lambda: (lambda s: s if s[0] >= 1 else None)(
+        d.execute_script("const a = arguments[0]; return [a.readyState, a.duration]", press)), timeout=30)
+    assert abs(state[1] - 45.0) < 0.1
     # the review mark
     d.find_element(By.ID, "comment").send_keys("greeting missing")
     d.find_element(By.ID, "mark-reviewed").click()

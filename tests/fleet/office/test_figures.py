@@ -17,7 +17,8 @@ from fleet.report import fleet_metrics
 from tests.fleet.office.conftest import FIRST_DAY_MS, NOW_S, PLACES
 from tests.fleet.office_data import DAY_MS, Box, day_of_records, store_days
 
-TZ = "America/St_Johns"                 # half an hour off UTC, with DST
+ZONES = ("America/St_Johns", "Europe/Riga")
+"""Half an hour off UTC (the office reads each contact), and whole hours (its hourly sums)."""
 
 
 def _fill(store: IngestStore, days: int = 30) -> dict[str, Box]:
@@ -31,6 +32,10 @@ def _fill(store: IngestStore, days: int = 30) -> dict[str, Box]:
 
 
 def _check(store: IngestStore) -> int:
+    return sum(_check_zone(store, tz) for tz in ZONES)
+
+
+def _check_zone(store: IngestStore, TZ: str) -> int:
     """Every scope × period: the office's sums = the report's record-by-record tallies."""
     db, ph = store.db, store.ph
     n = 0
@@ -68,7 +73,7 @@ def _check(store: IngestStore) -> int:
 def test_figures_equal_the_report_on_sqlite(tmp_path):
     store = IngestStore(tmp_path / "ingest.db")
     _fill(store)
-    assert _check(store) == 20
+    assert _check(store) == 40
 
 
 def test_figures_equal_the_report_on_postgresql(tmp_path):
@@ -77,7 +82,7 @@ def test_figures_equal_the_report_on_postgresql(tmp_path):
     try:
         store = IngestStore(pg.url)
         _fill(store, days=12)
-        assert _check(store) == 20
+        assert _check(store) == 40
         store.close()
     finally:
         pg.stop()

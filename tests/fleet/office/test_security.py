@@ -241,14 +241,15 @@ def test_clip_retention_deletes_old_clips_and_logs_it(lone_office):
     c = Client(s.port)
     assert c.login("root") == 303
     files = sorted(p for p in fleet.clips.rglob("*") if p.is_file())
-    assert len(files) == 4
-    ages = sorted(s.fleet.audio.values(), key=lambda a: a[1])
-    # every clip of the fixture is from the last weeks: 7 days keeps some, 1 day none
+    tracks = [*fleet.audio.values(), *fleet.press.values()]
+    assert len(files) == len(tracks) == 5
+    # every clip of the fixture is from the last six weeks: 60 days keeps them all, an hour none
     n = prune_clips(s.office.db, s.office.accounts, fleet.clips, 60, s.clock())
     assert n == 0 and all(p.exists() for p in files)
-    n = prune_clips(s.office.db, s.office.accounts, fleet.clips, 0.01, s.clock())
-    assert n == 4 and not any(p.exists() for p in files)
-    for device, clip, _ in ages:
+    assert all(c.get(f"/clips/{device}/{clip}")[0] == 200 for device, clip, _ in tracks)
+    n = prune_clips(s.office.db, s.office.accounts, fleet.clips, 1 / 24, s.clock())
+    assert n == 5 and not any(p.exists() for p in files)
+    for device, clip, _ in tracks:
         assert c.get(f"/clips/{device}/{clip}")[0] == 404
     log = s.office.accounts.audit_log(name="retention")
-    assert len(log) == 4 and {r["action"] for r in log} == {"delete"}
+    assert len(log) == 5 and {r["action"] for r in log} == {"delete"}
