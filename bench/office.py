@@ -4,10 +4,9 @@ lists timed as a browser gets them (HTTP on loopback through ``fleetctl serve``'
 logged in, p50/p95), beside the same SQL statements run bare on one connection in the same
 run (the floor), and the arithmetic for 1,000 boxes.
 
-The rows are written straight into the office's tables with COPY and the hourly sums made from
-them in SQL (the ingest writes the same rows, and adds to the same sums, one batch at a time as
-the boxes send them; that path is measured by the fleet benchmarks): building a year of a
-hundred boxes through MQTT would take hours here.
+The rows are written straight into the office's tables with COPY (the ingest writes the same
+rows one batch at a time as the boxes send them; that path is measured by the fleet
+benchmarks): building a year of a hundred boxes through MQTT would take hours here.
 
     .venv/bin/python bench/office.py                 # 100 boxes × 365 days (the aim)
     .venv/bin/python bench/office.py --boxes 4 --days 20 --runs 5    # a quick look
@@ -156,11 +155,6 @@ def main() -> int:
         conn = psycopg.connect(pg.url, autocommit=True)
         t0 = time.monotonic()
         counts = generate(conn, args.boxes, args.days, args.contacts_per_day)
-        from fleet.office import facts
-        for stmt in facts.ROLLUP_REBUILD:       # the hourly sums, as the ingest keeps them row by row
-            conn.execute(stmt)
-        for t in ("office_hours", "office_sale_hours"):
-            counts[t] = conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
         conn.execute("VACUUM ANALYZE")         # as autovacuum leaves a settled database
         gen_s = time.monotonic() - t0
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20

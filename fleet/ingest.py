@@ -114,9 +114,6 @@ class IngestStore:
             facts.mark_built(self.db.execute, self.ph)
 
     def _rebuild_facts(self) -> None:
-        """Every office row again from the records held, then the hourly sums from those."""
-        for table in facts.INSERT:
-            self.db.execute(f"DELETE FROM {table}")
         types = list(facts.TYPES)
         cur = self.db.cursor()
         cur.execute(self._q(f"SELECT device, id, type, point, ts, data FROM records"
@@ -126,41 +123,14 @@ class IngestStore:
             chunk = cur.fetchmany(5000)
             if not chunk:
                 break
-            for table, values in facts.rows_by_table(facts.row_of(*r) for r in chunk).items():
-                self._executemany(facts.INSERT[table], values)
+            self._add_facts(facts.row_of(*r) for r in chunk)
             n += len(chunk)
-        for stmt in facts.ROLLUP_REBUILD:
-            self.db.execute(stmt)
         if n:
             log.info("ingest: the web office's tables rebuilt from %d records", n)
 
     def _add_facts(self, rows) -> None:
-        """The office's rows of new records; the hourly sums grow by the rows that were new
-        (a record sent again adds nothing)."""
         for table, values in facts.rows_by_table(rows).items():
-            if table not in facts.ROLLED:
-                self._executemany(facts.INSERT[table], values)
-                continue
-            new = self._insert_new(facts.INSERT[table], values)
-            if new:
-                self._executemany(facts.ROLLUP_INSERT[facts.ROLLED[table]], facts.rollup(table, new))
-
-    def _insert_new(self, sql: str, rows: list[tuple]) -> list[tuple]:
-        """Insert ``rows`` (their first value is the key); the ones that were not there yet."""
-        sql = self._q(sql + " RETURNING id")
-        inserted: set = set()
-        if self.pg:
-            with self.db.cursor() as cur:
-                cur.executemany(sql, rows, returning=True)
-                while True:
-                    inserted.update(r[0] for r in cur.fetchall())
-                    if not cur.nextset():
-                        break
-        else:
-            for row in rows:
-                if self.db.execute(sql, row).fetchone() is not None:
-                    inserted.add(row[0])
-        return [r for r in rows if r[0] in inserted]
+            self._executemany(facts.INSERT[table], values)
 
     def _q(self, sql: str) -> str:
         return sql.replace("?", self.ph)

@@ -20,13 +20,8 @@ from appliance.records import TAG_BIT
 
 log = logging.getLogger(__name__)
 
-VERSION = 2
+VERSION = 1
 """Of these tables' shape; a database with an older (or no) mark is rebuilt from ``records``."""
-
-HOUR_MS = 3_600_000
-NO_RATING = -(2 ** 31)
-"""The hourly sums' keys are never NULL (a NULL is never equal to itself in a unique key):
-no rating is this value, no point or owner is ''."""
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS office_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
@@ -63,17 +58,6 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS office_clips_contact ON office_clips(device, contact)",
     "CREATE INDEX IF NOT EXISTS office_clips_event ON office_clips(device, event)",
     "CREATE INDEX IF NOT EXISTS office_clips_clip ON office_clips(device, clip)",
-    f"""CREATE TABLE IF NOT EXISTS office_hours(
-        device TEXT NOT NULL, point TEXT NOT NULL, owner TEXT NOT NULL, hour BIGINT NOT NULL, rating INTEGER NOT NULL,
-        cls TEXT NOT NULL, contacts BIGINT NOT NULL, dur_ms BIGINT NOT NULL, superseded BIGINT NOT NULL,
-        happy BIGINT NOT NULL, happy_n BIGINT NOT NULL, {", ".join(f"tag{i} BIGINT NOT NULL" for i in range(9))},
-        PRIMARY KEY(device, point, owner, hour, rating, cls))""",
-    "CREATE INDEX IF NOT EXISTS office_hours_hour ON office_hours(hour)",
-    """CREATE TABLE IF NOT EXISTS office_sale_hours(
-        device TEXT NOT NULL, point TEXT NOT NULL, owner TEXT NOT NULL, hour BIGINT NOT NULL,
-        receipts BIGINT NOT NULL, cents BIGINT NOT NULL, priced BIGINT NOT NULL, items BIGINT NOT NULL,
-        counted BIGINT NOT NULL, PRIMARY KEY(device, point, owner, hour))""",
-    "CREATE INDEX IF NOT EXISTS office_sale_hours_hour ON office_sale_hours(hour)",
 ]
 """Plain SQL that SQLite and PostgreSQL both take; on PostgreSQL the period indexes carry the
 columns the overview sums (``INCLUDE``), so a period is read from the index alone."""
@@ -161,68 +145,6 @@ def rows_by_table(rows) -> dict[str, list[tuple]]:
         if r is not None:
             out.setdefault(r.table, []).append(r.values)
     return out
-
-
-TAG_COLUMNS = [f"tag{i}" for i in range(9)]
-_HOUR_SUMS = ["contacts", "dur_ms", "superseded", "happy", "happy_n", *TAG_COLUMNS]
-_SALE_SUMS = ["receipts", "cents", "priced", "items", "counted"]
-ROLLUP_INSERT = {
-    "office_hours": f"INSERT INTO office_hours VALUES ({','.join('?' * (6 + len(_HOUR_SUMS)))})"
-                    " ON CONFLICT(device, point, owner, hour, rating, cls) DO UPDATE SET "
-                    + ", ".join(f"{c} = office_hours.{c} + excluded.{c}" for c in _HOUR_SUMS),
-    "office_sale_hours": f"INSERT INTO office_sale_hours VALUES ({','.join('?' * (4 + len(_SALE_SUMS)))})"
-                         " ON CONFLICT(device, point, owner, hour) DO UPDATE SET "
-                         + ", ".join(f"{c} = office_sale_hours.{c} + excluded.{c}" for c in _SALE_SUMS),
-}
-ROLLED = {"office_contacts": "office_hours", "office_sales": "office_sale_hours"}
-"""The fact tables whose new rows are also added into hourly sums (the overview of a period
-of whole hours reads those: a few rows an hour a point instead of one a contact)."""
-
-ROLLUP_REBUILD = [
-    "DELETE FROM office_hours",
-    f"INSERT INTO office_hours SELECT device, COALESCE(point, ''), COALESCE(owner, ''), ts / {HOUR_MS},"
-    f" COALESCE(rating, {NO_RATING}), COALESCE(cls, ''), COUNT(*), SUM(dur_ms), SUM(superseded),"
-    " COALESCE(SUM(happy), 0), COUNT(happy), "
-    + ", ".join(f"SUM(CASE WHEN (tagbits & {1 << i}) <> 0 THEN 1 ELSE 0 END)" for i in range(9))
-    + f" FROM office_contacts GROUP BY device, COALESCE(point, ''), COALESCE(owner, ''), ts / {HOUR_MS},"
-    f" COALESCE(rating, {NO_RATING}), COALESCE(cls, '')",
-    "DELETE FROM office_sale_hours",
-    f"INSERT INTO office_sale_hours SELECT device, COALESCE(point, ''), COALESCE(owner, ''), ts / {HOUR_MS},"
-    " COUNT(*), COALESCE(SUM(cents), 0), COUNT(cents), COALESCE(SUM(items), 0), COUNT(items) FROM office_sales"
-    f" GROUP BY device, COALESCE(point, ''), COALESCE(owner, ''), ts / {HOUR_MS}",
-]
-"""The hourly sums made again from the fact tables (after a rebuild, or a bulk load)."""
-
-
-def rollup(table: str, new: list[tuple]) -> list[tuple]:
-    """The hourly sums to add for fact rows just inserted into ``table`` (in key order, so two
-    writers take the rows in one order)."""
-    acc: dict[tuple, list[int]] = {}
-    if table == "office_contacts":
-        for (_id, device, _c, point, owner, ts, _o, _cl, dur_ms, rating, cls, happy, superseded, tagbits, *_) in new:
-            key = (device, point or "", owner or "", ts // HOUR_MS, NO_RATING if rating is None else rating, cls or "")
-            s = acc.get(key) or acc.setdefault(key, [0] * len(_HOUR_SUMS))
-            s[0] += 1
-            s[1] += dur_ms
-            s[2] += superseded
-            if happy is not None:
-                s[3] += happy
-                s[4] += 1
-            for i in range(9):
-                if tagbits & (1 << i):
-                    s[5 + i] += 1
-    else:
-        for (_id, device, _r, _rc, point, owner, ts, _c, cents, items) in new:
-            key = (device, point or "", owner or "", ts // HOUR_MS)
-            s = acc.get(key) or acc.setdefault(key, [0] * len(_SALE_SUMS))
-            s[0] += 1
-            if cents is not None:
-                s[1] += cents
-                s[2] += 1
-            if items is not None:
-                s[3] += items
-                s[4] += 1
-    return [(*k, *v) for k, v in sorted(acc.items())]
 
 
 def create(execute, pg: bool = False) -> None:

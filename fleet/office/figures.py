@@ -11,8 +11,6 @@ from appliance.metrics import Tally
 from appliance.point import TAGS
 from appliance.records import TAG_BIT
 
-from .facts import HOUR_MS, NO_RATING, TAG_COLUMNS
-
 BUCKET_MS = 15 * 60 * 1000
 """Trends are summed in SQL by quarter hour of UTC and folded into local hours and days in
 Python: every time zone in use is a whole number of quarter hours from UTC."""
@@ -26,11 +24,8 @@ class Scope:
     point: str | None = None
     owner: str | None = None
 
-    def where(self, since_ms: int | None, until_ms: int | None, ph: str, table: str = "",
-              hours: bool = False) -> tuple[str, list]:
-        """SQL and its parameters; ``hours``: over the hourly sums (bounds of whole hours)."""
+    def where(self, since_ms: int | None, until_ms: int | None, ph: str, table: str = "") -> tuple[str, list]:
         p = f"{table}." if table else ""
-        col, div = ("hour", HOUR_MS) if hours else ("ts", 1)
         sql, args = [], []
         if self.devices is not None:
             if not self.devices:
@@ -44,18 +39,12 @@ class Scope:
             sql.append(f"{p}owner = {ph}")
             args.append(self.owner)
         if since_ms is not None:
-            sql.append(f"{p}{col} >= {ph}")
-            args.append(since_ms // div)
+            sql.append(f"{p}ts >= {ph}")
+            args.append(since_ms)
         if until_ms is not None:
-            sql.append(f"{p}{col} < {ph}")
-            args.append(until_ms // div)
+            sql.append(f"{p}ts < {ph}")
+            args.append(until_ms)
         return " AND ".join(sql) or "1 = 1", args
-
-
-def whole_hours(since_ms: int | None, until_ms: int | None) -> bool:
-    """A period the hourly sums can answer (the picker's periods are, in every zone a whole
-    number of hours from UTC)."""
-    return all(x is None or x % HOUR_MS == 0 for x in (since_ms, until_ms))
 
 
 def _i(x) -> int:
@@ -119,32 +108,16 @@ def overview(db, ph: str, scope: Scope, since_ms: int | None, until_ms: int | No
     name), point (``device/point``) and employee. Each table is read once, grouped by
     (device, point, owner, …): a few thousand groups whatever the period's length."""
     w, a = scope.where(since_ms, until_ms, ph)
-    hourly = whole_hours(since_ms, until_ms)
-    hw, ha = scope.where(since_ms, until_ms, ph, hours=True) if hourly else (w, a)
     t = Tally()
     ranks: dict[str, dict[str, Rank]] = {"store": {}, "point": {}, "owner": {}}
 
     def keys(device: str, point: str | None, owner: str | None):
         return (("store", store_of(device)), ("point", f"{device}/{point}"), ("owner", owner))
-    if hourly:
-        contacts = db.execute(
-            f"SELECT device, point, owner, rating, cls, SUM(contacts), SUM(dur_ms), SUM(superseded), SUM(happy),"
-            f" SUM(happy_n), {', '.join(f'SUM({c})' for c in TAG_COLUMNS)} FROM office_hours WHERE {hw}"
-            f" GROUP BY device, point, owner, rating, cls", ha)
-        sales = db.execute(
-            f"SELECT device, point, owner, SUM(receipts), SUM(cents), SUM(priced), SUM(items), SUM(counted)"
-            f" FROM office_sale_hours WHERE {hw} GROUP BY device, point, owner", ha)
-    else:
-        contacts = db.execute(
+    for row in db.execute(
             f"SELECT device, point, owner, rating, cls, COUNT(*), SUM(dur_ms), SUM(superseded), SUM(happy),"
             f" COUNT(happy), {_TAG_SUMS} FROM office_contacts WHERE {w}"
-            f" GROUP BY device, point, owner, rating, cls", a)
-        sales = None
-    for row in contacts:
+            f" GROUP BY device, point, owner, rating, cls", a):
         device, point, owner, rating, cls = row[:5]
-        if hourly:                       # the hourly sums' keys are never NULL
-            point, owner = point or None, owner or None
-            rating, cls = (None, None) if rating == NO_RATING else (rating, cls)
         n, length, superseded, happy, happy_n = (_i(x) for x in row[5:10])
         t.contacts += n
         t.length_ms += length
@@ -175,11 +148,9 @@ def overview(db, ph: str, scope: Scope, since_ms: int | None, until_ms: int | No
             t.orphan(int(value), cls, _i(n))
             t.happy += _i(happy)
             t.happy_n += _i(happy_n)
-    if sales is None:
-        sales = db.execute(f"SELECT device, point, owner, COUNT(*), SUM(cents), COUNT(cents), SUM(items),"
-                           f" COUNT(items) FROM office_sales WHERE {w} GROUP BY device, point, owner", a)
-    for device, point, owner, n, cents, priced, items, counted in sales.fetchall():
-        point, owner = point or None, owner or None
+    for device, point, owner, n, cents, priced, items, counted in db.execute(
+            f"SELECT device, point, owner, COUNT(*), SUM(cents), COUNT(cents), SUM(items), COUNT(items)"
+            f" FROM office_sales WHERE {w} GROUP BY device, point, owner", a):
         t.receipts += _i(n)
         t.cents += _i(cents)
         t.priced += _i(priced)
@@ -250,40 +221,17 @@ def trends(db, ph: str, scope: Scope, since_ms: int, until_ms: int, tz: str) -> 
     zone = ZoneInfo(tz)
     out = Trend()
 
-    hourly = whole_hours(since_ms, until_ms) and _whole_hour_zone(zone, since_ms, until_ms)
-    size = HOUR_MS if hourly else BUCKET_MS
-
     def fold(bucket: int, values: list[int]) -> None:
-        d = datetime.fromtimestamp(bucket * size / 1000, timezone.utc).astimezone(zone)
+        d = datetime.fromtimestamp(bucket * BUCKET_MS / 1000, timezone.utc).astimezone(zone)
         for key, table in ((d.hour, out.by_hour), (d.strftime("%Y-%m-%d"), out.by_day)):
             acc = table.setdefault(key, [0] * 5)
             for i, x in enumerate(values):
                 acc[i] += x
-    if hourly:
-        hw, ha = scope.where(since_ms, until_ms, ph, hours=True)
-        contacts = db.execute(
-            f"SELECT hour, SUM(contacts), SUM(CASE WHEN rating <> {NO_RATING} THEN contacts ELSE 0 END),"
-            f" SUM(CASE WHEN cls = 'top' THEN contacts ELSE 0 END),"
-            f" SUM(CASE WHEN cls = 'negative' THEN contacts ELSE 0 END) FROM office_hours WHERE {hw}"
-            f" GROUP BY hour", ha).fetchall()
-        sales = db.execute(f"SELECT hour, SUM(receipts) FROM office_sale_hours WHERE {hw} GROUP BY hour",
-                           ha).fetchall()
-    else:
-        contacts = db.execute(
+    for b, n, rated, top, neg in db.execute(
             f"SELECT ts / {BUCKET_MS}, COUNT(*), COUNT(rating), {TOP}, {NEGATIVE} FROM office_contacts WHERE {w}"
-            f" GROUP BY ts / {BUCKET_MS}", a).fetchall()
-        sales = db.execute(f"SELECT ts / {BUCKET_MS}, COUNT(*) FROM office_sales WHERE {w}"
-                           f" GROUP BY ts / {BUCKET_MS}", a).fetchall()
-    for b, n, rated, top, neg in contacts:
+            f" GROUP BY ts / {BUCKET_MS}", a):
         fold(int(b), [_i(n), _i(rated), _i(top), _i(neg), 0])
-    for b, n in sales:
+    for b, n in db.execute(f"SELECT ts / {BUCKET_MS}, COUNT(*) FROM office_sales WHERE {w}"
+                           f" GROUP BY ts / {BUCKET_MS}", a):
         fold(int(b), [0, 0, 0, 0, _i(n)])
     return out
-
-
-def _whole_hour_zone(zone: ZoneInfo, since_ms: int, until_ms: int) -> bool:
-    """Whether the zone is a whole number of hours from UTC at both ends of the period (then
-    a UTC hour is a local hour throughout, for zones that change their offset by whole hours:
-    all but Lord Howe Island's)."""
-    return all(datetime.fromtimestamp(x / 1000, zone).utcoffset().total_seconds() % 3600 == 0
-               for x in (since_ms, until_ms - 1))
