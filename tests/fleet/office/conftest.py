@@ -170,11 +170,11 @@ class Client:
         c.request(method, path, body=body, headers=h)
         r = c.getresponse()
         data = r.read()
-        for k, v in r.getheaders():
+        for k, header in r.getheaders():
             if k.lower() == "set-cookie":
-                name, _, rest = v.partition("=")
+                name, _, rest = header.partition("=")
                 value = rest.split(";", 1)[0].strip('"')
-                if value and "max-age=0" not in v.lower() and "expires=thu, 01 jan 1970" not in v.lower():
+                if value and "max-age=0" not in header.lower() and "expires=thu, 01 jan 1970" not in header.lower():
                     self.cookies[name] = value
                 else:
                     self.cookies.pop(name, None)
