@@ -23,7 +23,7 @@ def as_installed(unit: Path, tmp_path: Path) -> Path:
     """The unit with ExecStart pointing at this checkout's appliancectl (as the package would)."""
     ctl = Path(sys.executable).with_name("appliancectl")
     out = tmp_path / unit.name
-    out.write_text(unit.read_text().replace("/opt/appliance/venv/bin/appliancectl", str(ctl)))
+    out.write_text(unit.read_text().replace("/opt/appliance/current/bin/appliancectl", str(ctl)))
     return out
 
 
