@@ -61,7 +61,12 @@ PYEOF
 echo "==> the project's wheel ($VERSION)"
 rm -rf "$WORK/project"
 mkdir -p "$WORK/project"
-git -C "$ROOT" ls-files -z | tar -C "$ROOT" --null -T - -cf - | tar -C "$WORK/project" -xf -
+if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+    git -C "$ROOT" ls-files -z | tar -C "$ROOT" --null -T - -cf - | tar -C "$WORK/project" -xf -
+else                                # a source tree without git (the image build's copy)
+    tar -C "$ROOT" --exclude=./build --exclude=./dist --exclude=./.venv --exclude='*.egg-info' -cf - . \
+        | tar -C "$WORK/project" -xf -
+fi
 if [ -n "${VERSION_SUFFIX:-}" ]; then
     sed -i "s/^__version__ = \".*\"/__version__ = \"$VERSION\"/" "$WORK/project/appliance/__init__.py"
     sed -i "s/^version = \".*\"/version = \"$VERSION\"/" "$WORK/project/pyproject.toml" || true
