@@ -43,8 +43,9 @@ arch-test "$ARCH" >/dev/null || { echo "build-image.sh: cannot run $ARCH program
 
 clean_env=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8)
 
-in_chroot() {       # in_chroot DIR COMMAND...: with /proc and /dev, without the host's PIP_* settings
+in_chroot() {       # in_chroot DIR COMMAND...: with /proc, /dev and DNS, without the host's PIP_* settings
     local dir=$1; shift
+    [ -s "$dir/etc/resolv.conf" ] || cp -L /etc/resolv.conf "$dir/etc/resolv.conf"
     mount -t proc proc "$dir/proc"
     mount --bind /dev "$dir/dev"
     local rc=0
@@ -151,24 +152,6 @@ for k in "$R"/boot/vmlinuz-*; do [ -e "$k" ] && cp "$k" "$BOOT/vmlinuz" && break
 for i in "$R"/boot/initrd.img-*; do [ -e "$i" ] && cp "$i" "$BOOT/initrd.img" && break; done
 
 step "assembling the image"
-BOOTIMG="$WORK/boot.vfat" ROOTIMG="$WORK/root.ext4"
-rm -f "$BOOTIMG" "$ROOTIMG"
-mkfs.vfat -C -F 32 -n bootfs "$BOOTIMG" $((BOOT_MB * 1024)) >/dev/null
-mcopy -s -i "$BOOTIMG" "$BOOT"/* ::/
-ROOT_MB=$(( $(du -sm --exclude=./boot/firmware "$R" | cut -f1) * 13 / 10 + 256 ))
-mv "$BOOT" "$WORK/bootfs.keep" && mkdir "$BOOT"
-mkfs.ext4 -q -L rootfs -O ^metadata_csum_seed -E root_owner=0:0 -d "$R" "$ROOTIMG" "${ROOT_MB}M"
-rmdir "$BOOT" && mv "$WORK/bootfs.keep" "$BOOT"
-rm -f "$IMG"
-truncate -s $(( (4 + BOOT_MB + ROOT_MB) * 1024 * 1024 )) "$IMG"
-sfdisk --quiet "$IMG" <<EOF
-label: dos
-start=4MiB, size=${BOOT_MB}MiB, type=c, bootable
-start=$((4 + BOOT_MB))MiB, size=${ROOT_MB}MiB, type=83
-EOF
-dd if="$BOOTIMG" of="$IMG" bs=1M seek=4 conv=notrunc,sparse status=none
-dd if="$ROOTIMG" of="$IMG" bs=1M seek=$((4 + BOOT_MB)) conv=notrunc,sparse status=none
-rm -f "$BOOTIMG" "$ROOTIMG"
-(cd "$(dirname "$IMG")" && sha256sum "$(basename "$IMG")" > "$(basename "$IMG").sha256")
+BOOT_MB="$BOOT_MB" bash image_build/assemble-image.sh "$R" "$IMG"
 step "built $IMG ($(du -h --apparent-size "$IMG" | cut -f1), $(du -h "$IMG" | cut -f1) on disk); package $(du -h "$DEB" | cut -f1)"
 echo "check it: chroot $TARGET /usr/bin/appliancectl --version (under qemu)"

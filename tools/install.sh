@@ -10,7 +10,8 @@ if command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends python3 python3-venv python3-dev tzdata ca-certificates \
         gcc pkg-config libasound2-dev libsystemd-dev alsa-utils rtl-433 ffmpeg mosquitto mosquitto-clients postgresql systemd \
         python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-        chromium chromium-driver mmdebstrap lintian dpkg-dev >/dev/null
+        chromium chromium-driver mmdebstrap lintian dpkg-dev qemu-user-static binfmt-support arch-test \
+        dosfstools mtools e2fsprogs fdisk >/dev/null
 fi
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then

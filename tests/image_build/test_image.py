@@ -1,0 +1,92 @@
+"""The Raspberry Pi image. Every run: ``assemble-image.sh`` turns a root folder into a
+partitioned image without loop devices — an MBR with a bootable FAT32 partition holding
+exactly the boot files and an ext4 root holding the rest, owners and modes kept, and a correct
+sha256 — read back with sfdisk, mtools and debugfs. The whole arm64 build under qemu
+(``build-image.sh``, about twenty minutes) runs with ``APPLIANCE_IMAGE_BUILD=1``: the package
+built for arm64, the root made with it installed, ``appliancectl --version`` run in it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ("mkfs.vfat", "mcopy", "mkfs.ext4", "sfdisk", "debugfs")
+
+pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in TOOLS) or os.geteuid() != 0,
+                                reason="needs root and dosfstools, mtools, e2fsprogs, fdisk (tools/install.sh)")
+
+
+def run(*cmd, **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, capture_output=True, text=kw.pop("text", True), timeout=kw.pop("timeout", 600), **kw)
+    assert r.returncode == 0, (cmd, r.stdout, r.stderr)
+    return r
+
+
+def partition(img: Path, n: int, out: Path) -> Path:
+    table = json.loads(run("sfdisk", "--json", str(img)).stdout)["partitiontable"]
+    p = table["partitions"][n]
+    run("dd", f"if={img}", f"of={out}", f"bs={table.get('sectorsize', 512)}", f"skip={p['start']}",
+        f"count={p['size']}", "status=none")
+    return out
+
+
+def test_a_root_folder_becomes_a_partitioned_image(tmp_path):
+    r = tmp_path / "root"
+    (r / "boot/firmware/overlays").mkdir(parents=True)
+    (r / "boot/firmware/config.txt").write_text("enable_uart=1\n")
+    (r / "boot/firmware/overlays/x.dtbo").write_bytes(os.urandom(3000))
+    (r / "etc").mkdir()
+    (r / "etc/hostname").write_text("contact-analyzer\n")
+    secret = r / "etc/appliance/secrets.toml"
+    secret.parent.mkdir()
+    secret.write_text("x = 1\n")
+    secret.chmod(0o600)
+    (r / "usr/bin").mkdir(parents=True)
+    os.symlink("python3.11", r / "usr/bin/python3")
+    img = tmp_path / "out.img"
+    out = run("bash", str(ROOT / "image_build/assemble-image.sh"), str(r), str(img), env={**os.environ,
+                                                                                          "BOOT_MB": "64"})
+    assert "assembled" in out.stdout
+    # the checksum
+    digest = hashlib.sha256(img.read_bytes()).hexdigest()
+    assert (tmp_path / "out.img.sha256").read_text().split() == [digest, "out.img"]
+    # the partition table
+    table = json.loads(run("sfdisk", "--json", str(img)).stdout)["partitiontable"]
+    assert table["label"] == "dos" and [p["type"] for p in table["partitions"]] == ["c", "83"]
+    assert table["partitions"][0].get("bootable") is True
+    # the boot partition: exactly the boot files
+    boot = partition(img, 0, tmp_path / "boot.vfat")
+    listing = run("mdir", "-/", "-b", "-i", str(boot), "::/").stdout.split()
+    assert sorted(x.rstrip("/") for x in listing) == ["::/config.txt", "::/overlays", "::/overlays/x.dtbo"]
+    assert run("mtype", "-i", str(boot), "::/config.txt").stdout == "enable_uart=1\n"
+    label = run("fatlabel", str(boot)).stdout.strip() if shutil.which("fatlabel") else "bootfs"
+    assert label == "bootfs"
+    # the root: the rest, owners and modes kept, /boot/firmware an empty mount point
+    root = partition(img, 1, tmp_path / "root.ext4")
+    assert run("debugfs", "-R", "cat /etc/hostname", str(root)).stdout == "contact-analyzer\n"
+    stat = run("debugfs", "-R", "stat /etc/appliance/secrets.toml", str(root)).stdout
+    assert "Mode:  0600" in stat and "User:     0" in stat
+    assert "python3.11" in run("debugfs", "-R", "stat /usr/bin/python3", str(root)).stdout
+    ls = run("debugfs", "-R", "ls -l /boot/firmware", str(root)).stdout
+    assert "config.txt" not in ls
+    assert (r / "boot/firmware/config.txt").exists()          # the folder is left as it was
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("APPLIANCE_IMAGE_BUILD") != "1", reason="the whole arm64 image build under qemu "
+                    "takes about twenty minutes: APPLIANCE_IMAGE_BUILD=1 runs it")
+def test_the_whole_arm64_image_builds_and_the_appliance_runs_in_it():
+    out = run("bash", str(ROOT / "image_build/build-image.sh"), timeout=7200)
+    assert "built " in out.stdout
+    rootfs = ROOT / "build/image/rootfs"
+    version = run("chroot", str(rootfs), "/usr/bin/appliancectl", "--version").stdout
+    assert version.startswith("appliancectl ")
+    assert (rootfs / "opt/appliance/current").is_symlink()
+    imgs = sorted((ROOT / "dist").glob("contact-analyzer-*-arm64.img"))
+    assert imgs and Path(str(imgs[-1]) + ".sha256").exists()
