@@ -41,11 +41,14 @@ fi
 update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 arch-test "$ARCH" >/dev/null || { echo "build-image.sh: cannot run $ARCH programs here (qemu-user-static, binfmt)" >&2; exit 1; }
 
-clean_env=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8)
+clean_env=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
+           PIP_CERT=/etc/ssl/certs/build-host-ca.crt)
 
 in_chroot() {       # in_chroot DIR COMMAND...: with /proc, /dev and DNS, without the host's PIP_* settings
     local dir=$1; shift
     [ -s "$dir/etc/resolv.conf" ] || cp -L /etc/resolv.conf "$dir/etc/resolv.conf"
+    # the build machine's CA bundle for pip (a TLS-inspecting proxy's CA lives there); not in the image
+    mkdir -p "$dir/etc/ssl/certs" && cp -L /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/build-host-ca.crt"
     mount -t proc proc "$dir/proc"
     mount --bind /dev "$dir/dev"
     local rc=0
@@ -86,6 +89,7 @@ mmdebstrap --quiet --arch="$ARCH" --variant=minbase \
 
 step "the box's settings"
 R="$TARGET"
+rm -f "$R/etc/resolv.conf"          # the build host's; NetworkManager writes the box's own
 echo "contact-analyzer" > "$R/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tcontact-analyzer\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$R/etc/hosts"
 cat > "$R/etc/fstab" <<'EOF'
@@ -135,8 +139,10 @@ step "the boot partition: firmware, kernel, config.txt, cmdline.txt"
 BOOT="$R/boot/firmware"
 mkdir -p "$BOOT"
 cat > "$BOOT/config.txt" <<'EOF'
-# Contact Analyzer on a Raspberry Pi (Zero 2 W, 3, 4, 5), 64-bit
+# Contact Analyzer on a Raspberry Pi (Zero 2 W, 3, 4 with Debian's kernel; a Pi 5 needs Raspberry Pi OS's), 64-bit
 arm_64bit=1
+kernel=vmlinuz                # Debian's kernel and initramfs (raspi-firmware copies them here)
+initramfs initrd.img followkernel
 enable_uart=1                 # the mmWave presence radar's UART (/dev/serial0)
 dtparam=i2s=on                # an I2S microphone ...
 dtoverlay=googlevoicehat-soundcard   # ... as an ALSA card (USB microphones need nothing here)
