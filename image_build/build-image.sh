@@ -2,7 +2,7 @@
 # Build a Raspberry Pi image (Debian 12 "bookworm", arm64) with the appliance installed:
 #   dist/contact-analyzer-<version>-arm64.img and its .sha256
 #
-#   bash image_build/build-image.sh              # about 20 minutes under qemu on two cores
+#   bash image_build/build-image.sh              # about 35 minutes under qemu on two cores
 #
 # Runs here, without a Pi and without loop devices: the arm64 package is built in an arm64
 # chroot under qemu-user-static (image_build/build-deb.sh, natively for arm64 there), the root

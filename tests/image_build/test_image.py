@@ -2,7 +2,7 @@
 partitioned image without loop devices — an MBR with a bootable FAT32 partition holding
 exactly the boot files and an ext4 root holding the rest, owners and modes kept, and a correct
 sha256 — read back with sfdisk, mtools and debugfs. The whole arm64 build under qemu
-(``build-image.sh``, about twenty minutes) runs with ``APPLIANCE_IMAGE_BUILD=1``: the package
+(``build-image.sh``, about 35 minutes here) runs with ``APPLIANCE_IMAGE_BUILD=1``: the package
 built for arm64, the root made with it installed, ``appliancectl --version`` run in it."""
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_a_root_folder_becomes_a_partitioned_image(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("APPLIANCE_IMAGE_BUILD") != "1", reason="the whole arm64 image build under qemu "
-                    "takes about twenty minutes: APPLIANCE_IMAGE_BUILD=1 runs it")
+                    "takes about 35 minutes here: APPLIANCE_IMAGE_BUILD=1 runs it")
 def test_the_whole_arm64_image_builds_and_the_appliance_runs_in_it():
     out = run("bash", str(ROOT / "image_build/build-image.sh"), timeout=7200)
     assert "built " in out.stdout
