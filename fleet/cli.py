@@ -195,17 +195,12 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-PLACE_NAME = r"^[^\x00-\x1f\x7f]{1,100}$"
-"""A store or group name: printable, at most 100 characters (groups: ``/`` separates levels)."""
-
-
 def _place_error(store: str | None, group: str | None) -> str | None:
-    import re
-    for what, x in (("store", store), ("group", group)):
-        if x is not None and not re.match(PLACE_NAME, x):
-            return f"{what} {x!r}: give 1-100 printable characters"
-    if group is not None and any(not part.strip() for part in group.split("/")):
-        return f"group {group!r}: empty level (write division/region, no leading, trailing or double /)"
+    from .ingest import place_problem
+    for kind, name in (("store", store), ("group", group)):
+        problem = None if name is None else place_problem(kind, name)
+        if problem:
+            return f"{kind} {name!r}: {problem}"
     return None
 
 
@@ -658,10 +653,7 @@ def cmd_users(args: argparse.Namespace) -> int:
                                                           ("(everything)" if u.role == "admin" else "-")]
                                                          for u in users]))
             return EXIT_OK
-    except AccountError as exc:
-        print(f"fleetctl users: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
+    except (AccountError, OSError) as exc:
         print(f"fleetctl users: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:

@@ -11,10 +11,12 @@ import hashlib
 import json
 import logging
 import queue
+import re
 import shutil
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +65,6 @@ def _text(data) -> str:
     return bytes(data).decode("utf-8") if isinstance(data, msgspec.Raw) else json.dumps(data)
 
 
-def _raw(data) -> bytes | str:
-    return bytes(data) if isinstance(data, msgspec.Raw) else json.dumps(data)
-
-
 def _json(text: str | None):
     try:
         return json.loads(text) if text else None
@@ -90,18 +88,22 @@ class IngestStore:
             self.db.execute("PRAGMA synchronous=FULL")
             self.ph = "?"
         self.lock = threading.Lock()
-        if self.pg:                     # workers starting together: CREATE ... IF NOT EXISTS races in PostgreSQL
-            with self.db.transaction():
+        with self._transaction():
+            if self.pg:                 # workers starting together: CREATE ... IF NOT EXISTS races in PostgreSQL
                 self.db.execute("SELECT pg_advisory_xact_lock(7277001)")
-                self._create()
-        else:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self._create()
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            self._create()
+
+    @contextmanager
+    def _transaction(self):
+        """One transaction on the connection (a writer's lock at once on SQLite): committed,
+        or rolled back on any exception."""
+        self.db.execute("BEGIN" if self.pg else "BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def _create(self) -> None:
         """The tables, and the office's rows of the records held (once, for a database
@@ -155,19 +157,13 @@ class IngestStore:
         # rows are locked device by device in one order (the device id) in every worker's
         # transaction: two workers sharing the subscription wait for each other, never deadlock
         order = sorted(range(len(items)), key=lambda i: _device_of_item(items[i]))
-        with self.lock:
-            self.db.execute("BEGIN" if self.pg else "BEGIN IMMEDIATE")
-            try:
-                for i in order:
-                    item = items[i]
-                    if item[0] == "batch":
-                        out[i] = self._batch_tx(item[1], now)
-                    else:
-                        self._state_tx(item[1], item[2], item[3], now)
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        with self.lock, self._transaction():
+            for i in order:
+                item = items[i]
+                if item[0] == "batch":
+                    out[i] = self._batch_tx(item[1], now)
+                else:
+                    self._state_tx(item[1], item[2], item[3], now)
         return out
 
     def _batch_tx(self, batch, now: int) -> int:
@@ -175,13 +171,14 @@ class IngestStore:
                                 " ON CONFLICT(id) DO NOTHING"), (batch.device, now))
         hw = self.db.execute(self._q("SELECT hw FROM devices WHERE id = ?"
                                      + (" FOR UPDATE" if self.pg else "")), (batch.device,)).fetchone()[0]
+        texts = [_text(r.data) for r in batch.records]      # stored as it came; the office reads the same text
         self._executemany(
             "INSERT INTO records(device, seq, id, type, point, ts, source, data, received)"
             " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
-            [(batch.device, r.seq, r.id, r.type, r.point, r.ts, r.source, _text(r.data), now)
-             for r in batch.records])
-        self._add_facts(facts.row_of(batch.device, r.id, r.type, r.point, r.ts, _raw(r.data))
-                        for r in batch.records if r.type in facts.TYPES)
+            [(batch.device, r.seq, r.id, r.type, r.point, r.ts, r.source, text, now)
+             for r, text in zip(batch.records, texts, strict=True)])
+        self._add_facts(facts.row_of(batch.device, r.id, r.type, r.point, r.ts, text)
+                        for r, text in zip(batch.records, texts, strict=True) if r.type in facts.TYPES)
         if batch.prev <= hw:            # contiguous with what is held: the mark moves ...
             hw = max(hw, batch.last)
             hw = self._follow_spans(batch.device, hw)
@@ -251,18 +248,12 @@ class IngestStore:
     def place(self, rows: list[tuple[str, str | None, str | None]]) -> None:
         """Devices' stores and groups, ``(device, store, group)`` (None keeps what it had), all
         in one transaction."""
-        with self.lock:
-            self.db.execute("BEGIN" if self.pg else "BEGIN IMMEDIATE")
-            try:
-                for row in rows:
-                    self.db.execute(self._q(
-                        "INSERT INTO device_places(device, store, grp) VALUES (?,?,?) ON CONFLICT(device) DO UPDATE"
-                        " SET store = COALESCE(excluded.store, device_places.store),"
-                        " grp = COALESCE(excluded.grp, device_places.grp)"), row)
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        with self.lock, self._transaction():
+            for row in rows:
+                self.db.execute(self._q(
+                    "INSERT INTO device_places(device, store, grp) VALUES (?,?,?) ON CONFLICT(device) DO UPDATE"
+                    " SET store = COALESCE(excluded.store, device_places.store),"
+                    " grp = COALESCE(excluded.grp, device_places.grp)"), row)
 
     def devices(self, tag: str | None = None) -> list[dict]:
         """Every device the ingest has heard of: online state, versions, config, last health,
@@ -288,6 +279,19 @@ class IngestStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+PLACE_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
+"""A store or group name: printable, at most 100 characters (groups: ``/`` separates levels)."""
+
+
+def place_problem(kind: str, name: str) -> str | None:
+    """Why ``name`` is not a store's or (``kind`` "group") a group's name; None when it is one."""
+    if not PLACE_NAME.fullmatch(name):
+        return "give 1-100 printable characters"
+    if kind == "group" and any(not part.strip() for part in name.split("/")):
+        return "empty level (write division/region, no leading, trailing or double /)"
+    return None
 
 
 def in_group(group: str | None, scope: str) -> bool:

@@ -36,9 +36,9 @@ echo "==> wheels: the lock's pins, hash-checked (build env in $WORK/venv)"
 PIP=("$WORK/venv/bin/pip" --disable-pip-version-check -q)
 # the build tools (the builder's, not shipped): the two source-only dependencies are built with them
 env -u PIP_REQUIRE_VIRTUALENV "${PIP[@]}" install "setuptools>=68" "wheel>=0.41" 2> >(grep -v "^WARNING: Location" >&2)
-# a cache of what was downloaded and built before (same lock: same files; pip checks the hashes)
 WHEELS="$STAGE/usr/lib/contact-analyzer/wheels"
 mkdir -p "$WHEELS"
+# $WORK/wheelhouse keeps what was downloaded and built before (same lock: same files; pip checks the hashes)
 env -u PIP_REQUIRE_VIRTUALENV "${PIP[@]}" wheel --require-hashes --no-build-isolation \
     -r image_build/requirements.lock -w "$WORK/wheelhouse" 2> >(grep -v "^WARNING: Location" >&2)
 # only the wheels of the lock's pins (a wheelhouse may hold older ones)

@@ -139,16 +139,21 @@ step "the boot partition: firmware, kernel, config.txt, cmdline.txt"
 BOOT="$R/boot/firmware"
 mkdir -p "$BOOT"
 cat > "$BOOT/config.txt" <<'EOF'
-# Contact Analyzer on a Raspberry Pi (Zero 2 W, 3, 4 with Debian's kernel; a Pi 5 needs Raspberry Pi OS's), 64-bit
+# Contact Analyzer on a Raspberry Pi (Zero 2 W, 3, 4 with Debian's kernel; a Pi 5 needs Raspberry Pi OS's), 64-bit.
+# (The firmware reads a comment only on a line of its own.)
 arm_64bit=1
-kernel=vmlinuz                # Debian's kernel and initramfs (raspi-firmware copies them here)
+# Debian's kernel and initramfs (raspi-firmware copies them here)
+kernel=vmlinuz
 initramfs initrd.img followkernel
-enable_uart=1                 # the mmWave presence radar's UART (/dev/serial0)
-dtparam=i2s=on                # an I2S microphone ...
-dtoverlay=googlevoicehat-soundcard   # ... as an ALSA card (USB microphones need nothing here)
+# the mmWave presence radar's UART (/dev/serial0)
+enable_uart=1
+# an I2S microphone as an ALSA card (a USB microphone needs nothing here)
+dtparam=i2s=on
+dtoverlay=googlevoicehat-soundcard
 dtparam=audio=off
-dtparam=watchdog=on           # the SoC watchdog systemd pets (RuntimeWatchdogSec)
-# the 433 MHz receiver's data pin is a plain GPIO input read through gpiod: no overlay
+# the SoC watchdog systemd pets (RuntimeWatchdogSec)
+dtparam=watchdog=on
+# the 433 MHz receiver's data pin is a plain GPIO input: no overlay
 gpu_mem=16
 disable_splash=1
 EOF

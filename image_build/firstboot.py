@@ -108,12 +108,13 @@ def plan(boot: Path, root: Path) -> list[Placed]:
     out: list[Placed] = []
     etc = root / "etc" / "appliance"
     secrets_doc: dict | None = None
+    secrets_data: bytes | None = None       # the file as given (kept as it is, comments and all)
     sources: list[Path] = []
     sec = boot / "secrets.toml"
     if sec.exists():
-        data = _read(sec, problems)
-        if data is not None:
-            secrets_doc = _toml(sec.name, data, problems)
+        secrets_data = _read(sec, problems)
+        if secrets_data is not None:
+            secrets_doc = _toml(sec.name, secrets_data, problems)
             sources.append(sec)
     tok = boot / "claim-token.txt"
     if tok.exists():
@@ -123,7 +124,7 @@ def plan(boot: Path, root: Path) -> list[Placed]:
             if not TOKEN.match(token):
                 problems.append("claim-token.txt: not a claim token (8-512 letters, digits and _ . ~ + / = -)")
             else:
-                existing = root / "etc" / "appliance" / "secrets.toml"
+                existing = etc / "secrets.toml"
                 if secrets_doc is None and existing.exists():
                     secrets_doc = _toml("the installed secrets.toml", existing.read_bytes(), problems)
                 secrets_doc = dict(secrets_doc or {})
@@ -133,8 +134,8 @@ def plan(boot: Path, root: Path) -> list[Placed]:
                 sources.append(tok)
     if secrets_doc is not None and sources:
         try:
-            text = _toml_text(secrets_doc) if tok in sources else (boot / "secrets.toml").read_text("utf-8")
-            out.append(Placed(sources, etc / "secrets.toml", text.encode("utf-8"), 0o600, "root"))
+            data = _toml_text(secrets_doc).encode("utf-8") if tok in sources else secrets_data
+            out.append(Placed(sources, etc / "secrets.toml", data, 0o600, "root"))
         except FirstBootError as exc:
             problems.append(str(exc))
     conf = boot / "appliance.toml"

@@ -13,11 +13,12 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..ingest import in_group
+from ..ingest import in_group, place_problem
 from .db import Database
 
 ROLES = ("admin", "manager", "viewer")
@@ -82,7 +83,12 @@ class Accounts:
         self.db = db
         self.clock = clock
         self.hasher = hasher or PasswordHasher()
-        self._dummy = self.hasher.hash(secrets.token_hex(16))
+
+    @cached_property
+    def _dummy(self) -> str:
+        """A hash to check an unknown name's password against (made at the first login, not
+        by every command that opens the accounts)."""
+        return self.hasher.hash(secrets.token_hex(16))
 
     def create(self) -> None:
         for stmt in SCHEMA:
@@ -101,8 +107,9 @@ class Accounts:
         if role is not None and role not in ROLES:
             raise AccountError(f"role {role!r}: one of {', '.join(ROLES)}")
         for g in groups or []:
-            if not g or any(not p.strip() for p in g.split("/")) or len(g) > 100:
-                raise AccountError(f"group {g!r}: a path of names such as north/riga")
+            problem = place_problem("group", g)
+            if problem:
+                raise AccountError(f"group {g!r}: {problem}")
         if password is not None and len(password) < MIN_PASSWORD:
             raise AccountError(f"password: at least {MIN_PASSWORD} characters")
 

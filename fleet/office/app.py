@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
@@ -101,7 +102,7 @@ class Office:
         self.clip_max_age_days = clip_max_age_days
         self.templates = Jinja2Templates(directory=HERE / "templates")
         env = self.templates.env
-        env.filters.update(pct=_pct, num=_num, secs=_secs, money=_money, when=self._when, day=self._day)
+        env.filters.update(pct=_pct, num=_num, secs=_secs, money=_money, when=self._when)
         env.globals.update(PERIODS=PERIODS)
         self._stop = threading.Event()
         self._fleet: dict[tuple[int, int], tuple[float, figures.Rank]] = {}
@@ -155,9 +156,6 @@ class Office:
             return "never"
         return datetime.fromtimestamp(ms / 1000, ZoneInfo(self.tz)).strftime("%Y-%m-%d %H:%M:%S")
 
-    def _day(self, ms: int) -> str:
-        return datetime.fromtimestamp(ms / 1000, ZoneInfo(self.tz)).strftime("%Y-%m-%d")
-
     # --- who and where ----------------------------------------------------------------------
 
     def places(self) -> list[Place]:
@@ -168,10 +166,10 @@ class Office:
     def visible(self, user: User) -> list[Place]:
         return [p for p in self.places() if user.sees(p.group)]
 
-    def scope_of(self, user: User, value: str | None) -> tuple[Scope, str]:
+    def scope_of(self, user: User, value: str | None, seen: list[Place]) -> tuple[Scope, str]:
         """The ``scope`` parameter (``group:G``, ``store:S``, ``point:D/P``, ``owner:O``, empty =
-        all the user sees) as a :class:`Scope` and its label; 403 outside the user's scope."""
-        seen = self.visible(user)
+        all the user sees: ``seen``, :meth:`visible`) as a :class:`Scope` and its label; 403
+        outside the user's scope."""
         ids = tuple(p.device for p in seen)
         everything = user.role == "admin"
         if not value:
@@ -277,7 +275,6 @@ def create_app(office: Office) -> Starlette:
             user = o.accounts.verify(name, password)
             (o.accounts.succeeded if user else o.accounts.failed)(keys)
             return 0, user
-        from starlette.concurrency import run_in_threadpool
         wait, user = await run_in_threadpool(attempt)
         if wait:
             resp = login_form(request, f"Too many wrong passwords: try again in {wait:.0f} s.", 429, name)
@@ -309,13 +306,12 @@ def create_app(office: Office) -> Starlette:
     def overview(request: Request) -> Response:
         user, csrf = o.user(request)
         per = _period(request)
-        scope, label = o.scope_of(user, request.query_params.get("scope"))
-        db, ph = o.db.conn(), o.db.ph
         seen = o.visible(user)
+        scope, label = o.scope_of(user, request.query_params.get("scope"), seen)
+        db, ph = o.db.conn(), o.db.ph
         store_of = {p.device: p.store for p in seen}
         ov = figures.overview(db, ph, scope, per.since_ms, per.until_ms, lambda d: store_of.get(d) or f"({d})")
-        t = ov.tally
-        m = t.result()
+        m = ov.tally.result()
         trend = figures.trends(db, ph, scope, per.since_ms, per.until_ms, o.tz)
         hours = list(range(24))
         by_hour = [trend.by_hour.get(h, [0] * 5) for h in hours]
@@ -331,10 +327,9 @@ def create_app(office: Office) -> Starlette:
         fleet = o.fleet_figure(per.since_ms, per.until_ms) if scope.devices is not None or scope.point or \
             scope.owner else _whole(ov.ranks["point"])
         scopes = _scope_options(seen, ranks, user)
-        return o.render(request, "overview.html", user=user, csrf=csrf, m=m, t=t, per=per, label=label,
+        return o.render(request, "overview.html", user=user, csrf=csrf, m=m, per=per, label=label,
                         charts=charts, ranks=ranks, fleet=fleet, scopes=scopes,
-                        scope=request.query_params.get("scope") or "", page="overview",
-                        metrics_json=json.dumps(m))
+                        scope=request.query_params.get("scope") or "", page="overview")
 
     def contact_list(request: Request, negatives: bool = False) -> Response:
         user, csrf = o.user(request)
@@ -348,7 +343,7 @@ def create_app(office: Office) -> Starlette:
             per = period(q.get("period"), q.get("from"), q.get("to"), o.tz, o.clock())
         except (cl.FilterError, PeriodError) as exc:
             raise HTTPException(400, str(exc)) from None
-        scope, label = o.scope_of(user, q.get("scope"))
+        scope, label = o.scope_of(user, q.get("scope"), o.visible(user))
         rows = cl.page(o.db.conn(), o.db.ph, scope, per.since_ms, per.until_ms, f)
         more = len(rows) > cl.PAGE
         rows = rows[:cl.PAGE]
@@ -372,7 +367,6 @@ def create_app(office: Office) -> Starlette:
         return o.render(request, "contact.html", user=user, csrf=csrf, d=d, c=d.row, page="contacts")
 
     async def review(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
         user, csrf = await run_in_threadpool(o.user, request)
         form = await request.form()
         o.check_form(request, form, csrf)
@@ -473,7 +467,7 @@ def create_app(office: Office) -> Starlette:
 
 def _whole(points: list[figures.Rank]) -> figures.Rank:
     """The sum of every point's row: the contacts' own figures, as each ranking row counts them."""
-    out = figures.Rank("fleet", "fleet")
+    out = figures.Rank("fleet")
     for r in points:
         out.contacts += r.contacts
         out.rated += r.rated

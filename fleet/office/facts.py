@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 
 import msgspec
 
 from appliance import vocabulary as v
 from appliance.metrics import cents, class_from_tags, happy_units
 from appliance.records import TAG_BIT
+from appliance.timefmt import parse_ts
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,6 @@ TYPES = {v.CONTACT: v.ContactSettled, v.RATING_SETTLED: v.RatingSettled, v.SALE_
 _decoders = {t: msgspec.json.Decoder(cls) for t, cls in TYPES.items()}
 
 
-def iso_ms(text: str) -> int:
-    return int(datetime.fromisoformat(text).timestamp() * 1000)
-
-
 def tag_bits(tags: list[str]) -> int:
     bits = 0
     for t in tags:
@@ -116,7 +112,7 @@ def row_of(device: str, rec_id: str, typ: str, point: str | None, ts: int, data:
         if isinstance(rec, v.ContactSettled):
             rated = rec.rating is not None
             return Row("office_contacts", (
-                rec_id, device, rec.contact, point, rec.owner, ts, iso_ms(rec.opened), iso_ms(rec.closed),
+                rec_id, device, rec.contact, point, rec.owner, ts, parse_ts(rec.opened), parse_ts(rec.closed),
                 round(rec.duration_s * 1000), rec.rating,
                 (rec.rating_class or class_from_tags(rec.tags)) if rated else None,
                 happy_units(rec.happy) if rated else None, len(rec.superseded), tag_bits(rec.tags),
@@ -133,7 +129,7 @@ def row_of(device: str, rec_id: str, typ: str, point: str | None, ts: int, data:
                                         int(rec.escalated), int(rec.complaint)))
         if isinstance(rec, v.Clip):
             return Row("office_clips", (rec_id, device, rec.clip, rec.kind, rec.contact, rec.event, rec.press, point,
-                                        ts, iso_ms(rec.start), rec.duration_s, rec.format, rec.file))
+                                        ts, parse_ts(rec.start), rec.duration_s, rec.format, rec.file))
     except (msgspec.MsgspecError, ValueError, OverflowError) as exc:
         log.warning("office: left out the %s record %s of %s: %s", typ, rec_id, device, exc)
     return None

@@ -62,8 +62,7 @@ _TAG_SUMS = ", ".join(_case(f"(tagbits & {TAG_BIT[t]}) <> 0") for t in TAGS)
 
 @dataclass
 class Rank:
-    key: str
-    label: str
+    key: str                              # the store, device/point or employee
     contacts: int = 0
     rated: int = 0
     top: int = 0
@@ -97,12 +96,12 @@ class Overview:
     ranks: dict[str, list[Rank]]          # store, point, owner: best CSI first
 
 
-def _no_label(device: str) -> str | None:
+def _own_store(device: str) -> str | None:
     return device
 
 
 def overview(db, ph: str, scope: Scope, since_ms: int | None, until_ms: int | None,
-             store_of=_no_label) -> Overview:
+             store_of=_own_store) -> Overview:
     """The period's counts exactly as the box counts them (:meth:`Tally.add_settled`), and
     contacts, ratings and receipts per store (``store_of`` maps a device to its store's
     name), point (``device/point``) and employee. Each table is read once, grouped by
@@ -133,7 +132,7 @@ def overview(db, ph: str, scope: Scope, since_ms: int | None, until_ms: int | No
         for kind, key in keys(device, point, owner):
             if key is None:
                 continue
-            r = ranks[kind].get(key) or ranks[kind].setdefault(key, Rank(key, key))
+            r = ranks[kind].get(key) or ranks[kind].setdefault(key, Rank(key))
             r.contacts += n
             if rating is not None:
                 r.rated += n
@@ -173,12 +172,6 @@ def overview(db, ph: str, scope: Scope, since_ms: int | None, until_ms: int | No
 
 def tally(db, ph: str, scope: Scope, since_ms: int | None, until_ms: int | None) -> Tally:
     return overview(db, ph, scope, since_ms, until_ms).tally
-
-
-def rankings(db, ph: str, scope: Scope, since_ms: int, until_ms: int, by: str,
-             label_of=lambda device, point, owner: None) -> list[Rank]:
-    """One ranking of :func:`overview` (``label_of(device, None, None)`` names a device's store)."""
-    return overview(db, ph, scope, since_ms, until_ms, lambda d: label_of(d, None, None)).ranks[by]
 
 
 MEDIAN_BUCKET_MS = 1000

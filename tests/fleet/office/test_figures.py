@@ -56,9 +56,10 @@ def _check_zone(store: IngestStore, TZ: str) -> int:
         for key, want in list(by_owner.items())[1:]:
             assert figures.tally(db, ph, Scope(owner=key), since, until).result() == want
         # rankings and trends add up to the same contacts
-        total = figures.tally(db, ph, Scope(), since, until)
+        ov = figures.overview(db, ph, Scope(), since, until, lambda d: PLACES[d][0])
+        total = ov.tally
         for by in ("store", "point", "owner"):
-            ranks = figures.rankings(db, ph, Scope(), since, until, by, lambda d, p, o: PLACES[d][0])
+            ranks = ov.ranks[by]
             assert sum(r.contacts for r in ranks) == total.contacts
             assert sum(r.rated for r in ranks) == total.rated
             if by != "owner":           # an employee's receipts count where they had contacts
