@@ -15,6 +15,7 @@ from .journal import Journal
 from .limits import TimeWindow
 from .pos_api import PosApi
 from .pruning import prune
+from .update_lock import BusyFlag
 from . import alerts
 from .ids import device_id
 from .notify import Notifications
@@ -55,9 +56,11 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
     if drop:
         jobs.append(Job("drop folder", DROP_SCAN_S, drop.scan))
         jobs.append(Job("drop archive", 3600.0, lambda: drop.tidy(cfg.journal.keep_raw_days)))
+    contact_lock = BusyFlag(cfg.device.state_dir, "contact")     # no update while a contact is open
     log.info("core: %d points, journal %s", len(cfg.points), journal.path)
 
     def close() -> None:
+        contact_lock.close()
         if pos:
             pos.stop()
         notify.stop()
@@ -68,6 +71,7 @@ def run(cfg: Config, stop: threading.Event | None = None) -> int:
         before = stage.commits
         stage.step(now)                     # every tick: time moves timers on even without events
         notify.step()                       # routing only: sending is the couriers' (threads)
+        contact_lock.set(any(t.open_contact is not None for t in stage.state.pipeline.points.values()))
         return stage.commits != before
 
     def status() -> str:

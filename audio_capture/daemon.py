@@ -19,6 +19,7 @@ from appliance.daemon import Job, run_loop
 from appliance.files import write_atomic
 from appliance.health import LEVEL_FILE
 from appliance.journal import Journal
+from appliance.update_lock import BusyFlag
 
 from .ledger import ClipLedger
 from .level import LevelMeter
@@ -173,12 +174,14 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
     capture = Capture(cfg, spool, lambda: open_source(cfg, wav), stop, spool_dir)
     capture.start()
     last_state = None
+    clip_lock = BusyFlag(state_dir, "clip")
 
     def step() -> bool:
         nonlocal last_state
         worked = False
         try:
             worked = stage.step(clock.now_ms()) > 0 or stage.took or bool(stage.jobs)
+            clip_lock.set(bool(stage.jobs))     # no update while a track waits to be cut
         except OSError as exc:                  # a full disk: free space by retention, then retry
             log.warning("audio: a clip could not be written (%s); applying retention", exc.strerror or exc)
             enforce_retention(cfg, ledger, clock.now_ms())
@@ -203,6 +206,7 @@ def run(cfg: Config, stop: threading.Event | None = None, wav: str | None = None
         return text + f", {stage.clips_cut} clips cut"
 
     def close() -> None:
+        clip_lock.close()
         stop.set()
         capture.join(5)
         with capture.lock:

@@ -417,13 +417,66 @@ def _parse_args_kv(items: list[str]) -> dict:
     return out
 
 
+def _print_result(device: str, action: str, r, as_json: bool) -> None:
+    import msgspec
+    if as_json:
+        print(json.dumps({"device": device, **msgspec.to_builtins(r)}, indent=2))
+    else:
+        print(f"{device}: {action} {r.status}" + (f": {r.error}" if r.error else ""))
+        for k, v in r.result.items():
+            print(f"  {k}: {v}")
+
+
+def _chunk_progress(quiet: bool):
+    if quiet:
+        return None
+    state = {"shown": -1}
+
+    def show(device: str, n: int, total: int) -> None:
+        pct = n * 100 // total
+        if pct // 10 != state["shown"] // 10 or n == total:
+            state["shown"] = pct
+            print(f"  {device}: {n}/{total} chunks sent ({pct} %)", file=sys.stderr, flush=True)
+    return show
+
+
+def _update_bundle(args: argparse.Namespace):
+    from provisioning.update import UpdateError
+
+    from .operator import UpdateBundle
+    try:
+        return UpdateBundle(args.file, url=args.url or "", chunk_size=args.chunk_kb * 1024)
+    except (OSError, UpdateError) as exc:
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_cmd(args: argparse.Namespace) -> int:
     from .operator import Operator, OperatorError
-    cmd_args = _parse_args_kv(args.args)
+    bundle = None
+    if args.action == "update":
+        if len(args.args) != 1 or "=" in args.args[0]:
+            print("fleetctl: cmd DEVICE update FILE (a signed release bundle: fleetctl release bundle)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        args.file = args.args[0]
+        bundle = _update_bundle(args)
+        if bundle is None:
+            return EXIT_USAGE
+        cmd_args = {}
+    else:
+        cmd_args = _parse_args_kv(args.args)
     try:
         with Operator(_settings(args), args.prefix) as op:
-            r = op.command(args.device, args.action, cmd_args, cmd_id=args.id, expires_in_s=args.expires,
-                           wait_s=args.wait)
+            if bundle is not None:
+                print(f"{args.device}: update to {bundle.version} ({bundle.size} bytes, "
+                      f"{'from ' + bundle.url if bundle.url else f'{bundle.chunks} chunks over MQTT'})",
+                      file=sys.stderr)
+                cmd_id = op.send_update(args.device, bundle, args.id, args.expires, _chunk_progress(args.json))
+                r = op.result(args.device, cmd_id, args.wait)
+            else:
+                r = op.command(args.device, args.action, cmd_args, cmd_id=args.id, expires_in_s=args.expires,
+                               wait_s=args.wait)
     except OperatorError as exc:
         print(f"fleetctl: {exc}", file=sys.stderr)
         return EXIT_TIMEOUT
@@ -431,14 +484,91 @@ def cmd_cmd(args: argparse.Namespace) -> int:
         print(f"fleetctl: no result from {args.device} within {args.wait:.0f} s (it runs when the box is back "
               f"online, unless it expires first)", file=sys.stderr)
         return EXIT_TIMEOUT
-    import msgspec
-    if args.json:
-        print(json.dumps(msgspec.to_builtins(r), indent=2))
-    else:
-        print(f"{args.device}: {args.action} {r.status}" + (f": {r.error}" if r.error else ""))
-        for k, v in r.result.items():
-            print(f"  {k}: {v}")
+    _print_result(args.device, args.action, r, args.json)
     return EXIT_OK if r.status == "ok" else EXIT_FAILED
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    """A release to every device of a tag (store, group): a canary share first, then the rest
+    in waves; it stops by itself when the failures pass the threshold."""
+    import math
+    import time
+
+    from .operator import Operator, OperatorError
+    bundle = _update_bundle(args)
+    if bundle is None:
+        return EXIT_USAGE
+    try:
+        canary = float(args.canary.rstrip("%"))
+        assert 0 < canary <= 100
+    except (ValueError, AssertionError):
+        print("fleetctl: --canary: a share of the devices, e.g. 10%", file=sys.stderr)
+        return EXIT_USAGE
+    args.all, args.device = args.tag is None, None
+    targets = sorted(_targets(args) or [])
+    if not targets:
+        print(f"fleetctl: no device {'with tag ' + repr(args.tag) if args.tag else 'in the fleet'}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    n_canary = max(1, math.ceil(len(targets) * canary / 100))
+    wave = args.wave or n_canary
+    waves = [targets[:n_canary]] + [targets[i:i + wave] for i in range(n_canary, len(targets), wave)]
+    say = (lambda *a: None) if args.json else (lambda text: print(text, flush=True))
+    say(f"rollout of {bundle.version} to {len(targets)} devices: canary {n_canary}, then waves of {wave}; "
+        f"halts when more than {args.max_failures:g} % fail")
+    results: list[dict] = []
+    halted = ""
+    try:
+        with Operator(_settings(args), args.prefix) as op:
+            for i, devices in enumerate(waves):
+                label = "canary" if i == 0 else f"wave {i}"
+                sent = {d: op.send_update(d, bundle, None, args.expires, _chunk_progress(args.json or bool(bundle.url)))
+                        for d in devices}
+                end = time.monotonic() + args.wait
+                for d, cmd_id in sent.items():
+                    r = op.result(d, cmd_id, max(0.1, end - time.monotonic()))
+                    status = r.status if r else "no answer"
+                    results.append({"device": d, "wave": label, "status": status,
+                                    "version": r.result.get("version") if r else None,
+                                    "error": (r.error if r else f"no result within {args.wait:.0f} s")})
+                    say(f"  {label}: {d} {status}" + (f": {results[-1]['error']}" if status != "ok" else ""))
+                failed = sum(r["status"] != "ok" for r in results)
+                share = 100.0 * failed / len(results)
+                if share > args.max_failures:
+                    halted = (f"halted after the {label}: {failed} of {len(results)} failed ({share:.0f} % > "
+                              f"{args.max_failures:g} %); {len(targets) - len(results)} devices not touched")
+                    break
+    except OperatorError as exc:
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    ok = sum(r["status"] == "ok" for r in results)
+    summary = {"version": bundle.version, "devices": len(targets), "updated": ok,
+               "failed": len(results) - ok, "not_touched": len(targets) - len(results),
+               "halted": bool(halted), "reason": halted, "results": results}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(halted or f"done: {ok} of {len(targets)} updated to {bundle.version}, {len(results) - ok} failed")
+    return EXIT_FAILED if halted or ok < len(results) else EXIT_OK
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from .release import ReleaseError, bundle, keygen
+    try:
+        if args.release_command == "keygen":
+            key, pub = keygen(Path(args.dir), args.name)
+            print(f"{key}: the signing key (keep it off the boxes and the cloud; mode 0600)\n"
+                  f"{pub}: the public key for the image's /etc/appliance/release-keys/")
+            return EXIT_OK
+        if bool(args.deb) == bool(args.wheels):
+            print("fleetctl: give --deb FILE or --wheels DIR", file=sys.stderr)
+            return EXIT_USAGE
+        out, version, n = bundle(Path(args.key), Path(args.out), Path(args.deb) if args.deb else None,
+                                 Path(args.wheels) if args.wheels else None, args.version or "")
+    except (ReleaseError, OSError) as exc:
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{out}: release {version}, {n} wheels, {out.stat().st_size} bytes, signed")
+    return EXIT_OK
 
 
 def cmd_ca_init(args: argparse.Namespace) -> int:
@@ -828,14 +958,47 @@ def main(argv: list[str] | None = None) -> int:
     c.set_defaults(func=cmd_config_get)
     s = sub.add_parser("cmd", help="run a command on a device and wait for its result")
     s.add_argument("device")
-    s.add_argument("action", choices=["restart", "reboot", "resync", "set_owner", "test_notification", "diagnostics"])
+    s.add_argument("action", choices=["restart", "reboot", "resync", "set_owner", "test_notification", "diagnostics",
+                                      "update"])
     s.add_argument("args", nargs="*", metavar="KEY=VALUE",
-                   help="daemon=core | from_seq=1 | point=till1 staff=anna | destination=managers")
+                   help="daemon=core | from_seq=1 | point=till1 staff=anna | destination=managers; "
+                        "update: the bundle FILE")
     s.add_argument("--id", help="command id (default: a new one); the same id never runs twice")
     s.add_argument("--expires", type=float, default=600, help="seconds until it must not run any more (default 600)")
     s.add_argument("--wait", type=float, default=30, help="seconds to wait for the result (default 30)")
+    s.add_argument("--url", help="update: the box fetches the bundle from this http(s) URL instead of MQTT chunks")
+    s.add_argument("--chunk-kb", type=int, default=256, help="update: chunk size over MQTT (default 256 KiB)")
     _broker_options(s)
     s.set_defaults(func=cmd_cmd)
+    s = sub.add_parser("rollout", help="update every device of a tag: a canary share first, then waves; stops by "
+                                       "itself when failures pass a threshold")
+    s.add_argument("file", help="a signed release bundle (fleetctl release bundle)")
+    s.add_argument("--canary", default="10%", help="share of the devices updated first (default 10%%)")
+    s.add_argument("--tag", help="a tag, store or group (default: every device)")
+    s.add_argument("--db", required=True, help="the ingest's database (the list of devices)")
+    s.add_argument("--wave", type=int, default=0, help="devices per wave after the canary (default: the canary's)")
+    s.add_argument("--max-failures", type=float, default=0.0,
+                   help="halt when more than this percentage of the updated devices failed (default 0: any failure)")
+    s.add_argument("--expires", type=float, default=86400,
+                   help="seconds a box may wait for its maintenance window (default a day)")
+    s.add_argument("--wait", type=float, default=1800, help="seconds to wait for each wave's results (default 1800)")
+    s.add_argument("--url", help="the boxes fetch the bundle from this http(s) URL instead of MQTT chunks")
+    s.add_argument("--chunk-kb", type=int, default=256)
+    _broker_options(s)
+    s.set_defaults(func=cmd_rollout)
+    s = sub.add_parser("release", help="release bundles for updates: a signing key, a signed bundle")
+    rsub = s.add_subparsers(dest="release_command", required=True, metavar="SUBCOMMAND")
+    c = rsub.add_parser("keygen", help="a new Ed25519 release key pair (DIR/NAME.key 0600, DIR/NAME.pub)")
+    c.add_argument("--dir", required=True)
+    c.add_argument("--name", default="release")
+    c.set_defaults(func=cmd_release)
+    c = rsub.add_parser("bundle", help="sign a bundle of the Debian package's wheels (or a folder of wheels)")
+    c.add_argument("--key", required=True, help="the private release key (fleetctl release keygen)")
+    c.add_argument("--deb", help="dist/contact-analyzer_<version>_<arch>.deb")
+    c.add_argument("--wheels", help="or a folder of wheels (the project's and every dependency's)")
+    c.add_argument("--version", help="the release's version (default: the package's or the project wheel's)")
+    c.add_argument("-o", "--out", required=True)
+    c.set_defaults(func=cmd_release)
     s = sub.add_parser("provision", help="the provisioning service")
     psub = s.add_subparsers(dest="provision_command", required=True, metavar="SUBCOMMAND")
     c = psub.add_parser("serve", help="sign boxes' certificate requests with the fleet CA")

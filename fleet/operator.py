@@ -16,6 +16,31 @@ class OperatorError(Exception):
     pass
 
 
+class UpdateBundle:
+    """A signed release bundle as the ``update`` command announces it."""
+
+    def __init__(self, path, url: str = "", chunk_size: int = 256 * 1024):
+        import hashlib
+        from pathlib import Path
+
+        from provisioning.update import read_manifest
+        self.path = Path(path)
+        self.url = url
+        self.chunk_size = chunk_size
+        self.version = read_manifest(self.path)["version"]
+        h = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        self.sha256 = h.hexdigest()
+        self.size = self.path.stat().st_size
+        self.chunks = max(1, -(-self.size // chunk_size))
+
+    def args(self) -> dict:
+        a = {"version": self.version, "sha256": self.sha256, "size": self.size}
+        return {**a, "url": self.url} if self.url else {**a, "chunks": self.chunks, "chunk_size": self.chunk_size}
+
+
 class Operator:
     """A connected operator session (use as a context manager)."""
 
@@ -137,13 +162,24 @@ class Operator:
     def command(self, device: str, action: str, args: dict | None = None, cmd_id: str | None = None,
                 expires_in_s: float = 600.0, wait_s: float = 30.0) -> CommandResult | None:
         """Send a command and wait for its result (None: none within ``wait_s``)."""
+        cmd_id = self.send_command(device, action, args, cmd_id, expires_in_s)
+        return self.result(device, cmd_id, wait_s)
+
+    def send_command(self, device: str, action: str, args: dict | None = None, cmd_id: str | None = None,
+                     expires_in_s: float = 600.0) -> str:
+        """Publish a command (subscribed to its result first); returns its id."""
         cmd_id = cmd_id or uuid7()
-        name = topic(self.prefix, device, f"{CMD}/{cmd_id}/{RESULT}")
-        arrived = self._subscribe(name)
+        self._subscribe(topic(self.prefix, device, f"{CMD}/{cmd_id}/{RESULT}"))
         cmd = Command(id=cmd_id, action=action, args=args or {},
                       expires=int((time.time() + expires_in_s) * 1000) if expires_in_s else 0)
         self.client.publish(topic(self.prefix, device, f"{CMD}/{cmd_id}"), encode(cmd), qos=1).wait_for_publish(
             self.timeout_s)
+        return cmd_id
+
+    def result(self, device: str, cmd_id: str, wait_s: float) -> CommandResult | None:
+        """A sent command's result (None: none within ``wait_s``)."""
+        name = topic(self.prefix, device, f"{CMD}/{cmd_id}/{RESULT}")
+        arrived = self._subscribe(name)
         p = self._wait(name, arrived, wait_s, lambda p: True)
         if p is None:
             return None
@@ -152,6 +188,27 @@ class Operator:
             self.waiters.pop(name, None)
         self.client.unsubscribe(name)
         return decode_result(p)
+
+    def send_update(self, device: str, bundle: "UpdateBundle", cmd_id: str | None = None,
+                    expires_in_s: float = 86400.0, progress=None) -> str:
+        """The ``update`` command, then (without a URL) the bundle in chunks on
+        ``update/<sha256>/<n>``; returns the command's id."""
+        cmd_id = self.send_command(device, "update", bundle.args(), cmd_id, expires_in_s)
+        if bundle.url:
+            return cmd_id
+        pending = []
+        with open(bundle.path, "rb") as f:
+            for n in range(bundle.chunks):
+                data = f.read(bundle.chunk_size)
+                pending.append(self.client.publish(topic(self.prefix, device, f"update/{bundle.sha256}/{n}"), data,
+                                                   qos=1))
+                while len(pending) > 8:                 # a window: paho keeps every payload until PUBACK
+                    pending.pop(0).wait_for_publish(max(self.timeout_s, 60.0))
+                if progress:
+                    progress(device, n + 1, bundle.chunks)
+        for info in pending:
+            info.wait_for_publish(max(self.timeout_s, 60.0))
+        return cmd_id
 
     def send_raw(self, device: str, suffix: str, payload: bytes) -> None:
         self.client.publish(topic(self.prefix, device, suffix), payload, qos=1).wait_for_publish(self.timeout_s)

@@ -79,7 +79,7 @@ echo "==> files: units, users, state directory, configuration, documentation"
 install -d "$STAGE/usr/lib/systemd/system" "$STAGE/usr/lib/sysusers.d" "$STAGE/usr/lib/tmpfiles.d" \
     "$STAGE/etc/appliance" "$STAGE/usr/bin" "$STAGE/usr/share/doc/contact-analyzer" \
     "$STAGE/usr/share/polkit-1/rules.d" "$STAGE/usr/share/lintian/overrides"
-install -m 0644 image_build/systemd/*.service image_build/systemd/appliance.target "$STAGE/usr/lib/systemd/system/"
+install -m 0644 image_build/systemd/*.service image_build/systemd/appliance-update.path image_build/systemd/appliance.target "$STAGE/usr/lib/systemd/system/"
 install -m 0644 image_build/sysusers.d/appliance.conf "$STAGE/usr/lib/sysusers.d/contact-analyzer.conf"
 install -m 0644 image_build/tmpfiles.d/appliance.conf "$STAGE/usr/lib/tmpfiles.d/contact-analyzer.conf"
 install -m 0644 image_build/polkit-1/rules.d/*.rules "$STAGE/usr/share/polkit-1/rules.d/"

@@ -15,6 +15,7 @@ from appliance.config.schema import Config
 from appliance.ids import settle_device_id
 from appliance.journal import Journal
 
+from .bundle_delivery import TOPIC as UPDATE_TOPIC
 from .commands import Commands
 from .enrol import claim_configured, device_settings, enrol
 from .identity import Identity, IdentityError, identity_dir
@@ -27,7 +28,7 @@ RENEW_RETRY_S = 600.0
 
 
 class Agent(Extension):
-    topics = (CONFIG_DESIRED, f"{CMD}/+", CERT)
+    topics = (CONFIG_DESIRED, f"{CMD}/+", CERT, f"{UPDATE_TOPIC}/+/+")
 
     def __init__(self, cfg: Config, journal: Journal, device: str, config_path: str | Path | None,
                  identity: Identity | None = None):
@@ -41,6 +42,7 @@ class Agent(Extension):
         self.lock = threading.Lock()
         self.new_cert: bytes | None = None
         self.renewed = 0
+        self.update_seen: dict | None = None
 
     # --- paho's thread ------------------------------------------------------------------------
 
@@ -57,6 +59,16 @@ class Agent(Extension):
         elif suffix == CERT:
             with self.lock:
                 self.new_cert = payload
+        elif suffix.startswith(f"{UPDATE_TOPIC}/") and suffix.count("/") == 2:
+            _, sha, part = suffix.split("/")
+            try:
+                self.commands.updates.receive_chunk(sha, part, payload)
+            except (ValueError, OSError) as exc:        # one bad chunk fails alone
+                stage.rejected += 1
+                log.warning("update: a chunk on %s refused: %s", suffix[:120], exc)
+
+    def info(self) -> dict:
+        return {"update": self.commands.updates.summary()}
 
     # --- the stage's thread ---------------------------------------------------------------
 
@@ -68,6 +80,10 @@ class Agent(Extension):
                 stage.publish(CONFIG_REPORTED, report, retain=True)
         for suffix, payload in self.commands.step(stage):
             stage.publish(suffix, payload)
+        update = self.commands.updates.summary()
+        if connected and update != self.update_seen:          # an update's progress, in the retained info
+            self.update_seen = update
+            stage.publish_info()
         if self.identity is not None and not self.cfg.sync.cert_file:
             self._renewal(stage, connected)
 

@@ -36,6 +36,8 @@ from appliance.ids import uuid7
 from appliance.journal import Journal, NewEvent
 from appliance.timefmt import iso_ms
 
+from .bundle_delivery import Delivery, DeliveryError
+
 log = logging.getLogger(__name__)
 
 SOURCE = "fleet"
@@ -61,6 +63,8 @@ class Commands:
         self.reply: dict[str, object] = {}               # id -> how to answer, when not on cmd/<id>/result
         self.ran = 0
         self.rejected = 0                               # malformed commands, contained and answered
+        self.updates = Delivery(cfg, clock)             # the update command: a bundle, then appliance-update
+        self.tidied_at = 0.0
 
     # --- paho's thread ------------------------------------------------------------------------
 
@@ -92,6 +96,16 @@ class Commands:
             except queue.Empty:
                 break
             self._finish(cmd_id, status, result, error)
+        try:
+            ended = self.updates.step(stage.connected.is_set())
+        except OSError as exc:                  # a full disk: the update waits, the journal flows
+            log.warning("update: %s", exc)
+            ended = None
+        if ended is not None:
+            self._finish(*ended)
+        if time.monotonic() - self.tidied_at > 3600:
+            self.tidied_at = time.monotonic()
+            self.updates.tidy()
         out, self.outbox = self.outbox, []
         return out
 
@@ -121,6 +135,8 @@ class Commands:
             d = v.read(prior, v.CommandDone)
             self._publish(CommandResult(id=d.id, status=d.status, result=d.result, error=d.error, time=prior.ts))
             return
+        if self.updates.job is not None and self.updates.job["id"] == cmd.id:
+            return                               # the same update again: it is under way
         if self.journal.by_key(f"cmd:{cmd.id}") is not None:
             self._finish(cmd.id, "error", error="interrupted by a restart of the box; not run again")
             return
@@ -132,6 +148,12 @@ class Commands:
             return
         self.ran += 1
         log.info("commands: %s %s %s", cmd.id, cmd.action, json.dumps(cmd.args)[:200])
+        if cmd.action == "update":              # answered when appliance-update.service is done
+            try:
+                self.updates.start(cmd.id, cmd.args, cmd.expires)
+            except (DeliveryError, OSError) as exc:
+                self._finish(cmd.id, "error", error=str(exc))
+            return
         if cmd.action in SLOW:
             threading.Thread(target=self._slow, args=(cmd,), name=f"cmd-{cmd.action}", daemon=True).start()
             return

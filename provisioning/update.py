@@ -38,6 +38,10 @@ MAX_BUNDLE_BYTES = 512 << 20
 VERSION_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.+~-_")
 
 
+TERMINAL = ("committed", "rolled_back", "refused", "failed", "expired")
+"""Phases in ``update.json`` that end an update (the fleet command's result)."""
+
+
 class UpdateError(Exception):
     """Why a bundle was refused or an update did not take: said on ``cmd/<id>/result``."""
 
@@ -72,6 +76,18 @@ def make_bundle(wheels: list[Path], version: str, private_key, out: Path) -> Pat
     return out
 
 
+def read_manifest(path: Path) -> dict:
+    """A bundle's manifest, unchecked (the operator's own file: what it names)."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            doc = json.loads(tar.extractfile("manifest.json").read())
+        if not isinstance(doc, dict) or not isinstance(doc.get("version"), str):
+            raise ValueError("no version")
+        return doc
+    except (OSError, tarfile.TarError, KeyError, AttributeError, ValueError) as exc:
+        raise UpdateError(f"{path}: not a release bundle ({exc})") from None
+
+
 def load_public_keys(directory: Path) -> list:
     """The release keys a box trusts: ``*.pub`` PEM files (Ed25519) in ``directory``."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -84,8 +100,9 @@ def load_public_keys(directory: Path) -> list:
     return keys
 
 
-def verify_bundle(path: Path, public_keys: list, into: Path) -> Manifest:
-    """Check ``path`` and extract its wheels into ``into``; UpdateError says why not."""
+def verify_bundle(path: Path, public_keys: list, into: Path | None) -> Manifest:
+    """Check ``path`` and extract its wheels into ``into`` (None: check only); UpdateError
+    says why not."""
     from cryptography.exceptions import InvalidSignature
     if not public_keys:
         raise UpdateError("no release key on this box: it takes no update")
@@ -127,14 +144,16 @@ def verify_bundle(path: Path, public_keys: list, into: Path) -> Manifest:
         extra = set(by_name) - set(files) - {"manifest.json", "manifest.sig"}
         if extra:
             raise UpdateError(f"bundle: files not in the manifest: {sorted(extra)[:3]}")
-        into.mkdir(parents=True, exist_ok=True)
+        if into is not None:
+            into.mkdir(parents=True, exist_ok=True)
         for name, meta in files.items():
             if not name.startswith("wheels/") or "/" in name[7:] or not name.endswith(".whl") or name not in by_name:
                 raise UpdateError(f"bundle: {name[:100]!r} missing or not a wheel")
             data = tar.extractfile(by_name[name]).read()
             if len(data) != meta.get("size") or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
                 raise UpdateError(f"bundle: {name} is not the file the manifest signs")
-            (into / name[7:]).write_bytes(data)
+            if into is not None:
+                (into / name[7:]).write_bytes(data)
     return Manifest(version, files)
 
 
@@ -192,8 +211,28 @@ def venv_installer(release: Path, wheels: Path) -> None:
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     subprocess.run([python, "-m", "venv", str(release)], check=True, capture_output=True, timeout=600)
     subprocess.run([str(release / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
-                    "--disable-pip-version-check", *map(str, sorted(wheels.glob("*.whl")))],
+                    "--disable-pip-version-check", "--no-cache-dir", *map(str, sorted(wheels.glob("*.whl")))],
                    check=True, capture_output=True, timeout=1800)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        tail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
+        return f"{exc.cmd[0] if isinstance(exc.cmd, list) else exc.cmd} exited {exc.returncode}" + (
+            f": {tail[0][:300]}" if tail else "")
+    return str(exc)[:300]
+
+
+def in_window(window: str, now_local) -> bool:
+    """``HH:MM-HH:MM`` (may pass midnight; empty: always) at ``now_local`` (a datetime)."""
+    if not window:
+        return True
+    a, b = window.split("-")
+    start, end = (int(x[:2]) * 60 + int(x[3:]) for x in (a, b))
+    t = now_local.hour * 60 + now_local.minute
+    if start == end:
+        return True
+    return start <= t < end if start < end else (t >= start or t < end)
 
 
 # --- the update -----------------------------------------------------------------------------
@@ -201,7 +240,7 @@ def venv_installer(release: Path, wheels: Path) -> None:
 
 @dataclass
 class Outcome:
-    status: str                 # committed | rolled_back | refused | deferred
+    status: str                 # committed | rolled_back | refused | failed | deferred
     version: str | None
     previous: str | None
     detail: str = ""
@@ -217,7 +256,8 @@ class Updater:
                  restart: Callable[[], None], healthy: Callable[[], bool],
                  busy: Callable[[], str | None] = lambda: None, in_window: Callable[[], bool] = lambda: True,
                  installer: Callable[[Path, Path], None] = venv_installer, health_timeout_s: float = 120.0,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 why_unhealthy: Callable[[], str] = lambda: ""):
         self.releases = releases
         self.state_file = Path(state_file)
         self.keys = public_keys
@@ -225,6 +265,7 @@ class Updater:
         self.installer = installer
         self.health_timeout_s = health_timeout_s
         self.clock, self.sleep = clock, sleep
+        self.why_unhealthy = why_unhealthy
 
     def state(self) -> dict:
         try:
@@ -232,8 +273,12 @@ class Updater:
         except (OSError, ValueError):
             return {}
 
-    def _note(self, **doc) -> None:
-        write_atomic(self.state_file, json.dumps(doc, sort_keys=True).encode())
+    def note(self, **doc) -> None:
+        write_atomic(self.state_file, json.dumps({**doc, "time": int(time.time())}, sort_keys=True).encode())
+
+    def note_waiting(self, update_id: str, why: str) -> None:
+        """An update that waits (window, lock): said in ``info`` meanwhile."""
+        self.note(id=update_id, phase="waiting", previous=self.releases.current(), error=why)
 
     def apply(self, bundle: Path, update_id: str = "") -> Outcome:
         previous = self.releases.current()
@@ -246,12 +291,20 @@ class Updater:
             try:
                 m = verify_bundle(bundle, self.keys, Path(tmp) / "wheels")
             except UpdateError as exc:
-                self._note(id=update_id, phase="refused", error=str(exc), previous=previous)
+                self.note(id=update_id, phase="refused", error=str(exc), previous=previous)
                 return Outcome("refused", None, previous, str(exc))
             if m.version == previous:
+                self.note(id=update_id, phase="committed", version=m.version, previous=previous,
+                           error="already running this release")
                 return Outcome("committed", m.version, previous, "already running this release")
-            self._note(id=update_id, phase="installing", version=m.version, previous=previous)
-            self._install(m.version, Path(tmp) / "wheels")
+            self.note(id=update_id, phase="installing", version=m.version, previous=previous)
+            try:
+                self._install(m.version, Path(tmp) / "wheels")
+            except (OSError, subprocess.SubprocessError) as exc:     # e.g. wheels for another machine
+                shutil.rmtree(self.releases.path(m.version), ignore_errors=True)
+                why = f"installing {m.version} failed: {_why(exc)}"
+                self.note(id=update_id, phase="failed", version=m.version, previous=previous, error=why)
+                return Outcome("failed", m.version, previous, why)
         return self._switch_and_check(update_id, m.version, previous)
 
     def _install(self, version: str, wheels: Path) -> None:
@@ -266,31 +319,32 @@ class Updater:
         _fsync_dir(rel.parent)
 
     def _switch_and_check(self, update_id: str, version: str, previous: str | None) -> Outcome:
-        self._note(id=update_id, phase="switching", version=version, previous=previous)
+        self.note(id=update_id, phase="switching", version=version, previous=previous)
         self.releases.switch(version)
         return self._check(update_id, version, previous)
 
     def _check(self, update_id: str, version: str, previous: str | None) -> Outcome:
-        self._note(id=update_id, phase="checking", version=version, previous=previous)
+        self.note(id=update_id, phase="checking", version=version, previous=previous)
         self.restart()
         deadline = self.clock() + self.health_timeout_s
         while self.clock() < deadline:
             if self.healthy():
-                self._note(id=update_id, phase="committed", version=version, previous=previous)
+                self.note(id=update_id, phase="committed", version=version, previous=previous)
                 self.releases.prune({version} | ({previous} if previous else set()))
                 return Outcome("committed", version, previous)
             self.sleep(1.0)
+        problem = self.why_unhealthy()
         return self._roll_back(update_id, version, previous,
                                f"not healthy within {self.health_timeout_s:.0f} s (every daemon READY, the broker "
-                               f"reachable)")
+                               f"reachable)" + (f": {problem}" if problem else ""))
 
     def _roll_back(self, update_id: str, version: str, previous: str | None, why: str) -> Outcome:
         if previous and self.releases.complete(previous):
             self.releases.switch(previous)
             self.restart()
-        self._note(id=update_id, phase="rolled_back", version=version, previous=previous, error=why)
         if self.releases.current() != version:          # never the release that runs
             shutil.rmtree(self.releases.path(version), ignore_errors=True)
+        self.note(id=update_id, phase="rolled_back", version=version, previous=previous, error=why)
         return Outcome("rolled_back", version, previous, why)
 
     def recover(self) -> Outcome | None:
@@ -303,7 +357,7 @@ class Updater:
         if phase == "installing":
             if version and self.releases.current() != version:
                 shutil.rmtree(self.releases.path(version), ignore_errors=True)
-            self._note(id=st.get("id", ""), phase="failed", version=version, previous=previous,
+            self.note(id=st.get("id", ""), phase="failed", version=version, previous=previous,
                        error="interrupted while installing")
             return Outcome("rolled_back", version, previous, "interrupted while installing")
         if phase in ("switching", "checking"):

@@ -530,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     from rf_receiver.cli import register as register_rf   # rf_receiver's commands, dispatched here
     register_rf(sub, add)
     register_audio(sub, add)
+    from provisioning.cli import register as register_update
+    register_update(sub, add)
     return p
 
 

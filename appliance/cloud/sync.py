@@ -122,6 +122,10 @@ class Extension:
     def step(self, stage: "SyncStage") -> None:
         pass
 
+    def info(self) -> dict:
+        """Fields added to the retained ``info`` (any thread)."""
+        return {}
+
 
 class SyncStage:
     def __init__(self, cfg: Config, journal: Journal, device: str | None = None,
@@ -196,7 +200,7 @@ class SyncStage:
             for t in ext.topics:
                 client.subscribe(self._t(t), qos=1)
         client.publish(self._t(STATUS), encode(Status(state="online")), qos=1, retain=True)
-        client.publish(self._t(INFO), json.dumps(info_payload(self.cfg, self.device)).encode(), qos=1, retain=True)
+        self.publish_info()
         self.window.rewind()                    # resend what the ingest has not acknowledged
         with self.lock:
             for c in self.uploading.values():   # resume each clip where the ingest's ack says
@@ -255,6 +259,16 @@ class SyncStage:
             except Exception:  # noqa: BLE001 - one bad message fails alone
                 self.rejected += 1
                 log.exception("sync: %s could not handle a message on %s", type(ext).__name__, msg.topic[:200])
+
+    def publish_info(self) -> None:
+        """Retained ``info``, with what the extensions add (the last update's state)."""
+        doc = info_payload(self.cfg, self.device)
+        for ext in self.extensions:
+            try:
+                doc.update(ext.info())
+            except Exception:  # noqa: BLE001 - info goes out without that part
+                log.exception("sync: %s could not add to info", type(ext).__name__)
+        self.client.publish(self._t(INFO), json.dumps(doc).encode(), qos=1, retain=True)
 
     def publish(self, suffix: str, payload: bytes, retain: bool = False, qos: int = 1):
         """Publish under this device's root (any thread)."""

@@ -257,14 +257,14 @@ class ReportedConfig(msgspec.Struct, kw_only=True):
     time: Annotated[int, Meta(ge=0, le=SEQ_MAX)] = 0
 
 
-CommandAction = Literal["restart", "reboot", "resync", "set_owner", "test_notification", "diagnostics"]
+CommandAction = Literal["restart", "reboot", "resync", "set_owner", "test_notification", "diagnostics", "update"]
 
 
 class Command(msgspec.Struct, kw_only=True):
     """On ``cmd/<id>`` (never retained): run once per id, unless ``expires`` (UTC ms) passed."""
     id: SafeName
     action: CommandAction
-    args: Annotated[dict[Annotated[str, Meta(pattern=r"^[a-z_]{1,32}$")], Any], Meta(max_length=16)] = {}
+    args: Annotated[dict[Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")], Any], Meta(max_length=16)] = {}
     expires: Annotated[int, Meta(ge=0, le=SEQ_MAX)] = 0
 
 

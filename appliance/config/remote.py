@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 REMOTE_FILE = "remote-config.toml"
 LAST_GOOD_FILE = "remote-config.last-good.toml"
 STATE_FILE = "remote-config.json"
-ALWAYS_PINNED = ("device", "provisioning")
+ALWAYS_PINNED = ("device", "provisioning", "update")
 _MISSING = object()
 
 

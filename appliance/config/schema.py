@@ -230,6 +230,19 @@ class Provisioning(_Section):
     diagnostics_log_lines: Annotated[int, Meta(ge=0, le=10_000)] = 200
 
 
+class Update(_Section):
+    """Application updates from the fleet (signed release bundles; ``appliance-update.service``)."""
+    keys_dir: str = "/etc/appliance/release-keys"
+    """The Ed25519 release keys this box trusts (``*.pub``, PEM); none: every update is refused."""
+    releases_dir: str = "/opt/appliance"
+    """Where ``releases/<version>`` and the ``current`` link live."""
+    window: Annotated[str, Meta(pattern=r"^$|^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$")] = ""
+    """Maintenance window ``HH:MM-HH:MM`` in [time] timezone (may pass midnight); empty: any time.
+    An update waits for it (and for no open contact, no track being cut) until its command expires."""
+    health_timeout_s: Annotated[float, Meta(ge=30, le=3600)] = 180.0
+    """Every daemon READY and the broker reachable within this long, or the update is rolled back."""
+
+
 class HomeAssistant(_Section):
     """MQTT discovery for Home Assistant on the [sync] broker (a small shop's own); off by default."""
     enabled: bool = False
@@ -397,6 +410,7 @@ class Config(_Section):
     notifications: dict[Identifier, Notification] = field(default_factory=dict)
     provisioning: Provisioning = field(default_factory=Provisioning)
     home_assistant: HomeAssistant = field(default_factory=HomeAssistant)
+    update: Update = field(default_factory=Update)
 
 
 SECRET_KEYS = frozenset({"password", "token", "secret", "key_password", "claim_token", "claim_password"})

@@ -25,9 +25,9 @@ SECTIONS: dict[str, tuple[str, ...] | None] = {
     "core": None,                                   # everything but the link to the cloud
     "rf": ("device", "time", "points", "remotes", "sensors", "rf"),
     "audio": ("device", "time", "points", "audio", "retention"),
-    "sync": ("device", "points", "sync", "provisioning", "notifications"),
+    "sync": ("device", "points", "sync", "provisioning", "notifications", "update"),
 }
-_NOT_CORE = ("sync", "provisioning")
+_NOT_CORE = ("sync", "provisioning", "update")
 RESTART_DIR = "restart"
 """``<state_dir>/restart/<daemon>``: a request to restart (written by the sync daemon for a
 fleet ``restart`` command; the state directory is shared by the daemons' group)."""

@@ -26,6 +26,7 @@ from provisioning.agent import Agent
 from provisioning.identity import Identity
 from tests.mqtt_broker import free_port
 
+SHA = "ab" * 32
 json_values = st.recursive(st.none() | st.booleans() | st.integers(min_value=-(10**40), max_value=10**40)
                            | st.floats(allow_nan=True) | st.text(max_size=30),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
@@ -48,10 +49,14 @@ def shaped(keys: list[str], extra=None):
 
 desired_docs = shaped(["version"], {"toml": toml_texts, "version": st.integers(-5, 2**60) | json_values})
 commands = shaped(["id", "args", "expires"], {
-    "action": st.sampled_from(["restart", "reboot", "resync", "set_owner", "test_notification", "x"]) | json_values,
+    "action": st.sampled_from(["restart", "reboot", "resync", "set_owner", "test_notification", "update", "x"])
+    | json_values,
     "id": st.sampled_from(["c1", "c2", "..", "a/b", ""]) | st.text(max_size=70),
-    "args": st.dictionaries(st.sampled_from(["daemon", "from_seq", "point", "staff", "destination", "X"]),
-                            json_values | st.sampled_from(["core", "till1", "../x", 1, 2**70, -1]), max_size=4)})
+    "args": st.dictionaries(st.sampled_from(["daemon", "from_seq", "point", "staff", "destination", "X", "sha256",
+                                             "size", "chunks", "chunk_size", "url", "version"]),
+                            json_values | st.sampled_from(["core", "till1", "../x", 1, 2**70, -1, SHA, 1024, 3,
+                                                           "file:///etc/shadow", "http://127.0.0.1:9/x"]),
+                            max_size=6)})
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                          HealthCheck.too_slow])
 
@@ -74,7 +79,9 @@ class Box:
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.sampled_from(["config/desired", "cmd/c1", "cmd/..", "cmd/c2", "cert", "ack", "x/y", ""]),
+@given(st.lists(st.tuples(st.sampled_from(["config/desired", "cmd/c1", "cmd/..", "cmd/c2", "cert", "ack", "x/y", "",
+                                           f"update/{SHA}/0", f"update/{SHA}/2", "update/../0", f"update/{SHA}/99999",
+                                           f"update/{SHA}/-1", "update/x/y/z"]),
                           raw | desired_docs | commands), min_size=1, max_size=6))
 def test_the_box_survives_anything_the_cloud_sends(msgs):
     box = Box()
@@ -95,7 +102,8 @@ def test_the_box_survives_anything_the_cloud_sends(msgs):
         assert not (box.dir.parent / "x").exists()
         for e in box.journal.iter_all([v.COMMAND]):                 # only well-formed commands were journalled
             assert e.data["action"] in ("restart", "reboot", "resync", "set_owner", "test_notification",
-                                        "diagnostics")
+                                        "diagnostics", "update")
+        assert not (box.dir / "state" / "updates" / "request.json").exists()     # nothing unsigned handed over
     finally:
         box.journal.close()
 
