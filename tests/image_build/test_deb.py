@@ -117,6 +117,10 @@ def test_install_upgrade_purge_in_a_fresh_debian_root(debs, debian_root):
             assert user in (root / "etc/passwd").read_text()
         state = root / "var/lib/appliance"
         assert state.stat().st_mode & 0o7777 == 0o2770
+        assert (state / "updates").stat().st_mode & 0o7777 == 0o2770         # bundles from the fleet
+        assert (root / "etc/systemd/system/appliance.target.wants/appliance-update.path").is_symlink()
+        r = ch.sh("appliancectl update status")
+        assert "0 release key(s)" in r.stdout and "installed: " in r.stdout, r.stdout
         r = ch.sh("appliancectl config check /etc/appliance/appliance.toml", check=False)
         assert r.returncode == 0, r.stdout + r.stderr
         r = ch.sh("appliancectl doctor", check=False)
@@ -146,3 +150,24 @@ def test_install_upgrade_purge_in_a_fresh_debian_root(debs, debian_root):
         (root / "tmp" / name).unlink(missing_ok=True)
     after = tree(root)
     assert after - before == set(), sorted(after - before)[:20]
+
+
+def test_a_signed_release_bundle_from_the_package(debs, tmp_path):
+    """``fleetctl release keygen`` and ``release bundle --deb``: the package's wheels, signed;
+    a box's check takes every one of them and nothing else."""
+    from fleet.cli import main as fleetctl
+    from fleet.release import wheels_from_deb
+    from provisioning.update import load_public_keys, verify_bundle
+    _, new = debs
+    assert fleetctl(["release", "keygen", "--dir", str(tmp_path / "keys")]) == 0
+    assert (tmp_path / "keys" / "release.key").stat().st_mode & 0o777 == 0o600
+    assert fleetctl(["release", "keygen", "--dir", str(tmp_path / "keys")]) == 2        # never overwritten
+    out = tmp_path / "release.bundle"
+    assert fleetctl(["release", "bundle", "--key", str(tmp_path / "keys" / "release.key"), "--deb", str(new),
+                     "-o", str(out)]) == 0
+    m = verify_bundle(out, load_public_keys(tmp_path / "keys"), tmp_path / "checked")
+    (tmp_path / "raw").mkdir()
+    wheels, version = wheels_from_deb(new, tmp_path / "raw")
+    assert m.version == version and version.endswith("+t1")
+    assert sorted(p.name for p in (tmp_path / "checked").iterdir()) == [w.name for w in wheels]
+    assert any(w.name.startswith("contact_analyzer-") for w in wheels) and len(wheels) > 10

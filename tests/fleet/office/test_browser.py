@@ -58,9 +58,15 @@ def login(d, url: str, name: str) -> None:
 
 
 def wait_for(cond, timeout: float = 20):
+    """Until ``cond()`` is true; an element of the page being replaced (a form submitted, a
+    link followed) counts as not yet."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = cond()
+        try:
+            r = cond()
+        except (StaleElementReferenceException, NoSuchElementException):
+            r = None
         if r:
             return r
         time.sleep(0.1)
