@@ -116,7 +116,7 @@ def run_loop(name: str, step: Callable[[], object], *, tick_s: float, idle_tick_
                     log.error("%s: unhealthy; the watchdog is no longer petted", name)
                 was_healthy = ok
             idle = idle_tick_s is not None and mono - last_work >= IDLE_AFTER_S
-            stop.wait(idle_tick_s if idle else tick_s)
+            stop.wait(min(idle_tick_s if idle else tick_s, notifier.ping_interval_s))   # a long tick never starves the watchdog
     finally:
         notifier.stopping()
         if on_stop is not None:

@@ -78,11 +78,12 @@ env -u PIP_REQUIRE_VIRTUALENV "${PIP[@]}" wheel --no-deps --no-build-isolation -
 echo "==> files: units, users, state directory, configuration, documentation"
 install -d "$STAGE/usr/lib/systemd/system" "$STAGE/usr/lib/sysusers.d" "$STAGE/usr/lib/tmpfiles.d" \
     "$STAGE/etc/appliance" "$STAGE/usr/bin" "$STAGE/usr/share/doc/contact-analyzer" \
-    "$STAGE/usr/share/polkit-1/rules.d" "$STAGE/usr/share/lintian/overrides"
+    "$STAGE/usr/share/polkit-1/rules.d" "$STAGE/usr/share/lintian/overrides" "$STAGE/usr/lib/udev/rules.d"
 install -m 0644 image_build/systemd/*.service image_build/systemd/appliance-update.path image_build/systemd/appliance.target "$STAGE/usr/lib/systemd/system/"
 install -m 0644 image_build/sysusers.d/appliance.conf "$STAGE/usr/lib/sysusers.d/contact-analyzer.conf"
 install -m 0644 image_build/tmpfiles.d/appliance.conf "$STAGE/usr/lib/tmpfiles.d/contact-analyzer.conf"
 install -m 0644 image_build/polkit-1/rules.d/*.rules "$STAGE/usr/share/polkit-1/rules.d/"
+install -m 0644 image_build/udev/60-contact-analyzer.rules "$STAGE/usr/lib/udev/rules.d/"
 install -m 0644 config.example.toml "$STAGE/etc/appliance/appliance.toml"
 install -m 0644 image_build/debian/lintian-overrides "$STAGE/usr/share/lintian/overrides/contact-analyzer"
 cat > "$STAGE/usr/bin/appliancectl" <<'EOF'

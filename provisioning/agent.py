@@ -143,9 +143,11 @@ def build(cfg: Config, journal: Journal, config_path: str | Path | None,
 def run(cfg: Config, stop: threading.Event | None = None, config_path: str | Path | None = None) -> int:
     """``appliancectl run sync``."""
     from appliance.cloud.sync import loop
-    if not cfg.sync.broker:
-        log.error('sync: [sync] broker is empty: nothing to sync to')
-        return 3
+    if not cfg.sync.broker:             # a box without a cloud: idle and READY, not restarted every few seconds
+        from appliance.daemon import run_loop
+        log.warning("sync: [sync] broker is empty: nothing to sync to (idle until the configuration names one)")
+        return run_loop("sync", lambda: False, tick_s=5.0, stop=stop, ready_status="sync: no broker configured",
+                        status=lambda: "sync: no [sync] broker configured: the journal stays on the box")
     stop = stop or threading.Event()
     journal = Journal.in_dir(cfg.device.state_dir)
     stage = build(cfg, journal, config_path, stop)

@@ -25,4 +25,7 @@ def open_source(cfg: Config, pulses_file: str | None = None, realtime: bool = Tr
     if kind == "nrf24":
         from .nrf24 import Nrf24Source
         return Nrf24Source()
-    raise SourceError('[rf] source = "none": no RF input configured')
+    if kind == "none":
+        from .none import NoSource
+        return NoSource()
+    raise SourceError(f"[rf] source = {kind!r}: not a source this box knows")

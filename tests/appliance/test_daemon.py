@@ -384,3 +384,18 @@ def test_status_lines_say_what_is_wrong(tmp_path, notify):
     line = _daemon_status(tmp_path / "r", notify, "rf", '[rf]\nsource = "rtl_433"\n', "lost",
                           env_extra={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert line.startswith("STATUS=rf: rtl_433 lost (rtl_433 exited with status 1)") and "no press yet" in line
+
+
+def test_daemons_with_nothing_to_do_stay_up_ready_instead_of_restarting(tmp_path):
+    """No receiver (``[rf] source = "none"``) and no broker (``[sync] broker = ""``): each
+    daemon says so, is READY, pets its watchdog and stops on SIGTERM with 0 — where it once
+    exited 3 and systemd restarted it every few seconds, forever."""
+    cfg = make_config(tmp_path, '\n[rf]\nsource = "none"\n')
+    for daemon in ("rf", "sync"):
+        sock = NotifySocket(tmp_path / f"{daemon}.sock")
+        proc = start(cfg, daemon, sock)
+        try:
+            lifecycle(proc, sock, daemon)
+        finally:
+            proc.kill()
+            sock.close()

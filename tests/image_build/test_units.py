@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-UNITS = sorted(u for u in (ROOT / "image_build" / "systemd").glob("appliance-*.service") if u.stem != "appliance-firstboot")
+UNITS = sorted(u for u in (ROOT / "image_build" / "systemd").glob("appliance-*.service")
+               if u.stem not in ("appliance-firstboot", "appliance-update"))
 ANALYZE = shutil.which("systemd-analyze")
 
 
@@ -36,6 +37,8 @@ def test_unit_is_sound_and_least_privileged(unit, tmp_path):
     assert svc["Type"] == "notify" and "WatchdogSec" in svc and svc["NoNewPrivileges"] == "yes"
     assert svc["User"] == unit.stem and svc["CapabilityBoundingSet"] == ""
     assert svc["ExecStart"].endswith("run " + unit.stem.split("-", 1)[1])
+    # a call outside the filter (adjtimex under ProtectClock=, found booting the image) fails, never kills
+    assert svc["SystemCallFilter"] == "@system-service" and svc["SystemCallErrorNumber"] == "EPERM"
     assert ANALYZE, "systemd-analyze is missing (tools/install.sh installs systemd)"
     installed = as_installed(unit, tmp_path)
     v = subprocess.run([ANALYZE, "verify", str(installed)], capture_output=True, text=True, timeout=60)
@@ -43,3 +46,18 @@ def test_unit_is_sound_and_least_privileged(unit, tmp_path):
     s = subprocess.run([ANALYZE, "security", "--offline=true", "--threshold=30", str(installed)],
                        capture_output=True, text=True, timeout=60)
     assert s.returncode == 0, s.stdout[-600:]
+
+
+def test_the_update_units_verify(tmp_path):
+    """appliance-update.path starts appliance-update.service (root, oneshot) when a request is
+    left; the service runs the release that was current when it started, resolved."""
+    assert ANALYZE, "systemd-analyze is missing (tools/install.sh installs systemd)"
+    service = (ROOT / "image_build" / "systemd" / "appliance-update.service").read_text()
+    assert "readlink -f /opt/appliance/current" in service and "Type=oneshot" in service
+    path = (ROOT / "image_build" / "systemd" / "appliance-update.path").read_text()
+    assert "PathExists=/var/lib/appliance/updates/request.json" in path and "Unit=appliance-update.service" in path
+    for name, text in (("appliance-update.service", service), ("appliance-update.path", path)):
+        (tmp_path / name).write_text(text)
+    v = subprocess.run([ANALYZE, "verify", str(tmp_path / "appliance-update.path"),
+                        str(tmp_path / "appliance-update.service")], capture_output=True, text=True, timeout=60)
+    assert v.returncode == 0 and not v.stderr.strip(), v.stderr
