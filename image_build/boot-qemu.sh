@@ -10,6 +10,7 @@
 # the same path a technician uses. The guest reaches the host as 10.0.2.2 (QEMU user
 # networking), so a broker on the host's loopback is the box's cloud.
 #
+# QEMU_APPEND adds kernel arguments (e.g. "overlayroot=tmpfs:recurse=0", the read-only root).
 # The journal is forwarded to the console (the daemons' own log lines are in it).
 # Prints each daemon as systemd reports it started (for Type=notify units: READY=1 received)
 # and exits 0 when all four are, 1 when the time (BOOT_TIMEOUT_S, default 1200) runs out.
@@ -39,7 +40,7 @@ echo "==> booting $(basename "$IMG") in qemu-system-aarch64 (virt, cortex-a53, 2
 T0=$(date +%s)
 qemu-system-aarch64 -M virt -cpu cortex-a53 -smp 2 -m 1024 -nographic -no-reboot \
     -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
-    -append "root=LABEL=rootfs rootfstype=ext4 rootwait console=ttyAMA0 systemd.show_status=1 systemd.journald.forward_to_console=1 panic=-1" \
+    -append "root=LABEL=rootfs rootfstype=ext4 rootwait console=ttyAMA0 systemd.show_status=1 systemd.journald.forward_to_console=1 panic=-1 ${QEMU_APPEND:-}" \
     -drive "if=none,file=$WORK/disk.img,format=raw,id=hd0" -device virtio-blk-device,drive=hd0 \
     -netdev user,id=net0 -device virtio-net-device,netdev=net0 \
     > "$WORK/console.log" 2>&1 &

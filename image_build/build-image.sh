@@ -16,7 +16,9 @@
 # key in the image with AUTHORIZED_KEYS=file), NetworkManager (Wi-Fi from a keyfile on the boot
 # partition, see the first boot), systemd-timesyncd, the hardware watchdog (RuntimeWatchdogSec),
 # logs kept in RAM (journald Storage=volatile) to spare the SD card, noatime, unattended
-# security upgrades, and the first boot (appliance-firstboot.service).
+# security upgrades, the first boot (appliance-firstboot.service), the fleet's release keys
+# (RELEASE_KEYS=folder of *.pub), and a data partition for everything the box writes, so that
+# the root can be made read-only (overlayroot) from cmdline.txt.
 #
 # Needs (tools/install.sh installs them): mmdebstrap qemu-user-static binfmt-support arch-test
 # dosfstools mtools e2fsprogs fdisk; binfmt_misc with qemu-aarch64 enabled (done below if not).
@@ -80,7 +82,7 @@ step "the root file system (mmdebstrap, $ARCH, with the package)"
 TARGET="$WORK/rootfs"
 rm -rf "$TARGET" && mkdir -p "$TARGET"
 mmdebstrap --quiet --arch="$ARCH" --variant=minbase \
-    --include=systemd-sysv,udev,kmod,iproute2,iputils-ping,netbase,network-manager,wpasupplicant,openssh-server,systemd-timesyncd,sudo,ca-certificates,python3,python3-venv,adduser,libasound2,libsystemd0,alsa-utils,rtl-433,unattended-upgrades,apt-listchanges,raspi-firmware,linux-image-arm64,firmware-brcm80211,dosfstools,e2fsprogs,fdisk,less,nano \
+    --include=systemd-sysv,udev,kmod,iproute2,iputils-ping,netbase,network-manager,wpasupplicant,openssh-server,systemd-timesyncd,sudo,ca-certificates,python3,python3-venv,adduser,libasound2,libsystemd0,alsa-utils,rtl-433,unattended-upgrades,apt-listchanges,raspi-firmware,linux-image-arm64,firmware-brcm80211,dosfstools,e2fsprogs,fdisk,overlayroot,less,nano \
     --components=main,contrib,non-free,non-free-firmware \
     --customize-hook="copy-in $DEB /tmp" \
     --customize-hook='chroot "$1" dpkg -i /tmp/'"$(basename "$DEB")" \
@@ -92,10 +94,28 @@ R="$TARGET"
 rm -f "$R/etc/resolv.conf"          # the build host's; NetworkManager writes the box's own
 echo "contact-analyzer" > "$R/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tcontact-analyzer\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$R/etc/hosts"
+# What the box writes lives on a data partition (label data): the state (journal, clips),
+# the releases (application updates) and the settings. So the root can be made read-only
+# (overlayroot, see cmdline.txt) and an update or a settings change still lasts.
+if [ -n "${RELEASE_KEYS:-}" ]; then       # the fleet's release keys: the updates this box takes
+    install -d -m 0755 "$R/etc/appliance/release-keys"
+    install -m 0644 "$RELEASE_KEYS"/*.pub "$R/etc/appliance/release-keys/"
+fi
+mkdir -p "$R/data"
+for pair in state:var/lib/appliance opt:opt/appliance etc:etc/appliance; do
+    name=${pair%%:*}; path=${pair#*:}
+    mv "$R/$path" "$R/data/$name"
+    mkdir "$R/$path"
+    chown --reference="$R/data/$name" "$R/$path" && chmod --reference="$R/data/$name" "$R/$path"
+done
 cat > "$R/etc/fstab" <<'EOF'
-LABEL=rootfs  /              ext4  defaults,noatime,commit=60  0 1
-LABEL=bootfs  /boot/firmware vfat  defaults,noatime,umask=0077 0 2
-tmpfs         /tmp           tmpfs defaults,nosuid,nodev,size=64M 0 0
+LABEL=rootfs  /                  ext4  defaults,noatime,commit=60  0 1
+LABEL=bootfs  /boot/firmware     vfat  defaults,noatime,umask=0077 0 2
+LABEL=data    /data              ext4  defaults,noatime,commit=60  0 2
+/data/state   /var/lib/appliance none  bind 0 0
+/data/opt     /opt/appliance     none  bind 0 0
+/data/etc     /etc/appliance     none  bind 0 0
+tmpfs         /tmp               tmpfs defaults,nosuid,nodev,size=64M 0 0
 EOF
 mkdir -p "$R/etc/ssh/sshd_config.d" "$R/etc/systemd/journald.conf.d" "$R/etc/systemd/system.conf.d" "$R/root/.ssh"
 cat > "$R/etc/ssh/sshd_config.d/appliance.conf" <<'EOF'
@@ -157,6 +177,8 @@ dtparam=watchdog=on
 gpu_mem=16
 disable_splash=1
 EOF
+# a read-only root: append " overlayroot=tmpfs:recurse=0" to this line (the root's changes then
+# live in RAM and vanish at the next boot; /data, with the state, releases and settings, stays)
 echo "console=serial0,115200 console=tty1 root=LABEL=rootfs rootfstype=ext4 fsck.repair=yes rootwait quiet" \
     > "$BOOT/cmdline.txt"
 for k in "$R"/boot/vmlinuz-*; do [ -e "$k" ] && cp "$k" "$BOOT/vmlinuz" && break; done

@@ -78,6 +78,35 @@ def test_a_root_folder_becomes_a_partitioned_image(tmp_path):
     assert (r / "boot/firmware/config.txt").exists()          # the folder is left as it was
 
 
+def test_a_data_folder_becomes_a_third_partition_and_an_empty_mount_point(tmp_path):
+    """``ROOTDIR/data`` (the journal, clips, releases and settings: what a read-only root
+    keeps writable) becomes an ext4 partition labelled data, with room to grow."""
+    r = tmp_path / "root"
+    (r / "boot/firmware").mkdir(parents=True)
+    (r / "boot/firmware/cmdline.txt").write_text("root=LABEL=rootfs\n")
+    (r / "data/state").mkdir(parents=True)
+    (r / "data/state").chmod(0o2770)
+    (r / "data/opt/releases/1.0").mkdir(parents=True)
+    os.symlink("releases/1.0", r / "data/opt/current")
+    (r / "etc").mkdir()
+    (r / "etc/fstab").write_text("LABEL=data /data ext4 defaults 0 2\n")
+    img = tmp_path / "out.img"
+    out = run("bash", str(ROOT / "image_build/assemble-image.sh"), str(r), str(img),
+              env={**os.environ, "BOOT_MB": "64", "DATA_MB": "32"})
+    assert ", data " in out.stdout
+    table = json.loads(run("sfdisk", "--json", str(img)).stdout)["partitiontable"]
+    assert [p["type"] for p in table["partitions"]] == ["c", "83", "83"]
+    data = partition(img, 2, tmp_path / "data.ext4")
+    assert table["partitions"][2]["size"] * 512 >= 32 << 20
+    assert "Filesystem volume name:   data" in run("dumpe2fs", "-h", str(data)).stdout
+    assert "Mode:  02770" in run("debugfs", "-R", "stat /state", str(data)).stdout
+    assert "releases/1.0" in run("debugfs", "-R", "stat /opt/current", str(data)).stdout
+    root = partition(img, 1, tmp_path / "root.ext4")
+    assert sorted(run("debugfs", "-R", "ls /data", str(root)).stdout.split()[2::3]) == [".", ".."]   # empty
+    assert run("debugfs", "-R", "cat /etc/fstab", str(root)).stdout.startswith("LABEL=data")
+    assert (r / "data/state").is_dir()                         # the folder is left as it was
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("APPLIANCE_IMAGE_BUILD") != "1", reason="the whole arm64 image build under qemu "
                     "takes about 35 minutes here: APPLIANCE_IMAGE_BUILD=1 runs it")
