@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 RENEW_CHECK_S = 60.0              # how often the certificate's expiry is looked at
 RENEW_RETRY_S = 600.0
+INFO_PROGRESS_S = 10.0            # an update's chunk count in the retained info at most this often
 
 
 class Agent(Extension):
@@ -43,6 +44,7 @@ class Agent(Extension):
         self.new_cert: bytes | None = None
         self.renewed = 0
         self.update_seen: dict | None = None
+        self.info_at = 0.0
 
     # --- paho's thread ------------------------------------------------------------------------
 
@@ -81,9 +83,12 @@ class Agent(Extension):
         for suffix, payload in self.commands.step(stage):
             stage.publish(suffix, payload)
         update = self.commands.updates.summary()
-        if connected and update != self.update_seen:          # an update's progress, in the retained info
-            self.update_seen = update
-            stage.publish_info()
+        if connected and update != self.update_seen:          # an update's progress, in the retained info:
+            phase_changed = (update.get("phase"), update.get("id")) != (     # a new phase at once, chunk
+                (self.update_seen or {}).get("phase"), (self.update_seen or {}).get("id"))   # counts every 10 s
+            if phase_changed or time.monotonic() - self.info_at >= INFO_PROGRESS_S:
+                self.update_seen, self.info_at = update, time.monotonic()
+                stage.publish_info()
         if self.identity is not None and not self.cfg.sync.cert_file:
             self._renewal(stage, connected)
 

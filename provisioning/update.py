@@ -287,6 +287,7 @@ class Updater:
         holder = self.busy()
         if holder:
             return Outcome("deferred", None, previous, f"busy: {holder}")
+        self.releases.base.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="update-", dir=self.releases.base) as tmp:
             try:
                 m = verify_bundle(bundle, self.keys, Path(tmp) / "wheels")
