@@ -184,11 +184,14 @@ def cmd_devices(args: argparse.Namespace) -> int:
     rows = []
     for d in devices:
         c = d["config"] or {}
+        u = (d["info"] or {}).get("update") or {}
         rows.append([d["id"], "online" if d["online"] else "offline", _age(d["last_seen"]), d["version"] or "-",
+                     f"{u.get('phase')} {u.get('version') or ''}".strip() if u.get("phase") else "-",
                      f"v{c.get('applied_version', 0)} {c.get('status', '-')}" if c else "-",
                      _age(d["health_at"]) if d["health"] else "-", _health_line(d["health"]), d["journal_records"],
                      d["store"] or "-", d["group"] or "-", ",".join(d["tags"])])
-    print(table(["device", "state", "last seen", "version", "config", "health", "last health", "records", "store",
+    print(table(["device", "state", "last seen", "version", "update", "config", "health", "last health", "records",
+                 "store",
                  "group", "tags"],
                 rows))
     print(f"{len(devices)} device(s), {sum(d['online'] for d in devices)} online")

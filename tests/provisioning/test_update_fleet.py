@@ -240,6 +240,9 @@ def test_an_update_over_mqtt_is_installed_health_checked_committed_and_reported(
                              limit=20)
         info = retained_info(fleet, "box-u1")["update"]
         assert info["version"] == "2.0" and info["previous"] == "1.0"
+        db = str(fleet.tmp / "ingest.db")                # the ingest keeps it: fleetctl devices shows it
+        assert box.run_until(lambda: fleetctl(["devices", "--db", db]) == 0 and
+                             "committed 2.0" in capsys.readouterr().out, limit=20)
         rc = drive([box], lambda: fleetctl(["cmd", "box-u1", "update", str(bundle), "--json", "--wait", "60",
                                             *operator_args(fleet)]))
         doc = json.loads(capsys.readouterr().out)
