@@ -13,7 +13,9 @@
 # QEMU_APPEND adds kernel arguments (e.g. "overlayroot=tmpfs:recurse=0", the read-only root).
 # The journal is forwarded to the console (the daemons' own log lines are in it).
 # Prints each daemon as systemd reports it started (for Type=notify units: READY=1 received)
-# and exits 0 when all four are, 1 when the time (BOOT_TIMEOUT_S, default 1200) runs out.
+# and when the sync daemon has connected to its broker; exits 0 when all four are READY and
+# the sync daemon connected (NEED_BROKER=0: READY is enough), 1 when the time
+# (BOOT_TIMEOUT_S, default 1200) runs out.
 # The console log is kept in build/qemu/console.log. Needs qemu-system-arm, qemu-utils, mtools.
 set -euo pipefail
 IMG=$(realpath "$1")
@@ -56,10 +58,14 @@ while kill -0 $QEMU 2>/dev/null; do
             echo "    appliance-$d READY after ${seen[$d]} s"
         fi
     done
-    if [ ${#seen[@]} -eq 4 ]; then rc=0; break; fi
+    if [ ${#seen[@]} -eq 4 ] && [ -z "${connected:-}" ] && grep -a -q "sync: connected to" "$WORK/console.log"; then
+        connected=$(( $(date +%s) - T0 ))
+        echo "    appliance-sync connected to the broker after $connected s"
+    fi
+    if [ ${#seen[@]} -eq 4 ] && { [ -n "${connected:-}" ] || [ "${NEED_BROKER:-1}" = 0 ]; }; then rc=0; break; fi
     if [ $(( $(date +%s) - T0 )) -gt "$TIMEOUT" ]; then echo "==> not all four READY within $TIMEOUT s"; break; fi
     sleep 5
 done
-grep -a -E "appliance|Failed|firstboot" "$WORK/console.log" | grep -av "^\s*$" | tail -40 || true
+sed 's/\x1b\[[0-9;]*m//g' "$WORK/console.log" | grep -a -E "appliance|Failed|overlayroot" | tail -40 || true
 echo "==> $(( $(date +%s) - T0 )) s; console log: $WORK/console.log"
 exit $rc

@@ -5,13 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 if command -v apt-get >/dev/null 2>&1; then
-    echo "==> apt: python3, venv, ALSA and systemd headers, rtl-433, ffmpeg, Mosquitto, PostgreSQL, GStreamer RTSP server, Chromium, mmdebstrap and lintian (tests)"
+    echo "==> apt: python3, venv, ALSA and systemd headers, rtl-433, ffmpeg, Mosquitto, PostgreSQL, GStreamer RTSP server, Chromium, mmdebstrap, lintian and QEMU (tests, images)"
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends python3 python3-venv python3-dev tzdata ca-certificates \
         gcc pkg-config libasound2-dev libsystemd-dev alsa-utils rtl-433 ffmpeg mosquitto mosquitto-clients postgresql systemd \
         python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
         chromium chromium-driver mmdebstrap lintian dpkg-dev qemu-user-static binfmt-support arch-test \
-        dosfstools mtools e2fsprogs fdisk >/dev/null
+        dosfstools mtools e2fsprogs fdisk qemu-system-arm qemu-utils >/dev/null
 fi
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then

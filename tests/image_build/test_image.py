@@ -110,12 +110,33 @@ def test_a_data_folder_becomes_a_third_partition_and_an_empty_mount_point(tmp_pa
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("APPLIANCE_IMAGE_BUILD") != "1", reason="the whole arm64 image build under qemu "
                     "takes about 35 minutes here: APPLIANCE_IMAGE_BUILD=1 runs it")
-def test_the_whole_arm64_image_builds_and_the_appliance_runs_in_it():
+def test_the_whole_arm64_image_builds_boots_and_the_four_daemons_are_ready(tmp_path):
+    """The build; ``appliancectl --version`` in the arm64 root (under qemu-user); then the
+    image booted in qemu-system-aarch64 — writable root, then read-only (overlayroot) — until
+    the four daemons are READY, with a broker on the host as the box's cloud."""
+    from tests.mqtt_broker import Mosquitto
     out = run("bash", str(ROOT / "image_build/build-image.sh"), timeout=7200)
     assert "built " in out.stdout
     rootfs = ROOT / "build/image/rootfs"
-    version = run("chroot", str(rootfs), "/usr/bin/appliancectl", "--version").stdout
+    run("mount", "--bind", str(rootfs / "data/opt"), str(rootfs / "opt/appliance"))   # as the image's fstab does
+    try:
+        version = run("chroot", str(rootfs), "/usr/bin/appliancectl", "--version").stdout
+    finally:
+        run("umount", str(rootfs / "opt/appliance"))
     assert version.startswith("appliancectl ")
-    assert (rootfs / "opt/appliance/current").is_symlink()
+    assert (rootfs / "data/opt/current").is_symlink() and not any((rootfs / "opt/appliance").iterdir())
     imgs = sorted((ROOT / "dist").glob("contact-analyzer-*-arm64.img"))
     assert imgs and Path(str(imgs[-1]) + ".sha256").exists()
+    broker = Mosquitto(tmp_path / "broker").start()
+    try:
+        toml = tmp_path / "appliance.toml"
+        toml.write_text(f'[device]\nid = "qemu-box"\n[points.till1]\n[rf]\nsource = "none"\n'
+                        f'[sync]\nbroker = "mqtt://10.0.2.2:{broker.port}"\n')
+        for append in ("", "overlayroot=tmpfs:recurse=0"):
+            boot = run("bash", str(ROOT / "image_build/boot-qemu.sh"), str(imgs[-1]), str(toml),
+                       env={**os.environ, "QEMU_APPEND": append}, timeout=2400)
+            for d in ("core", "rf", "audio", "sync"):
+                assert f"appliance-{d} READY after" in boot.stdout, boot.stdout[-3000:]
+            assert "appliance-sync connected to the broker" in boot.stdout
+    finally:
+        broker.stop()
