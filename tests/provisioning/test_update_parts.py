@@ -199,3 +199,19 @@ def test_a_busy_flag_that_cannot_be_made_never_stops_the_daemon(tmp_path):
     (tmp_path / "no").write_text("a file where the folder should be")
     f.set(True)                                         # cannot: logged, the daemon goes on
     assert f.fd is None and holders(tmp_path / "no" / "such") == []
+
+
+def test_appliancectl_update_run_and_status(tmp_path):
+    cfg = box_cfg(tmp_path)
+    ctl = [sys.executable, "-m", "appliance.cli.main", "--config", str(tmp_path / "appliance.toml")]
+    r = subprocess.run([*ctl, "update", "run"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0 and "nothing to do" in r.stdout, r.stderr
+    d = Delivery(cfg)
+    d.start("u9", {"sha256": "ab" * 32, "size": 10, "chunks": 2, "chunk_size": 5, "version": "9.9"}, 0)
+    d.receive_chunk("ab" * 32, "0", b"12345")
+    r = subprocess.run([*ctl, "update", "status", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    doc = json.loads(r.stdout)
+    assert doc["current"] is None and doc["release_keys"] == 1 and doc["window"] == "any time"
+    assert doc["receiving"] == {"id": "u9", "phase": "receiving", "version": "9.9", "chunks": [1, 2]}
+    r = subprocess.run([*ctl, "update", "status"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "receiving 9.9: 1 of 2 chunks" in r.stdout and "1 release key(s)" in r.stdout
