@@ -456,6 +456,10 @@ def _update_bundle(args: argparse.Namespace):
 
 def cmd_cmd(args: argparse.Namespace) -> int:
     from .operator import Operator, OperatorError
+    if args.wait is None:
+        args.wait = 1800.0 if args.action == "update" else 30.0
+    if args.expires is None:
+        args.expires = 86400.0 if args.action == "update" else 600.0
     bundle = None
     if args.action == "update":
         if len(args.args) != 1 or "=" in args.args[0]:
@@ -967,8 +971,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="daemon=core | from_seq=1 | point=till1 staff=anna | destination=managers; "
                         "update: the bundle FILE")
     s.add_argument("--id", help="command id (default: a new one); the same id never runs twice")
-    s.add_argument("--expires", type=float, default=600, help="seconds until it must not run any more (default 600)")
-    s.add_argument("--wait", type=float, default=30, help="seconds to wait for the result (default 30)")
+    s.add_argument("--expires", type=float, help="seconds until it must not run any more (default 600; update: a "
+                                                 "day, time to wait for the maintenance window)")
+    s.add_argument("--wait", type=float, help="seconds to wait for the result (default 30; update: 1800)")
     s.add_argument("--url", help="update: the box fetches the bundle from this http(s) URL instead of MQTT chunks")
     s.add_argument("--chunk-kb", type=int, default=256, help="update: chunk size over MQTT (default 256 KiB)")
     _broker_options(s)
