@@ -261,6 +261,12 @@ class Delivery:
             self.fetch_error = f"download failed: {exc}"[:500]
             log.warning("update %s: %s", job["id"], self.fetch_error)
 
+    def abandon(self, why: str) -> tuple | None:
+        """End the update under way with an error (something unforeseen went wrong with it)."""
+        with self.lock:
+            job = dict(self.job) if self.job else None
+        return self._end(job, "error", {}, why) if job else None
+
     def _end(self, job: dict, status: str, result: dict, error: str) -> tuple:
         with self.lock:
             self.job = None

@@ -101,6 +101,9 @@ class Commands:
         except OSError as exc:                  # a full disk: the update waits, the journal flows
             log.warning("update: %s", exc)
             ended = None
+        except Exception as exc:  # noqa: BLE001 - a bad update ends alone, never the sync daemon
+            log.exception("update: failed")
+            ended = self.updates.abandon(f"internal error: {type(exc).__name__}")
         if ended is not None:
             self._finish(*ended)
         if time.monotonic() - self.tidied_at > 3600:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import threading
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -215,3 +216,23 @@ def test_appliancectl_update_run_and_status(tmp_path):
     assert doc["receiving"] == {"id": "u9", "phase": "receiving", "version": "9.9", "chunks": [1, 2]}
     r = subprocess.run([*ctl, "update", "status"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert "receiving 9.9: 1 of 2 chunks" in r.stdout and "1 release key(s)" in r.stdout
+
+
+def test_an_update_that_breaks_unexpectedly_ends_alone(tmp_path, monkeypatch):
+    """Whatever goes wrong inside an update's step, the command is answered with an error and
+    the job is gone, so a restarted sync daemon does not trip over it again."""
+    from provisioning.commands import Commands
+    cfg = box_cfg(tmp_path)
+    from appliance.journal import Journal
+    j = Journal.in_dir(cfg.device.state_dir)
+    try:
+        c = Commands(cfg, j, "b")
+        c.updates.start("u1", {"sha256": "ab" * 32, "size": 10, "chunks": 1, "chunk_size": 10}, 0)
+        monkeypatch.setattr(c.updates, "_receiving", lambda job, connected: 1 / 0)
+        stage = SimpleNamespace(connected=threading.Event())
+        out = c.step(stage)
+        assert len(out) == 1 and b'"status":"error"' in out[0][1] and b"ZeroDivisionError" in out[0][1]
+        assert c.updates.job is None and not (tmp_path / "state" / "updates" / "job.json").exists()
+        assert c.step(stage) == []
+    finally:
+        j.close()
