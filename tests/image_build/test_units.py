@@ -61,3 +61,19 @@ def test_the_update_units_verify(tmp_path):
     v = subprocess.run([ANALYZE, "verify", str(tmp_path / "appliance-update.path"),
                         str(tmp_path / "appliance-update.service")], capture_output=True, text=True, timeout=60)
     assert v.returncode == 0 and not v.stderr.strip(), v.stderr
+
+
+def test_the_first_boot_runs_before_every_daemon(tmp_path):
+    """Booting the image showed the daemons starting on the default settings while the first
+    boot was still putting the technician's in place: it must be ordered before each of them."""
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.optionxform = str
+    text = (ROOT / "image_build" / "systemd" / "appliance-firstboot.service").read_text()
+    before = " ".join(line.split("=", 1)[1] for line in text.splitlines() if line.startswith("Before="))
+    for u in UNITS:
+        assert u.name in before.split(), u.name
+    (tmp_path / "appliance-firstboot.service").write_text(text.replace("/opt/appliance/current/bin/python",
+                                                                       sys.executable))
+    v = subprocess.run([ANALYZE, "verify", str(tmp_path / "appliance-firstboot.service")], capture_output=True,
+                       text=True, timeout=60)
+    assert v.returncode == 0 and "Before" not in v.stderr, v.stderr
