@@ -82,7 +82,7 @@ step "the root file system (mmdebstrap, $ARCH, with the package)"
 TARGET="$WORK/rootfs"
 rm -rf "$TARGET" && mkdir -p "$TARGET"
 mmdebstrap --quiet --arch="$ARCH" --variant=minbase \
-    --include=systemd-sysv,udev,kmod,iproute2,iputils-ping,netbase,network-manager,wpasupplicant,openssh-server,systemd-timesyncd,sudo,ca-certificates,python3,python3-venv,adduser,libasound2,libsystemd0,alsa-utils,rtl-433,unattended-upgrades,apt-listchanges,raspi-firmware,linux-image-arm64,firmware-brcm80211,dosfstools,e2fsprogs,fdisk,overlayroot,less,nano \
+    --include=systemd-sysv,udev,kmod,iproute2,iputils-ping,netbase,network-manager,wpasupplicant,openssh-server,systemd-timesyncd,sudo,ca-certificates,python3,python3-venv,adduser,libasound2,libsystemd0,alsa-utils,rtl-433,unattended-upgrades,apt-listchanges,raspi-firmware,linux-image-arm64,firmware-brcm80211,dosfstools,e2fsprogs,fdisk,overlayroot,busybox,less,nano \
     --components=main,contrib,non-free,non-free-firmware \
     --customize-hook="copy-in $DEB /tmp" \
     --customize-hook='chroot "$1" dpkg -i /tmp/'"$(basename "$DEB")" \
@@ -187,4 +187,4 @@ for i in "$R"/boot/initrd.img-*; do [ -e "$i" ] && cp "$i" "$BOOT/initrd.img" &&
 step "assembling the image"
 BOOT_MB="$BOOT_MB" bash image_build/assemble-image.sh "$R" "$IMG"
 step "built $IMG ($(du -h --apparent-size "$IMG" | cut -f1), $(du -h "$IMG" | cut -f1) on disk); package $(du -h "$DEB" | cut -f1)"
-echo "check it: chroot $TARGET /usr/bin/appliancectl --version (under qemu)"
+echo "check it: mount --bind $TARGET/data/opt $TARGET/opt/appliance; chroot $TARGET /usr/bin/appliancectl --version (under qemu)"
