@@ -138,5 +138,14 @@ def test_the_whole_arm64_image_builds_boots_and_the_four_daemons_are_ready(tmp_p
             for d in ("core", "rf", "audio", "sync"):
                 assert f"appliance-{d} READY after" in boot.stdout, boot.stdout[-3000:]
             assert "appliance-sync connected to the broker" in boot.stdout
+            # what the guest wrote: the first boot's host name lands on the root only when it is
+            # writable; the settings and the journal always land on the data partition
+            disk = ROOT / "build/qemu/disk.img"
+            root = partition(disk, 1, tmp_path / "root.ext4")
+            data = partition(disk, 2, tmp_path / "data.ext4")
+            hostname = run("debugfs", "-R", "cat /etc/hostname", str(root)).stdout.strip()
+            assert (hostname == "contact-analyzer") == bool(append), hostname
+            assert 'id = "qemu-box"' in run("debugfs", "-R", "cat /etc/appliance.toml", str(data)).stdout
+            assert "journal.db" in run("debugfs", "-R", "ls /state", str(data)).stdout
     finally:
         broker.stop()
