@@ -44,6 +44,7 @@ class Agent(Extension):
         self.new_cert: bytes | None = None
         self.renewed = 0
         self.update_seen: dict | None = None
+        self.update_busy = False
         self.info_at = 0.0
 
     # --- paho's thread ------------------------------------------------------------------------
@@ -82,15 +83,23 @@ class Agent(Extension):
                 stage.publish(CONFIG_REPORTED, report, retain=True)
         for suffix, payload in self.commands.step(stage):
             stage.publish(suffix, payload)
-        update = self.commands.updates.summary()
-        if connected and update != self.update_seen:          # an update's progress, in the retained info:
-            phase_changed = (update.get("phase"), update.get("id")) != (     # a new phase at once, chunk
-                (self.update_seen or {}).get("phase"), (self.update_seen or {}).get("id"))   # counts every 10 s
-            if phase_changed or time.monotonic() - self.info_at >= INFO_PROGRESS_S:
-                self.update_seen, self.info_at = update, time.monotonic()
-                stage.publish_info()
+        busy = self.commands.updates.job is not None
+        if connected and (busy or self.update_busy):      # only while an update is under way or just ended:
+            self.update_busy = busy                        # an idle box reads no update state each tick
+            self._publish_update(stage)
         if self.identity is not None and not self.cfg.sync.cert_file:
             self._renewal(stage, connected)
+
+    def _publish_update(self, stage: SyncStage) -> None:
+        """An update's progress in the retained info: a new phase at once, chunk counts every 10 s."""
+        update = self.commands.updates.summary()
+        if update == self.update_seen:
+            return
+        seen = self.update_seen or {}
+        phase_changed = (update.get("phase"), update.get("id")) != (seen.get("phase"), seen.get("id"))
+        if phase_changed or time.monotonic() - self.info_at >= INFO_PROGRESS_S:
+            self.update_seen, self.info_at = update, time.monotonic()
+            stage.publish_info()
 
     def _renewal(self, stage: SyncStage, connected: bool) -> None:
         with self.lock:

@@ -22,9 +22,9 @@ import urllib.request
 from pathlib import Path
 
 from appliance.config.schema import Config
-from appliance.files import fsync_path, write_atomic
+from appliance.files import atomic_path, write_atomic
 
-from .update import MAX_BUNDLE_BYTES, TERMINAL, UpdateError, load_public_keys, verify_bundle
+from .update import MAX_BUNDLE_BYTES, TERMINAL, UpdateError, load_public_keys, read_state, verify_bundle
 from .update_service import REQUEST_FILE, STATE_FILE, updates_dir
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,6 @@ class Delivery:
         self.last_chunk = time.monotonic()
         self.fetch: threading.Thread | None = None
         self.fetch_error = ""
-        self.state_seen: tuple | None = None
-        self.received = 0
 
     def _load(self) -> dict | None:
         try:
@@ -148,9 +146,8 @@ class Delivery:
             self.last_chunk = time.monotonic()
         d = self.dir / sha
         d.mkdir(parents=True, exist_ok=True)
-        if not (d / part).exists():
+        if not (d / str(n)).exists():
             write_atomic(d / str(n), payload)
-            self.received += 1
 
     # --- the sync daemon's thread ---------------------------------------------------------
 
@@ -201,22 +198,22 @@ class Delivery:
         return self._hand_over(job, bundle)
 
     def _assemble(self, d: Path, job: dict, bundle: Path) -> str:
-        """The chunks in order into the bundle; why not, or ""."""
-        h = hashlib.sha256()
-        tmp = bundle.with_name(bundle.name + ".part")
-        with open(tmp, "wb") as out:
-            for n in range(job["chunks"]):
-                data = (d / str(n)).read_bytes()
-                h.update(data)
-                out.write(data)
-        if h.hexdigest() != job["sha256"]:
-            tmp.unlink(missing_ok=True)
-            shutil.rmtree(d, ignore_errors=True)
-            return f"the chunks do not make the bundle the command named (SHA-256 {h.hexdigest()[:12]}…)"
-        fsync_path(tmp)
-        tmp.replace(bundle)
-        fsync_path(self.dir)
-        shutil.rmtree(d, ignore_errors=True)
+        """The chunks in order into the bundle, whole or not at all; why not, or ""."""
+        try:
+            with atomic_path(bundle) as tmp:
+                h = hashlib.sha256()
+                with open(tmp, "wb") as out:
+                    for n in range(job["chunks"]):
+                        data = (d / str(n)).read_bytes()
+                        h.update(data)
+                        out.write(data)
+                if h.hexdigest() != job["sha256"]:
+                    raise DeliveryError(f"the chunks do not make the bundle the command named (SHA-256 "
+                                        f"{h.hexdigest()[:12]}…)")
+        except DeliveryError as exc:
+            return str(exc)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)     # whole, or not the announced bundle: done with
         return ""
 
     def _hand_over(self, job: dict, bundle: Path) -> tuple | None:
@@ -234,30 +231,24 @@ class Delivery:
         return None
 
     def _fetch(self, job: dict) -> None:
-        bundle = self.bundle_path(job["sha256"])
-        tmp = bundle.with_name(bundle.name + ".part")
         try:
-            h, got = hashlib.sha256(), 0
-            req = urllib.request.Request(job["url"], headers={"User-Agent": "contact-analyzer-update"})
-            with urllib.request.urlopen(req, timeout=FETCH_TIMEOUT_S) as r, open(tmp, "wb") as out:
-                while True:
-                    data = r.read(1 << 16)
-                    if not data:
-                        break
-                    got += len(data)
-                    if got > job["size"]:
-                        raise DeliveryError(f"the URL sent more than the {job['size']} bytes announced")
-                    h.update(data)
-                    out.write(data)
-                out.flush()
-            if got != job["size"] or h.hexdigest() != job["sha256"]:
-                raise DeliveryError(f"the URL's file is not the bundle the command named ({got} bytes, SHA-256 "
-                                    f"{h.hexdigest()[:12]}…)")
-            fsync_path(tmp)
-            tmp.replace(bundle)
-            fsync_path(self.dir)
+            with atomic_path(self.bundle_path(job["sha256"])) as tmp:
+                h, got = hashlib.sha256(), 0
+                req = urllib.request.Request(job["url"], headers={"User-Agent": "contact-analyzer-update"})
+                with urllib.request.urlopen(req, timeout=FETCH_TIMEOUT_S) as r, open(tmp, "wb") as out:
+                    while True:
+                        data = r.read(1 << 16)
+                        if not data:
+                            break
+                        got += len(data)
+                        if got > job["size"]:
+                            raise DeliveryError(f"the URL sent more than the {job['size']} bytes announced")
+                        h.update(data)
+                        out.write(data)
+                if got != job["size"] or h.hexdigest() != job["sha256"]:
+                    raise DeliveryError(f"the URL's file is not the bundle the command named ({got} bytes, SHA-256 "
+                                        f"{h.hexdigest()[:12]}…)")
         except (OSError, ValueError, DeliveryError) as exc:     # urllib's errors are OSErrors
-            tmp.unlink(missing_ok=True)
             self.fetch_error = f"download failed: {exc}"[:500]
             log.warning("update %s: %s", job["id"], self.fetch_error)
 
@@ -280,10 +271,7 @@ class Delivery:
     # --- what the fleet sees --------------------------------------------------------------
 
     def state(self) -> dict:
-        try:
-            return json.loads((self.dir / STATE_FILE).read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_state(self.dir / STATE_FILE)
 
     def summary(self) -> dict:
         """For ``info``: the last update's phase (committed, rolled back, waiting …) and, while
@@ -299,10 +287,14 @@ class Delivery:
         return st
 
     def tidy(self) -> None:
-        """Chunks of bundles no job wants, older than a day: removed."""
+        """Chunks of bundles no job wants, and bundles a power cut left half-written, older than a
+        day: removed."""
         with self.lock:
             keep = self.job["sha256"] if self.job else None
         now = time.time()
         for d in self.dir.glob("*") if self.dir.is_dir() else []:
             if d.is_dir() and d.name != keep and now - d.stat().st_mtime > STRAY_MAX_AGE_S:
                 shutil.rmtree(d, ignore_errors=True)
+        for f in self.dir.glob(".*.tmp") if self.dir.is_dir() else []:   # a bundle cut short by a power cut
+            if now - f.stat().st_mtime > STRAY_MAX_AGE_S:
+                f.unlink(missing_ok=True)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from appliance.files import write_atomic
+from appliance.files import fsync_path, write_atomic
 
 FORMAT = 1
 MAX_FILES = 200
@@ -160,12 +160,12 @@ def verify_bundle(path: Path, public_keys: list, into: Path | None) -> Manifest:
 # --- releases -------------------------------------------------------------------------------
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_DIRECTORY)
+def read_state(path: Path) -> dict:
+    """``update.json``: the last update's phase (an empty dict when there is none or it is unreadable)."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 class Releases:
@@ -198,7 +198,7 @@ class Releases:
             pass
         os.symlink(f"releases/{version}", tmp)
         os.replace(tmp, self.base / "current")
-        _fsync_dir(self.base)
+        fsync_path(self.base)
 
     def prune(self, keep: set[str]) -> None:
         for d in self.dir.iterdir() if self.dir.exists() else []:
@@ -268,10 +268,7 @@ class Updater:
         self.why_unhealthy = why_unhealthy
 
     def state(self) -> dict:
-        try:
-            return json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_state(self.state_file)
 
     def note(self, **doc) -> None:
         write_atomic(self.state_file, json.dumps({**doc, "time": int(time.time())}, sort_keys=True).encode())
@@ -316,8 +313,8 @@ class Updater:
         rel.parent.mkdir(parents=True, exist_ok=True)
         self.installer(rel, wheels)
         (rel / ".complete").write_bytes(b"")
-        _fsync_dir(rel)
-        _fsync_dir(rel.parent)
+        fsync_path(rel)
+        fsync_path(rel.parent)
 
     def _switch_and_check(self, update_id: str, version: str, previous: str | None) -> Outcome:
         self.note(id=update_id, phase="switching", version=version, previous=previous)

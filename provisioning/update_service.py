@@ -26,6 +26,7 @@ from typing import Callable
 from zoneinfo import ZoneInfo
 
 from appliance.cloud.sync import STATUS_FILE
+from appliance.cloud.wire import NAME_RE
 from appliance.config.schema import Config
 from appliance.update_lock import holders
 
@@ -68,7 +69,7 @@ def read_request(directory: Path) -> Request | None:
             raise ValueError("larger than 4 kB")
         doc = json.loads(raw)
         rid, name, expires = doc["id"], doc["bundle"], doc.get("expires", 0)
-        if not (isinstance(rid, str) and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}", rid)):
+        if not (isinstance(rid, str) and re.fullmatch(NAME_RE, rid)):    # the wire's names, no newline after
             raise ValueError("bad id")
         if not (isinstance(name, str) and _BUNDLE_NAME.match(name)):
             raise ValueError("bad bundle name")

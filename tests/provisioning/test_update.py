@@ -26,12 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = Ed25519PrivateKey.generate()
 
 
-def tiny_wheel(directory: Path, version: str) -> Path:
-    """A real wheel whose console script ``appliancectl`` prints its version."""
+def tiny_wheel(directory: Path, version: str, source: str | None = None) -> Path:
+    """A real wheel whose console script ``appliancectl`` runs ``tinyapp.main``: by default it
+    prints its version; ``source`` is the package's own code instead."""
     name = f"tinyapp-{version}-py3-none-any.whl"
     dist = f"tinyapp-{version}.dist-info"
     files = {
-        "tinyapp/__init__.py": f"def main():\n    print('tinyapp {version}')\n",
+        "tinyapp/__init__.py": source or f"def main():\n    print('tinyapp {version}')\n",
         f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: tinyapp\nVersion: {version}\n",
         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         f"{dist}/entry_points.txt": "[console_scripts]\nappliancectl = tinyapp:main\n",

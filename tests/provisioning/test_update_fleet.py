@@ -15,7 +15,6 @@ import socket
 import subprocess
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -29,6 +28,7 @@ from provisioning import update_service
 from provisioning.update import Releases, make_bundle
 from provisioning.update_service import UNITS
 from tests.provisioning.boxes import Box
+from tests.provisioning.test_update import tiny_wheel
 
 KEY = Ed25519PrivateKey.generate()
 
@@ -57,17 +57,7 @@ def main():
 def release_wheel(directory: Path, version: str, ready=("core", "rf", "audio", "sync")) -> Path:
     """A real wheel whose ``appliancectl run <daemon>`` behaves like a daemon under systemd:
     READY=1 on NOTIFY_SOCKET (for the daemons in ``ready``), then stays up."""
-    dist = f"tinyapp-{version}.dist-info"
-    files = {"tinyapp/__init__.py": APP.format(version=version, ready=list(ready)),
-             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: tinyapp\nVersion: {version}\n",
-             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-             f"{dist}/entry_points.txt": "[console_scripts]\nappliancectl = tinyapp:main\n"}
-    path = directory / f"tinyapp-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as z:
-        for n, text in files.items():
-            z.writestr(n, text)
-        z.writestr(f"{dist}/RECORD", "".join(f"{n},,\n" for n in files) + f"{dist}/RECORD,,\n")
-    return path
+    return tiny_wheel(directory, version, APP.format(version=version, ready=list(ready)))
 
 
 class ProcessUnits:
