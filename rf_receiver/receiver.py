@@ -1,95 +1,307 @@
-"""The OOK pipeline (STYLE 3): runs -> (mark, space) pairs -> one slicer per timing ->
-bit rows -> decoders -> frames. Pure and streaming: feed runs as they come."""
+"""The OOK pipeline (STYLE 3): edges -> frame ends -> slicers -> bit rows -> decoders ->
+frames. Pure and streaming: feed edges (or runs) as they come.
+
+Cheap per edge. A receiver's noise never stops, so the one thing done for every edge is
+one comparison, in C: is the space this edge ends at least ``LONG_US`` long? Every frame
+ends in such a space (a sync, a gap, silence) and receiver noise rarely holds one. At each
+long space a quick test on three bit periods (a handful of subtractions) turns most noise
+away; only what passes is read back by the slicers.
+
+One frame per end: the slicers' readings of one end compete and the best-fitting names
+it (a specific decoder before a generic one; an exact sync before silence; the smaller
+timing error), so one transmission never comes out under two protocols.
+"""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
+from itertools import accumulate, compress, islice
+from operator import sub
 
 from .decoders import registry
-from .decoders.base import Failure, Frame, RcTiming, Row
-from .pulses import PairBuilder
-from .slicer import GAP_US, FlexSlicer, RcSlicer
+from .decoders.base import Failure, FlexTiming, Frame, GapTiming, RcTiming, Row, to_code
+from .slicer import (EXACT, GAP_US, LONG_US, MAX_PAIRS, FlexReader, GapReader, Pairs, RcReader, symbol_fit,
+                     walk)
+
+KEEP = 2 * (MAX_PAIRS + 8)
+"""Edges kept before the newest: the longest frame and what lies before it."""
+TRIM = 4096
+"""The edge buffer is cut back to KEEP when it grows past this."""
+CONTEXT_US = 250_000
+"""A frame this close after the last one belongs to the same transmission."""
+_MISSING = object()
 
 
 class Receiver:
-    def __init__(self, timings=None, decoders=None, declared=()):
-        """The registry's timings and decoders, plus remotes declared in the config."""
+    def __init__(self, timings=None, decoders=None, declared=(), ticks_per_us: int = 1):
+        """The registry's timings and decoders, plus remotes declared in the config.
+        ``ticks_per_us``: the timebase of the edges fed (1 = µs, 1000 = ns)."""
         timings = list(timings if timings is not None else registry.TIMINGS)
         decoders = list(decoders if decoders is not None else registry.DECODERS)
         for d in declared:
             timings.append(d.timing_table)
             decoders.insert(0, d)
         self.decoders = registry.by_timing(decoders)
-        self.normal: list = []
-        self.inverted: list = []
-        for t in timings:
-            if t.name not in self.decoders:
-                continue
-            slicer = RcSlicer(t) if isinstance(t, RcTiming) else FlexSlicer(t)
-            (self.inverted if isinstance(t, RcTiming) and t.inverted else self.normal).append(slicer)
-        self.pairs = PairBuilder()
-        self.inv_pairs = PairBuilder(invert=True) if self.inverted else None
+        used = [t for t in timings if t.name in self.decoders]
+        self.rc = [RcReader(t) for t in used if isinstance(t, RcTiming) and not t.inverted]
+        self.rc_inv = [RcReader(t) for t in used if isinstance(t, RcTiming) and t.inverted]
+        self.flex = [FlexReader(t) for t in used if isinstance(t, FlexTiming)]
+        self.gap = [GapReader(t) for t in used if isinstance(t, GapTiming)]
+        self.generic = {t.name for t in used if isinstance(t, (RcTiming, GapTiming))}
+        self.scale = ticks_per_us
+        self.long_us = min([LONG_US] + [t.gap_us for t in used if isinstance(t, FlexTiming)])
+        self.long = self.long_us * ticks_per_us
+        self.flex_gap = min([t.gap_us for t in used if isinstance(t, FlexTiming)] or [10 ** 12]) * ticks_per_us
+        self.ts: list[int] = []      # edge times; the run from ts[i] to ts[i+1] has level lv0 ^ (i & 1)
+        self.lv0 = 0
+        self.scanned = 0             # runs before this index were looked at
+        self.silenced = -1           # the run silence() already ended a frame at
+        self.last: Frame | None = None
+        self.hint_us = -10 ** 12     # when an end last looked like a frame's
         self.failures: Counter = Counter()     # (decoder, failure) -> count
         self.rows = 0
 
     @classmethod
-    def from_config(cls, cfg) -> "Receiver":
+    def from_config(cls, cfg, ticks_per_us: int = 1) -> "Receiver":
         """Every registered protocol plus the remotes declared in ``[rf.decoders]``."""
         from .decoders.declared import from_config
-        return cls(declared=from_config(cfg.rf.decoders))
+        return cls(declared=from_config(cfg.rf.decoders), ticks_per_us=ticks_per_us)
+
+    # --- input ----------------------------------------------------------------------------
+
+    def feed_edges(self, level: int, ts: list[int]) -> list[Frame]:
+        """Edges as a source reads them: their times (ticks) and the level after the first;
+        levels alternate from there. Returns the frames they completed."""
+        if not ts:
+            return []
+        buf = self.ts
+        if buf:
+            if level == self.lv0 ^ ((len(buf) - 1) & 1):
+                ts = ts[1:]                  # the same level again: the earlier edge starts the run
+                if not ts:
+                    return []
+        else:
+            self.lv0 = level
+        buf.extend(ts)
+        return self._scan()
+
+    def feed_runs(self, level: int, durations: list[int]) -> list[Frame]:
+        """Runs (level of the first, durations in ticks, levels alternating): recordings
+        and replays. Each run's end counts as an edge."""
+        if not durations:
+            return []
+        buf = self.ts
+        if not buf:
+            self.lv0 = level
+            buf.append(0)
+        elif level != self.lv0 ^ ((len(buf) - 1) & 1):
+            # a run of the level just fed again: it goes on (the edge at its end was not one)
+            buf.pop()
+            self.scanned = min(self.scanned, len(buf) - 1)
+            if self.silenced >= len(buf) - 1:
+                self.silenced = -1
+        buf.extend(islice(accumulate(durations, initial=buf[-1]), 1, None))
+        return self._scan()
 
     def feed(self, level: int, duration: int) -> list[Frame]:
-        """One run (level 0/1, µs). Returns the frames it completed."""
-        frames: list[Frame] = []
-        p = self.pairs.feed(level, duration)
-        if p is not None:
-            for s in self.normal:
-                row = s.feed(p)
-                if row is not None:
-                    self._decode(row, frames)
-        if self.inv_pairs is not None:
-            q = self.inv_pairs.feed(level, duration)
-            if q is not None:
-                for s in self.inverted:
-                    row = s.feed(q)
-                    if row is not None:
-                        self._decode(row, frames)
-        return frames
+        """One run (level 0/1, µs)."""
+        return self.feed_runs(level, [duration * self.scale])
 
-    def silence(self, elapsed_us: int) -> list[Frame]:
-        """No edge for elapsed_us since a mark ended: long enough, that ends a frame."""
+    def silence(self, now: int) -> list[Frame]:
+        """No edge until ``now`` (ticks): a space going on that long ends a frame."""
+        buf = self.ts
+        j = len(buf) - 1
+        if j < 8 or j == self.silenced or (self.lv0 ^ (j & 1)) != 0 or now - buf[j] < GAP_US * self.scale:
+            return []
         frames: list[Frame] = []
-        if elapsed_us < GAP_US:
-            return frames
-        p = self.pairs.silence(elapsed_us)
-        if p is not None:
-            for s in self.normal:
-                row = s.feed(p)
-                if row is not None:
-                    self._decode(row, frames)
+        self._end(j, now, frames)
+        self.silenced = j
         return frames
 
     def flush(self) -> list[Frame]:
         """End of a recording: a frame cut by it is not a frame."""
-        for builder in (self.pairs, self.inv_pairs):
-            if builder is not None:
-                builder.flush()
         return []
 
-    def _decode(self, row: Row, frames: list[Frame]) -> None:
+    def decode_pulses(self, pulses: list[tuple[int, int]], batch: int = 2048) -> list[Frame]:
+        """A whole recording ([level, µs] runs), fed in batches as a source would."""
+        frames: list[Frame] = []
+        runs: list[list[int]] = []
+        for level, d in pulses:
+            if d <= 0:
+                continue
+            if runs and runs[-1][0] == level:
+                runs[-1][1] += d
+            else:
+                runs.append([level, d])
+        for i in range(0, len(runs), batch):
+            chunk = runs[i:i + batch]
+            frames += self.feed_runs(chunk[0][0], [d * self.scale for _, d in chunk])
+        return frames + self.flush()
+
+    # --- frame ends -----------------------------------------------------------------------
+
+    def _scan(self) -> list[Frame]:
+        buf = self.ts
+        n = len(buf)
+        s = self.scanned
+        if (s & 1) != self.lv0:          # runs of level 0 (spaces) sit at indices of lv0's parity
+            s += 1
+        frames: list[Frame] = []
+        if s < n - 1:
+            long = self.long
+            ends = list(compress(range(s, n - 1, 2), map(long.__le__, map(sub, buf[s + 1:n:2], buf[s:n - 1:2]))))
+            if ends:
+                inv, flex_gap = bool(self.rc_inv), self.flex_gap
+                for j in ends:
+                    if j < 11 or j == self.silenced:
+                        continue
+                    # quick tests, in ticks: four bit periods alike before the end (normal
+                    # polarity: pairs from runs j-3, j-5, ...; inverted: from j-2, j-4, ...),
+                    # or a space as long as a flex timing's gap
+                    e = buf[j - 1] - buf[j - 3]
+                    lo, hi = e * 0.66, e * 1.5
+                    normal = (lo <= buf[j - 3] - buf[j - 5] <= hi and lo <= buf[j - 5] - buf[j - 7] <= hi
+                              and lo <= buf[j - 7] - buf[j - 9] <= hi and lo <= buf[j - 9] - buf[j - 11] <= hi)
+                    inverted = False
+                    if inv:
+                        e = buf[j] - buf[j - 2]
+                        lo, hi = e * 0.66, e * 1.5
+                        inverted = (lo <= buf[j - 2] - buf[j - 4] <= hi and lo <= buf[j - 4] - buf[j - 6] <= hi
+                                    and lo <= buf[j - 6] - buf[j - 8] <= hi and lo <= buf[j - 8] - buf[j - 10] <= hi)
+                    end = buf[j + 1]
+                    flex = end - buf[j] >= flex_gap
+                    if normal or inverted or flex:
+                        self._end(j, end, frames, normal, inverted, flex)
+        self.scanned = max(n - 1, 0)
+        if n > TRIM:
+            cut = (n - KEEP) & ~1            # an even cut keeps lv0
+            del buf[:cut]
+            self.scanned -= cut
+            self.silenced -= cut
+        return frames
+
+    def _end(self, j: int, end: int, frames: list[Frame], normal: bool = True, inverted: bool = True,
+             flex: bool = True) -> None:
+        """The space from ts[j] to ``end`` is long and what lies before it passed the quick
+        tests: read the frame that ends there, if one does."""
+        ts = self.ts
+        if j < 11:
+            return
+        tj = ts[j]
+        first = max(0, j - 2 * (MAX_PAIRS + 6))
+        r = list(map(sub, ts[first + 1:j + 1], ts[first:j]))
+        r.append(end - tj)
+        if self.scale != 1:
+            r = [x // self.scale for x in r]
+        self.hint_us = tj // self.scale
+        frame = None
+        if flex and self.flex:
+            frame = self._flex(r, first)
+        if frame is None and normal:
+            frame = self._rc(r, first, walk(r, len(r) - 4), self.rc, True)
+        if frame is None and inverted and self.rc_inv:
+            frame = self._rc(r, first, walk(r, len(r) - 3, inverted=True), self.rc_inv, False)
+        if frame is not None:
+            frames.append(frame)
+            if not frame.partial:
+                self.last = frame
+
+    def _start_us(self, first: int, local: int) -> int:
+        return self.ts[first + local] // self.scale
+
+    def _flex(self, r: list[int], first: int) -> Frame | None:
+        end_us = self.ts[first + len(r) - 1] // self.scale
+        for fx in self.flex:
+            got = fx.read(r)
+            if got is not None:
+                bits, i = got
+                f = self._decode(Row(fx.t.name, bits, float(fx.t.short_us), self._start_us(first, i), end_us))
+                if f is not None:
+                    return f
+        return None
+
+    def _rc(self, r: list[int], first: int, p: Pairs | None, readers: list[RcReader], gap: bool) -> Frame | None:
+        """The best reading of a PWM frame ending at r[-1]: rc-switch (its sync ends it) or
+        gap-framed (its last mark is a bit)."""
+        if p is None or not p.consistent:
+            return None
+        fits: dict = {}
+        best = partial = None
+        for rd in readers:
+            end = rd.fit_end(p)
+            if end is None:
+                continue
+            kind, unit, sync_err = end
+            fit = fits.get(rd.symbols, _MISSING)
+            if fit is _MISSING:
+                fit = fits[rd.symbols] = symbol_fit(p, *rd.symbols)
+            if fit is None:
+                continue
+            cand = ((kind, fit[1] + 0.1 * sync_err), rd, fit[0], unit, fit[1])
+            if rd.known(p, unit):
+                if best is None or cand[0] < best[0]:
+                    best = cand
+            elif kind == EXACT and (partial is None or cand[0] < partial[0]):
+                partial = cand
+        start = self._start_us(first, p.first)
+        end_us = self.ts[first + len(r) - 1] // self.scale
+        if partial is not None and (best is None or best[0][0] != EXACT):
+            # the first bits may be missing (noise before them, the receiver's gain settling):
+            # a partial frame, only ever part of a press of the code it ends
+            _, rd, bits, unit, err = partial
+            return Frame(rd.t.name, to_code(bits), len(bits), "", None, start, end_us, unit, True, err)
+        last = self.last
+        if last is not None and last.end_us < start - CONTEXT_US:
+            last = None
+
+        def as_before(f: Frame) -> bool:
+            return last is not None and f.code == last.code and f.bits == last.bits
+        rc = None
+        if best is not None:
+            (kind, _), rd, bits, unit, err = best
+            rc = self._decode(Row(rd.t.name, bits, unit, start, end_us, kind == EXACT, err))
+            # a generic code is only whole when its sync ends it, or when it repeats the
+            # transmission's last frame (the silence after a burst's last frame need not
+            # look like the sync; a frame cut short does not repeat one)
+            if rc is not None and kind != EXACT and rc.protocol in self.generic and not as_before(rc):
+                rc = None
+        gf = None
+        exact = (best is not None and best[0][0] == EXACT) or partial is not None
+        if gap and self.gap and not exact:   # a frame an rc-switch sync ends is not gap-framed
+            for gr in self.gap:
+                got = gr.read(p)
+                if got is not None:
+                    gf = self._decode(Row(gr.t.name, got[0], got[1], start, end_us, False, got[2]))
+                    if gf is not None:
+                        break
+            if gf is not None and p.gap >= GAP_US and not as_before(gf):
+                gf = None                    # ended by silence: only as the burst's last frame
+        if rc is None or gf is None:
+            return rc or gf
+        # both readings hold: a frame ending in a mark and a long space is either a
+        # sync-ended frame or a gap-framed one with one more bit
+        if rc.protocol not in self.generic:
+            return rc                        # a device's decoder accepted it
+        if (rc.bits % 4 == 0) != (gf.bits % 4 == 0):
+            return rc if rc.bits % 4 == 0 else gf    # remotes send whole nibbles
+        for f in (rc, gf):
+            if as_before(f):
+                return f                     # as the transmission's frames so far
+        return rc if best[0][0] == EXACT else gf
+
+    def _decode(self, row: Row) -> Frame | None:
         self.rows += 1
         for d in self.decoders.get(row.timing, ()):
             result = d.decode(row)
             if isinstance(result, Failure):
                 self.failures[(d.name, result)] += 1
                 continue
-            # rc-switch 3 and 5 are one waveform at different units: the first timing
-            # in the registry that reads a transmission names it, once
-            if not any(f.code == result.code and f.bits == result.bits for f in frames):
-                frames.append(result)
-            return
+            return replace(result, error=row.error) if row.error else result
+        return None
 
-    def decode_pulses(self, pulses: list[tuple[int, int]]) -> list[Frame]:
-        frames: list[Frame] = []
-        for level, duration in pulses:
-            frames += self.feed(level, duration)
-        return frames + self.flush()
+    def recently_active(self, now_us: int, within_us: int = 200_000) -> bool:
+        """An end looked like a frame's within ``within_us``: a transmission may be on."""
+        return now_us - self.hint_us <= within_us
+
+
+

@@ -1,135 +1,183 @@
-"""Slicers: (mark, space) pairs -> bit rows, one slicer per timing table. They know no
-devices (STYLE 3); decoders know no timing."""
+"""Slicers read a frame *back* from the space that ends it (STYLE 3: they know no devices,
+decoders know no timing).
+
+Every frame a remote sends ends in a long space: rc-switch's sync space, the gap after a
+gap-framed frame, the silence after the last frame of a burst. The receiver looks only at
+those (one comparison per edge, see ``receiver``); for each, the slicers here walk back
+over the (mark, space) pairs before it while they keep one bit period, and say what frame
+ends there, how well it fits each timing table, and whether its start is known (a sync,
+a gap, or a noise spike right after one lies before it). A frame whose start is not known
+is *partial*: its code may lack leading bits, so it only ever adds to a press of the code
+it ends (``press``)."""
 from __future__ import annotations
 
 import math
-from statistics import median
+from dataclasses import dataclass
+from operator import add, truediv
 
-from .decoders.base import FlexTiming, RcTiming, Row
-from .pulses import Pair
+from .decoders.base import FlexTiming, GapTiming, RcTiming
 
 MIN_UNIT_US = 60
 MAX_UNIT_US = 1100
-GAP_US = 12_000           # a space this long ends any frame
+GAP_US = 12_000           # a space this long is silence: it ends any frame
+LONG_US = 1_000           # the shortest space that may end a frame (sync or gap)
 SYNC_RATIO_TOL = math.log(1.9)
-PERIOD_TOL = 0.4          # a bit's period within ±40 % of the frame's
+PERIOD_TOL = 0.4          # a bit's period within ±40 % of the frame's median
 FRACTION_TOL = 0.2        # a bit's mark fraction within ±0.2 of its symbol's
-UNIT_TOL = 0.4            # the frame's unit within ±40 % of the sync's
+MAX_PAIRS = 64
+MIN_PAIRS = 7             # a gap-framed frame's last bit has no pair of its own
+
+EXACT, SILENCE, SHORT = 0, 1, 2
+"""How a frame's end space fits its timing's sync: exactly; longer (silence after the last
+frame); shorter (a receiver's gain came back early, or the remote frames by a gap)."""
 
 
-class RcSlicer:
-    """rc-switch PWM: buffer the pairs since the last frame boundary; when a pair matching
-    this timing's sync arrives, the buffered pairs must be exactly one frame: each a zero
-    or a one at one consistent unit, which also agrees with the sync's. A frame whose
-    start is unknown (the buffer overflowed with pairs since the last boundary) is not
-    decoded, so a longer transmission never yields its tail as a frame."""
+@dataclass(slots=True)
+class Pairs:
+    """The data pairs before a frame's end, first bit first."""
+    marks: list[int]
+    periods: list[int]
+    med: int                 # the median period
+    consistent: bool         # every period within PERIOD_TOL of the median
+    before: int              # the long part before the first data pair (a sync, a gap), 0 if none
+    first: int               # window index of the first data run
+    mark: int                # the run before the end space
+    gap: int                 # the end space
+
+
+def walk(r: list[int], i: int, inverted: bool = False) -> Pairs | None:
+    """Pairs (r[i], r[i+1]), (r[i-2], r[i-1]), ... back from i while each keeps the period
+    of the last three; None if fewer than MIN_PAIRS or more than MAX_PAIRS."""
+    if i < 4:
+        return None
+    a, b, c = r[i] + r[i + 1], r[i - 2] + r[i - 1], r[i - 4] + r[i - 3]
+    ref = (a + b + c) / 3
+    lo, hi = ref * 0.6, ref * 1.4
+    if not (lo <= a <= hi and lo <= b <= hi and lo <= c <= hi):
+        return None
+    k = i - 6
+    stop = i - 2 * (MAX_PAIRS + 1)
+    while k >= 0:
+        p = r[k] + r[k + 1]
+        if p < lo or p > hi:
+            break
+        k -= 2
+        if k < stop:
+            return None              # longer than any frame: not one
+    first = k + 2
+    marks = r[first:i + 1:2]
+    n = len(marks)
+    if n < MIN_PAIRS:
+        return None
+    periods = list(map(add, marks, r[first + 1:i + 2:2]))
+    med = sorted(periods)[n // 2]
+    consistent = min(periods) >= (1 - PERIOD_TOL) * med and max(periods) <= (1 + PERIOD_TOL) * med
+    before = 0
+    if inverted:
+        before = r[k] if k >= 0 else 0       # the previous sync's long low
+    elif k == -1:
+        before = r[0]                        # the window starts with the space before the frame
+    elif k >= 0:
+        before = r[k + 1]                    # a sync space or a gap before the first mark
+        if k >= 1 and r[k] * 2 < min(marks):
+            before = max(before, r[k - 1])   # a noise spike just before the burst
+    return Pairs(marks, periods, med, consistent, before, first, r[-2], r[-1])
+
+
+def symbol_fit(p: Pairs, zero: float, one: float, extra: int = 0) -> tuple[str, float] | None:
+    """Bits by mark fraction (above the midpoint = 1), and the mean error against the two
+    symbols; None when a bit strays more than FRACTION_TOL. ``extra``: a last mark whose
+    space is the gap (a gap-framed frame's last bit), judged against the median period."""
+    fracs = list(map(truediv, p.marks, p.periods))
+    thr = (zero + one) / 2
+    if extra:
+        last = extra / p.med         # no space of its own to check it by: half the tolerance
+        if abs(last - (one if last > thr else zero)) > FRACTION_TOL / 2:
+            return None
+        fracs.append(last)
+    ones = [f for f in fracs if f > thr]
+    zeros = [f for f in fracs if f <= thr]
+    if ones and (min(ones) < one - FRACTION_TOL or max(ones) > one + FRACTION_TOL):
+        return None
+    if zeros and (min(zeros) < zero - FRACTION_TOL or max(zeros) > zero + FRACTION_TOL):
+        return None
+    err = (abs(sum(ones) - one * len(ones)) + abs(sum(zeros) - zero * len(zeros))) / len(fracs)
+    return "".join(map("01".__getitem__, map(thr.__lt__, fracs))), err
+
+
+class RcReader:
+    """rc-switch PWM: data pairs, then a sync pair. Says how a frame's end fits."""
 
     def __init__(self, timing: RcTiming):
         self.t = timing
-        self.sync_log_ratio = math.log(timing.sync[0] / timing.sync[1])
-        self.sync_units = sum(timing.sync)
         self.period_units = sum(timing.zero)
         assert sum(timing.one) == self.period_units, "rc-switch zero and one have one period"
-        self.zero_frac = timing.zero[0] / self.period_units
-        self.one_frac = timing.one[0] / self.period_units
-        self.threshold = (self.zero_frac + self.one_frac) / 2
-        self.sync_split = (1 + self.sync_units / self.period_units) / 2
-        # a sync's mark/space ratio may stray at most half-way to a data symbol's
-        nearest = min(abs(self.sync_log_ratio - math.log(a / b)) for a, b in (timing.zero, timing.one))
+        self.symbols = (timing.zero[0] / self.period_units, timing.one[0] / self.period_units)
+        # the sync's long part may stray at most half-way to a data symbol's
+        sync_ratio = math.log(timing.sync[0] / timing.sync[1])
+        nearest = min(abs(sync_ratio - math.log(a / b)) for a, b in (timing.zero, timing.one))
         self.sync_tol = min(SYNC_RATIO_TOL, nearest / 2)
-        self.wide_lo = math.exp(self.sync_log_ratio - SYNC_RATIO_TOL)
-        self.wide_hi = math.exp(self.sync_log_ratio + SYNC_RATIO_TOL)
-        self.buf: list[Pair] = []
-        self.buf_sum = 0           # sum of the buffered pairs' periods
-        self.known_start = False   # what came before the first pair is unknown
-        self.last_unit = 0.0
 
-    def _is_sync(self, p: Pair) -> float:
-        """The sync's unit if p is this timing's sync pair, else 0.
+    def known(self, p: Pairs, unit: float) -> bool:
+        """The frame's start is known: this timing's sync (or silence) lies before it."""
+        long = self.t.sync[0] if self.t.inverted else self.t.sync[1]
+        return p.before >= min(GAP_US, long * unit * math.exp(-self.sync_tol))
 
-        With a unit to compare against (the frame so far, or the last sync), a sync must
-        also be longer than a bit by at least half the way to a sync's period: rc-switch
-        3 and 5 syncs have nearly a data symbol's mark/space ratio, and under jitter
-        rc-switch 4's ratios overlap, but their periods never do."""
-        h, l = p.high, p.low
-        if h <= 0 or l <= 0:
-            return 0.0
-        r = h / l
-        if not self.wide_lo <= r <= self.wide_hi:      # most pairs stop here, cheaply
-            return 0.0
-        if len(self.buf) >= 2:
-            ref = self.buf_sum / len(self.buf) / self.period_units      # mean bit period
-        else:
-            ref = self.last_unit
-        if not ref and abs(math.log(r) - self.sync_log_ratio) > self.sync_tol:
-            return 0.0
-        if ref and p.high + p.low < ref * self.period_units * self.sync_split:
-            return 0.0
-        unit = (p.high + p.low) / self.sync_units
-        return unit if MIN_UNIT_US <= unit <= MAX_UNIT_US else 0.0
-
-    def feed(self, p: Pair) -> Row | None:
-        sync_unit = self._is_sync(p)
-        if sync_unit:
-            row = self._frame(sync_unit, p) if self.known_start else None
-            self.buf = []
-            self.buf_sum = 0
-            self.known_start = True
-            self.last_unit = row.unit_us if row else sync_unit
-            return row
-        if p.low >= GAP_US or p.high >= GAP_US:
-            # the last frame of a burst ends in silence, not in a sync space: take its
-            # unit from the frame itself and check the mark against the sync's
-            row = self._frame(0.0, p) if self.known_start and p.low >= GAP_US else None
-            self.buf = []
-            self.buf_sum = 0
-            self.known_start = True
-            self.last_unit = 0.0     # after silence, the next remote may be another
-            return row
-        self.buf.append(p)
-        self.buf_sum += p.high + p.low
-        if len(self.buf) > self.t.max_bits:
-            old = self.buf.pop(0)
-            self.buf_sum -= old.high + old.low
-            self.known_start = False
-        return None
-
-    def _frame(self, sync_unit: float, sync: Pair) -> Row | None:
-        buf = self.buf
-        if not self.t.min_bits <= len(buf) <= self.t.max_bits:
+    def fit_end(self, p: Pairs) -> tuple[int, float, float] | None:
+        """(EXACT | SILENCE | SHORT, unit µs, sync error) for a frame ending in p's end, or None."""
+        t = self.t
+        if not t.min_bits <= len(p.marks) <= t.max_bits:
             return None
-        period = median(p.high + p.low for p in buf)
-        unit = period / self.period_units
+        unit = p.med / self.period_units
         if not MIN_UNIT_US <= unit <= MAX_UNIT_US:
             return None
-        if sync_unit:
-            if abs(unit - sync_unit) > UNIT_TOL * sync_unit:
+        if t.inverted:                       # the end space is the sync's (inverted) mark
+            want = t.sync[0] * unit
+        else:
+            s0 = t.sync[0] * unit
+            if abs(p.mark - s0) > 0.5 * s0:
                 return None
-        elif abs(sync.high - self.t.sync[0] * unit) > 0.5 * self.t.sync[0] * unit:
+            want = t.sync[1] * unit
+        lr = math.log(p.gap / want)
+        if abs(lr) <= self.sync_tol:
+            return EXACT, unit, abs(lr)
+        if lr > 0 or p.gap >= GAP_US:
+            return SILENCE, unit, 1.0
+        if t.inverted:
             return None
-        lo, hi = period * (1 - PERIOD_TOL), period * (1 + PERIOD_TOL)
-        bits = []
-        for p in buf:
-            per = p.high + p.low
-            if not lo <= per <= hi:
-                return None
-            frac = p.high / per
-            one = frac > self.threshold
-            if abs(frac - (self.one_frac if one else self.zero_frac)) > FRACTION_TOL:
-                return None
-            bits.append("1" if one else "0")
-        return Row(self.t.name, "".join(bits), unit, buf[0].start, sync.start + sync.high, bool(sync_unit))
+        return SHORT, unit, 1.0
 
 
-class FlexSlicer:
-    """Fixed-timing PWM/PPM framed by gaps (and an optional sync mark or header)."""
+class GapReader:
+    """PWM frames framed by a gap alone: the end's mark is the last bit."""
+
+    def __init__(self, timing: GapTiming):
+        self.t = timing
+        self.symbols = [(z / (z + o), o / (z + o)) for z, o in timing.symbols]
+
+    def read(self, p: Pairs) -> tuple[str, float, float] | None:
+        """(bits, unit µs, error) or None."""
+        t = self.t
+        n = len(p.marks) + 1
+        gap = t.min_gap_periods * p.med
+        if not t.min_bits <= n <= t.max_bits or p.gap < gap or p.before < gap:
+            return None              # a gap after it and one before it (its start is known)
+        best = None
+        for (zero, one), (z, o) in zip(self.symbols, self.t.symbols, strict=True):
+            fit = symbol_fit(p, zero, one, extra=p.mark)
+            if fit is not None and (best is None or fit[1] < best[2]):
+                best = (fit[0], p.med / (z + o), fit[1])
+        if best is None or not MIN_UNIT_US <= best[1] <= MAX_UNIT_US:
+            return None
+        return best
+
+
+class FlexReader:
+    """Fixed-timing OOK (rtl_433 flex style): PWM by mark width after an optional sync
+    mark, PPM by space width after a header; the frame ends at a space ≥ gap_us."""
 
     def __init__(self, timing: FlexTiming):
         self.t = timing
-        self.bits: list[str] = []
-        self.start = 0
-        self.active = not (timing.sync_us or timing.header_space_us)
-        self.mid = (timing.short_us + timing.long_us) / 2
 
     def _near(self, value: int, target: int) -> bool:
         return abs(value - target) <= self.t.tolerance * target
@@ -141,48 +189,54 @@ class FlexSlicer:
             return "1"
         return None
 
-    def _header(self, p: Pair) -> bool:
+    def read(self, r: list[int]) -> tuple[str, int] | None:
+        """(bits, window index of the first data run) of the frame whose end space is
+        r[-1], or None (not this timing, or its start is not known)."""
         t = self.t
-        if t.modulation == "pwm":
-            return bool(t.sync_us) and self._near(p.high, t.sync_us)
-        return bool(t.sync_us) and self._near(p.high, t.sync_us) and self._near(p.low, t.header_space_us)
-
-    def _reset(self) -> None:
-        self.bits = []
-        self.active = not (self.t.sync_us or self.t.header_space_us)
-
-    def feed(self, p: Pair) -> Row | None:
-        t = self.t
-        if self._header(p):
-            self.bits, self.active, self.start = [], True, p.start + p.high + (p.low if t.modulation == "ppm" else 0)
-            if t.modulation == "pwm" and p.low >= t.gap_us:
-                self._reset()
+        j = len(r) - 1
+        if r[j] < t.gap_us or j < 2:
             return None
-        if not self.active:
-            return None
-        end = p.low >= t.gap_us
+        near = self._near
+        bits: list[str] = []
+        known = False
         if t.modulation == "pwm":
-            sym = self._symbol(p.high)
+            s = self._symbol(r[j - 1])
+            if s is None:
+                return None
+            bits.append(s)
+            i = j - 3
+            while i >= 0:
+                if t.sync_us and near(r[i], t.sync_us):
+                    known = True
+                    break
+                if r[i + 1] >= t.gap_us:
+                    known = not t.sync_us
+                    break
+                s = self._symbol(r[i])
+                if s is None:
+                    break
+                bits.append(s)
+                if len(bits) > t.max_bits:
+                    return None
+                i -= 2
         else:
-            sym = None if end else self._symbol(p.low)
-            if not self._near(p.high, t.short_us):
-                sym = "x"
-        if sym is None or sym == "x":
-            row = self._row(p) if end and sym is None and t.modulation == "ppm" else None
-            self._reset()
-            return row
-        if not self.bits:
-            self.start = p.start
-        self.bits.append(sym)
-        if end:
-            row = self._row(p)
-            self._reset()
-            return row
-        if len(self.bits) > t.max_bits:
-            self._reset()
-        return None
-
-    def _row(self, last: Pair) -> Row | None:
-        if not self.t.min_bits <= len(self.bits) <= self.t.max_bits:
+            if not near(r[j - 1], t.short_us):   # the stop mark
+                return None
+            i = j - 3
+            while i >= 0:
+                if t.sync_us and near(r[i], t.sync_us) and near(r[i + 1], t.header_space_us):
+                    known = True
+                    break
+                if not t.sync_us and r[i + 1] >= t.gap_us:
+                    known = True
+                    break
+                s = self._symbol(r[i + 1]) if near(r[i], t.short_us) else None
+                if s is None:
+                    break
+                bits.append(s)
+                if len(bits) > t.max_bits:
+                    return None
+                i -= 2
+        if not known or not t.min_bits <= len(bits) <= t.max_bits:
             return None
-        return Row(self.t.name, "".join(self.bits), float(self.t.short_us), self.start, last.start + last.high, True)
+        return "".join(reversed(bits)), i + 2

@@ -38,6 +38,19 @@ class FlexTiming:
 
 
 @dataclass(frozen=True, slots=True)
+class GapTiming:
+    """PWM frames with no sync mark, framed by a gap alone (as some doorbells send, and
+    as rtl_433 declares such decoders: by short, long and gap). Symbols are (mark, space)
+    in units; a frame's last bit is followed by a space of at least ``min_gap_periods``
+    bit periods instead of its own."""
+    name: str
+    symbols: tuple[tuple[int, int], ...]      # the zero symbols; a one is the zero reversed
+    min_gap_periods: float = 2.0
+    min_bits: int = 8
+    max_bits: int = 40
+
+
+@dataclass(frozen=True, slots=True)
 class Row:
     """A run of bits one slicer found: rc-switch convention, long mark (PWM) or long
     space (PPM) = 1, first bit first."""
@@ -47,6 +60,7 @@ class Row:
     start_us: int
     end_us: int
     sync_end: bool = True      # ended by the protocol's sync (not by silence)
+    error: float = 0.0         # how far the frame's timing strays from its table (0 = exact)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +73,8 @@ class Frame:
     start_us: int
     end_us: int
     unit_us: float
+    partial: bool = False      # its first bits may be missing: the code is a suffix (never a press alone)
+    error: float = 0.0         # timing error of the frame against its table: 0 exact, 0.2 the limit
 
 
 class Failure(Enum):

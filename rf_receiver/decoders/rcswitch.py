@@ -20,7 +20,8 @@ TIMINGS = [
 
 
 class RcSwitch:
-    """Generic: the whole row is the code; the remote id is the code, no button split."""
+    """Generic: the whole row is the code. With no button split in it, each code is a
+    remote of its own with one button, 0 (so it can be learned and mapped like others)."""
     bit_counts = range(8, 33)
 
     def __init__(self, timing: RcTiming):
@@ -30,12 +31,10 @@ class RcSwitch:
     def decode(self, row: Row) -> Frame | Failure:
         if len(row.bits) not in self.bit_counts:
             return Failure.LENGTH
-        if not row.sync_end:
-            return Failure.SANITY            # length unknown: only a sync-ended frame is whole
         code = to_code(row.bits)
         if code == 0 or code == (1 << len(row.bits)) - 1:
             return Failure.SANITY            # all zeros / all ones: noise-like
-        return Frame(self.name, code, len(row.bits), format(code, "x"), None,
+        return Frame(self.name, code, len(row.bits), format(code, "x"), 0,
                      row.start_us, row.end_us, row.unit_us)
 
 

@@ -2,10 +2,11 @@
 most specific first (the first decoder that accepts a row names it)."""
 from __future__ import annotations
 
-from . import cardin, ev1527, pt2262, rcswitch, silvercrest, x10
-from .base import FlexTiming, RcTiming
+from . import cardin, ev1527, gap, pt2262, rcswitch, silvercrest, x10
+from .base import FlexTiming, GapTiming, RcTiming
 
-TIMINGS: list[RcTiming | FlexTiming] = [*rcswitch.TIMINGS, *cardin.TIMINGS, *x10.TIMINGS]
+TIMINGS: list[RcTiming | FlexTiming | GapTiming] = [*rcswitch.TIMINGS, *cardin.TIMINGS, *x10.TIMINGS,
+                                                  *gap.TIMINGS]
 
 DECODERS = [
     *pt2262.DECODERS,        # 24-bit tri-state rows at protocol-1 timing
@@ -14,6 +15,7 @@ DECODERS = [
     *cardin.DECODERS,
     *x10.DECODERS,
     *rcswitch.DECODERS,      # anything else at rc-switch timings
+    *gap.DECODERS,           # gap-framed PWM
 ]
 
 
