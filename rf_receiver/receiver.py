@@ -118,6 +118,12 @@ class Receiver:
         self.silenced = j
         return frames
 
+    def restart(self) -> None:
+        """Edges were lost: what came before cannot be joined to what comes next."""
+        self.ts.clear()
+        self.scanned = 0
+        self.silenced = -1
+
     def flush(self) -> list[Frame]:
         """End of a recording: a frame cut by it is not a frame."""
         return []

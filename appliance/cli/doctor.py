@@ -86,12 +86,15 @@ def check_secrets(cfg: Config, config_path: str) -> Check:
 
 
 def check_gpio(cfg: Config) -> Check:
-    if cfg.rf.source != "gpio" and not any(s.kind != "ld2410" for s in cfg.sensors.values()):
+    if cfg.rf.source not in ("gpio", "gpiod") and not any(s.kind != "ld2410" for s in cfg.sensors.values()):
         return Check("gpio", SKIP, "no GPIO receiver or sensor configured")
     chips = sorted(glob.glob("/dev/gpiochip*"))
     if not chips:
         return Check("gpio", FAIL, "no /dev/gpiochip*: the 433 MHz receiver and the sensors cannot be read",
                      "run on the Raspberry Pi, or set [rf] source to rtl_433 / nrf24 / none")
+    if cfg.rf.source == "gpiod" and cfg.rf.chip not in chips:
+        return Check("gpio", FAIL, f"[rf] chip {cfg.rf.chip} does not exist (there are {', '.join(chips)})",
+                     "set [rf] chip to the chip of the receiver's line (gpioinfo lists them)")
     return Check("gpio", OK, ", ".join(chips))
 
 

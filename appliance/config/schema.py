@@ -137,7 +137,12 @@ class RfDecoder(_Section):
 
 
 class Rf(_Section):
-    source: Literal["gpio", "rtl_433", "nrf24", "none"] = "gpio"
+    source: Literal["gpiod", "gpio", "rtl_433", "nrf24", "none"] = "gpiod"
+    """gpiod: the receiver's line through the kernel's GPIO character device (kernel-timestamped
+    edges); gpio: through gpiozero's pin factory (boards without libgpiod v2)."""
+    chip: Annotated[str, Meta(pattern=r"^/dev/gpiochip[0-9]{1,3}$")] = "/dev/gpiochip0"
+    """The GPIO chip of the receiver's line (source gpiod): gpiochip0 is the header on every Pi
+    with a current kernel."""
     pin: Annotated[int, Meta(ge=0, le=53)] = 27
     min_frames: PositiveInt = 2
     long_press_s: Positive = 3.0

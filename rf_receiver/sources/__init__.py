@@ -16,6 +16,9 @@ def open_source(cfg: Config, pulses_file: str | None = None, realtime: bool = Tr
             trains = [p for _, p in read_pulse_file(f) if not isinstance(p, Exception)]
         return ReplaySource([run for train in trains for run in train], realtime=realtime)
     kind = cfg.rf.source
+    if kind == "gpiod":
+        from .gpiod import GpiodSource
+        return GpiodSource(cfg.rf.chip, cfg.rf.pin)
     if kind == "gpio":
         from .gpio import GpioSource
         return GpioSource(cfg.rf.pin)

@@ -2,15 +2,16 @@
 factory: lgpio on a Pi, ``MockFactory`` in tests (``GPIOZERO_PIN_FACTORY=mock``).
 
 The edge callback does the least it can (a receiver toggles thousands of times a second
-on noise): it appends ``(ticks, state)`` to a deque. ``read`` turns edges into runs
-using the factory's own tick arithmetic.
+on noise): it appends ``(ticks, state)`` to a deque. ``read`` hands the edges over as µs
+since the first, using the factory's own tick arithmetic. On a Pi the ``gpiod`` source is
+the better one: there the kernel stamps each edge, here the callback's thread does.
 """
 from __future__ import annotations
 
 import threading
 from collections import deque
 
-from .base import RfSource, Run, SourceError
+from .base import Edges, RfSource, SourceError
 
 
 class GpioSource(RfSource):
@@ -50,24 +51,24 @@ class GpioSource(RfSource):
         self.edges.append((ticks, bool(state)))
         self.event.set()
 
-    def read(self, timeout_s: float) -> list[Run]:
+    def read(self, timeout_s: float) -> list[Edges]:
         if not self.edges:
             self.event.wait(timeout_s)
         self.event.clear()
-        out = []
+        ts: list[int] = []
+        level = 0
         diff = self.factory.ticks_diff
         while self.edges:
             ticks, state = self.edges.popleft()
             if self.last is None:
                 self.first_ticks = ticks      # this source's time 0
-            else:
-                prev_ticks, prev_state = self.last
-                if state != prev_state:
-                    out.append(Run(int(prev_state), round(diff(ticks, prev_ticks) * 1e6)))
-                else:
-                    continue     # a repeated level: keep the earlier edge as the start
+            elif state == self.last[1]:
+                continue                      # a repeated level: keep the earlier edge as the start
+            if not ts:
+                level = int(state)
+            ts.append(round(diff(ticks, self.first_ticks) * 1e6))
             self.last = (ticks, state)
-        return out
+        return [Edges(level, ts)] if ts else []
 
     def now_us(self) -> int:
         if self.last is None:
