@@ -40,6 +40,7 @@ CLIP_ACKED = "clip_acked"
 COMMAND, COMMAND_RESULT = "command", "command_result"     # fleet commands, journalled before they run
 # --- the rf daemon ---------------------------------------------------------------------------
 UNKNOWN_REMOTE, UNKNOWN_REMOTES, RADIO_STATE = "unknown_remote", "unknown_remotes", "radio_state"
+PRESS_RELEASED = "press_released"
 SENSOR_STATE = "sensor_state"
 # --- the technician ---------------------------------------------------------------------------
 REBUILD, PRUNED = "rebuild", "pruned"
@@ -369,6 +370,18 @@ class UnknownRemote(Payload):
     error: str | None = None
 
 
+class PressReleased(Payload):
+    """A configured remote's button was let go: how long it was held. The press itself was
+    journalled when it was confirmed (a call button's, when short or long was known)."""
+    TYPE: ClassVar[str] = PRESS_RELEASED
+    remote: str
+    button: int | None
+    protocol: str
+    held_ms: Annotated[int, Meta(ge=0)]
+    frames: int
+    long: bool
+
+
 class UnknownRemotes(Payload):
     """Presses of unknown remotes only counted in a window (a flood is not journalled press by press)."""
     TYPE: ClassVar[str] = UNKNOWN_REMOTES
@@ -418,7 +431,7 @@ class Pruned(Payload):
 PAYLOADS: dict[str, type[Payload]] = {cls.TYPE: cls for cls in (
     PresenceChange, SensorReading, RatingPress, Receipt, StaffChange, CallPress, ContactOpened, ContactClosed,
     ContactSettled, RatingSettled, SaleSettled, CallSettled, Clip, ClipTags, ClipDeleted, ClipAcked, MicState,
-    UnknownRemote, UnknownRemotes, RadioState, SensorState, Rebuild, Pruned, CallAnswer, RatingPressed, CallOpened, CallEscalated,
+    UnknownRemote, UnknownRemotes, PressReleased, RadioState, SensorState, Rebuild, Pruned, CallAnswer, RatingPressed, CallOpened, CallEscalated,
     AlertOpened, AlertClosed, AlertAcked, ReportDue, NotificationSent, NotificationDead, CommandReceived,
     CommandDone)}
 """Every event type the journal holds, and its payload."""

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .press import CONFIRMED, ENDED, PressDetector
+from .press import ENDED, PressDetector
 from .pulses import PulseError, read_pulse_file
 from .receiver import Receiver
 
@@ -89,33 +89,52 @@ def cmd_listen(args: argparse.Namespace, cfg) -> int:
     return _loop(args, cfg, on_press)
 
 
+LEARN_PRESSES = 2
+"""A button is learned from its second separate press: a code heard once may be a stray."""
+
+
+def quality(p) -> str:
+    """How well a press was heard, for the technician placing the receiver."""
+    return f"{p.frames} frames, unit {p.unit_us:.0f} µs, timing error {p.error * 100:.0f} %"
+
+
 def cmd_learn(args: argparse.Namespace, cfg) -> int:
-    """Print each new remote/button; with --meaning, write the first new one into the config."""
-    seen: set = set()
+    """Print each remote/button heard, with its press count and signal quality; with
+    --meaning, write the first new one heard in two separate presses into the config."""
+    presses: dict = {}
+    learned: list = []
 
     def on_press(cfg, event, p):
-        if event != CONFIRMED:
+        if event != ENDED:                  # the whole press: all its frames and its timing
             return
         key = (p.remote, p.button)
-        if key in seen:
-            return
-        seen.add(key)
+        n = presses[key] = presses.get(key, 0) + 1
         r = cfg.remotes.get(p.remote)
         known = r is not None and p.button in r.buttons
-        quality = f"{p.frames} frames, unit {p.unit_us:.0f} µs"
         status = "already configured" if known else "NEW"
-        print(f"{status:18} remote {p.remote} button {p.button}  ({p.protocol}, {quality})", flush=True)
-        if not known and args.meaning:
-            path = learn_into_config(Path(args.config_file), p.remote, p.button, args.point, args.meaning,
-                                     args.value)
-            print(f"written to {path}: [remotes.{p.remote}] button {p.button} = {args.meaning}"
-                  + (f" {args.value}" if args.value is not None else ""), flush=True)
-            args._done = True
+        print(f"{status:18} remote {p.remote} button {p.button}  ({p.protocol}, press {n}: {quality(p)})",
+              flush=True)
+        if known or not args.meaning or learned:
+            return
+        if n < LEARN_PRESSES:
+            print(f"{'':18} heard once: press the same button again to learn it", flush=True)
+            return
+        path = learn_into_config(Path(args.config_file), p.remote, p.button, args.point, args.meaning, args.value)
+        print(f"written to {path}: [remotes.{p.remote}] button {p.button} = {args.meaning}"
+              + (f" {args.value}" if args.value is not None else ""), flush=True)
+        learned.append(key)
+        args._done = True
     if args.meaning and not args.point:
         print("--meaning needs --point", file=sys.stderr)
         return 2
     args.config_file = args.config_path     # the file the command was started with (main sets it)
-    return _loop(args, cfg, on_press)
+    rc = _loop(args, cfg, on_press)
+    if rc == 0 and args.meaning and not learned:
+        once = [k for k, n in presses.items() if n < LEARN_PRESSES]
+        print("nothing learned: " + ("a button heard only once is not learned (press it twice, apart)" if once
+                                     else "no new remote button was heard"), file=sys.stderr)
+        return 1
+    return rc
 
 
 def learn_into_config(path: Path, remote: str, button: int, point: str, meaning: str,
@@ -168,6 +187,7 @@ def register(sub, add) -> None:
         x.add_argument("--timeout", type=float, default=0, help="stop after this many seconds")
         if name == "learn":
             x.add_argument("--point", help="point of the new button")
-            x.add_argument("--meaning", choices=["rating", "presence", "call", "staff", "answer"])
+            x.add_argument("--meaning", choices=["rating", "presence", "call", "staff", "answer"],
+                           help="write the first new button heard in two separate presses with this meaning")
             x.add_argument("--value", help="rating value, presence state (arrived/left/dwell), staff name (staff, "
                                            "answer) or a call button's location")

@@ -43,7 +43,11 @@ class RfService:
             if isinstance(item, Run):            # runs from a replay: fed together
                 if not runs:
                     run_level = item.level
-                runs.append(item.duration_us * self.scale)
+                    runs.append(item.duration_us * self.scale)
+                elif item.level == run_level ^ ((len(runs) - 1) & 1):
+                    runs[-1] += item.duration_us * self.scale        # the same level again: one run
+                else:
+                    runs.append(item.duration_us * self.scale)
                 self.t_us += item.duration_us
                 continue
             if runs:

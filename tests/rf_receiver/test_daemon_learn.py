@@ -48,15 +48,22 @@ def test_rf_daemon_journals_mapped_presses_and_unknown_remotes(tmp_path):
         if (tmp_path / "state" / "journal.db").exists():
             with Journal(tmp_path / "state" / "journal.db") as j:
                 rows = j.read(0)
-            if len(rows) >= 4:
+            if len(rows) >= 7:
                 break
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0, proc.stderr.read()
+    released = [r for r in rows if r.type == "press_released"]
+    rows = [r for r in rows if r.type != "press_released"]
     got = [(r.type, r.point, {k: r.data[k] for k in ("value", "press", "state", "remote") if k in r.data}) for r in rows]
     assert got == [("rating", "till1", {"value": 5, "remote": f"{REMOTE:05x}"}),
                    ("unknown_remote", None, {"remote": "beef1"}),
                    ("call", "till1", {"press": "long", "remote": f"{REMOTE:05x}"}),
                    ("presence", "till1", {"state": "arrived", "remote": f"{REMOTE:05x}"})]
+    # each configured button's release, with how long it was held (90 frames of ~45 ms: ~4 s)
+    assert [(r.data["button"], r.data["long"]) for r in released] == [(5, False), (8, True), (2, False)]
+    held = [r.data["held_ms"] for r in released]
+    assert 150 < held[0] < 300 and 3_800 < held[1] < 4_300 and 80 < held[2] < 200, held
+    assert released[1].ts - rows[2].ts >= held[1] - 1          # stamped when it was let go
     assert all(r.source == "rf" and r.mono and r.boot for r in rows)
     assert rows[0].data["frames"] >= 2 and rows[1].data["protocol"] == "EV1527"
 
@@ -64,11 +71,18 @@ def test_rf_daemon_journals_mapped_presses_and_unknown_remotes(tmp_path):
 def test_learn_writes_the_new_button_into_the_config_keeping_comments(tmp_path):
     cfg_path = make_config(tmp_path, "\n# the shop's remotes are learned below\n")
     before = cfg_path.read_text()
-    pulses = pulse_file(tmp_path / "p.jsonl", [press(code(3), 24, unit=300, repeats=4, seed=5)])
+    once = pulse_file(tmp_path / "once.jsonl", [press(code(3), 24, unit=300, repeats=4, seed=5)])
+    r = run_cli("--config", str(cfg_path), "rf", "learn", "--pulses", str(once), "--fast",
+                "--point", "till1", "--meaning", "rating", "--value", "5", "--timeout", "20")
+    assert r.returncode == 1 and "heard only once" in r.stderr        # a code heard once is refused
+    assert "press the same button again" in r.stdout and cfg_path.read_text() == before
+    pulses = pulse_file(tmp_path / "p.jsonl", [press(code(3), 24, unit=300, repeats=4, seed=5, tail_us=600_000),
+                                               press(code(3), 24, unit=300, repeats=5, seed=6)])
     r = run_cli("--config", str(cfg_path), "rf", "learn", "--pulses", str(pulses), "--fast",
                 "--point", "till1", "--meaning", "rating", "--value", "5", "--timeout", "20")
     assert r.returncode == 0, r.stderr
-    assert f"NEW                remote {REMOTE:05x} button 3" in r.stdout
+    assert f"NEW                remote {REMOTE:05x} button 3  (EV1527, press 1: 4 frames, unit 300 µs" in r.stdout
+    assert "press 2: 5 frames" in r.stdout and "timing error 0 %" in r.stdout, r.stdout
     assert "written to" in r.stdout
     text = cfg_path.read_text()
     assert text.startswith(before) and "# the shop's remotes are learned below" in text
@@ -82,7 +96,8 @@ def test_learn_writes_the_new_button_into_the_config_keeping_comments(tmp_path):
 def test_learn_refuses_a_meaning_that_does_not_validate(tmp_path):
     cfg_path = make_config(tmp_path)
     before = cfg_path.read_text()
-    pulses = pulse_file(tmp_path / "p.jsonl", [press(code(3), 24, unit=300, repeats=4, seed=5)])
+    pulses = pulse_file(tmp_path / "p.jsonl", [press(code(3), 24, unit=300, repeats=4, seed=5, tail_us=600_000),
+                                               press(code(3), 24, unit=300, repeats=4, seed=6)])
     r = run_cli("--config", str(cfg_path), "rf", "learn", "--pulses", str(pulses), "--fast",
                 "--point", "till1", "--meaning", "rating", "--value", "9", "--timeout", "20")
     assert r.returncode == 2 and "is not on the rating scale" in r.stderr
