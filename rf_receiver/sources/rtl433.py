@@ -20,31 +20,22 @@ from appliance.limits import MAX_DEPTH, nesting_depth
 from ..decoders.base import Frame
 from ..decoders.registry import frame_from_code
 from .base import RfSource, SourceError
+from .rtl433_models import MODELS
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
-
-# rtl_433 model -> (our protocol, bits, how to get the code)
-MODELS = {
-    # rtl_433's Generic-Remote reads SC226x/PT2262 and EV1527 alike
-    "Generic-Remote": (("PT2262", "EV1527"), 24, lambda m: (int(m["id"]) << 8) | int(m["cmd"])),
-    # rtl_433's GS 558 decoder prints the 24 bits last-first
-    "Smoke-GS558": ("EV1527", 24, lambda m: int(format(int(str(m["code"]), 16), "024b")[::-1], 2)),
-}
-
 
 def frame_from_message(msg: object, t_us: int) -> Frame | None:
     """A remote's frame from one rtl_433 message; None for anything else (other devices,
     odd values: the message fails alone)."""
     if not isinstance(msg, dict) or not isinstance(msg.get("model"), str):
         return None
-    spec = MODELS.get(msg["model"])
-    if spec is None:
+    mapping = MODELS.get(msg["model"])
+    if mapping is None:
         return None
-    protocol, bits, code_of = spec
     try:
-        code = code_of(msg)
+        protocol, bits, code = mapping(msg)
         if not 0 <= code < 1 << bits:
             return None
         return frame_from_code(protocol, code, bits, t_us)
