@@ -20,7 +20,7 @@ from operator import sub
 
 from .decoders import registry
 from .decoders.base import Failure, FlexTiming, Frame, GapTiming, RcTiming, Row, to_code
-from .slicer import (EXACT, GAP_US, LONG_US, MAX_PAIRS, FlexReader, GapReader, Pairs, RcReader, symbol_fit,
+from .slicer import (EXACT, GAP_US, LONG_US, MAX_PAIRS, MIN_PARTIAL_BITS, FlexReader, GapReader, Pairs, RcReader, symbol_fit,
                      walk)
 
 KEEP = 2 * (MAX_PAIRS + 8)
@@ -247,7 +247,7 @@ class Receiver:
             if rd.known(p, unit):
                 if best is None or cand[0] < best[0]:
                     best = cand
-            elif kind == EXACT and (partial is None or cand[0] < partial[0]):
+            elif kind == EXACT and len(fit[0]) >= MIN_PARTIAL_BITS and (partial is None or cand[0] < partial[0]):
                 partial = cand
         start = self._start_us(first, p.first)
         end_us = self.ts[first + len(r) - 1] // self.scale
@@ -272,16 +272,15 @@ class Receiver:
             if rc is not None and kind != EXACT and rc.protocol in self.generic and not as_before(rc):
                 rc = None
         gf = None
-        exact = (best is not None and best[0][0] == EXACT) or partial is not None
-        if gap and self.gap and not exact:   # a frame an rc-switch sync ends is not gap-framed
+        if gap and self.gap:
             for gr in self.gap:
                 got = gr.read(p)
                 if got is not None:
                     gf = self._decode(Row(gr.t.name, got[0], got[1], start, end_us, False, got[2]))
                     if gf is not None:
                         break
-            if gf is not None and p.gap >= GAP_US and not as_before(gf):
-                gf = None                    # ended by silence: only as the burst's last frame
+            if gf is not None and p.gap >= GAP_US and not as_before(gf) and not 0.7 <= p.before / p.gap <= 1.43:
+                gf = None                    # ended by silence: only between gaps alike, or as a burst's last frame
         if rc is None or gf is None:
             return rc or gf
         # both readings hold: a frame ending in a mark and a long space is either a

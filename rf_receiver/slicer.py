@@ -26,6 +26,7 @@ PERIOD_TOL = 0.4          # a bit's period within ±40 % of the frame's median
 FRACTION_TOL = 0.2        # a bit's mark fraction within ±0.2 of its symbol's
 MAX_PAIRS = 64
 MIN_PAIRS = 7             # a gap-framed frame's last bit has no pair of its own
+MIN_PARTIAL_BITS = 12     # a partial frame shorter than this says too little to join a press
 
 EXACT, SILENCE, SHORT = 0, 1, 2
 """How a frame's end space fits its timing's sync: exactly; longer (silence after the last
@@ -69,6 +70,11 @@ def walk(r: list[int], i: int, inverted: bool = False) -> Pairs | None:
     n = len(marks)
     if n < MIN_PAIRS:
         return None
+    if r[first] * 2 < min(marks[1:]) and r[first - 1 if first else 0] >= LONG_US:
+        # a noise spike just before the burst, its space as long as a bit: not a bit
+        k, first = first, first + 2
+        marks = marks[1:]
+        n -= 1
     periods = list(map(add, marks, r[first + 1:i + 2:2]))
     med = sorted(periods)[n // 2]
     consistent = min(periods) >= (1 - PERIOD_TOL) * med and max(periods) <= (1 + PERIOD_TOL) * med

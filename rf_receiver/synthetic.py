@@ -76,3 +76,50 @@ def insert_noise(runs: list[tuple[int, int]], rnd: random.Random, count: int,
         cut = rnd.randint(w, d - 2 * w)
         out[i:i + 1] = [(level, cut), (level ^ 1, w), (level, d - cut - w)]
     return merge(out)
+
+
+def gap_press(code: int, bits: int, unit: float = 350, repeats: int = 6, gap_units: float = 12,
+              symbols: tuple[int, int] = (1, 3), jitter: float = 0.0, seed: int = 0, lead_us: int = 20_000,
+              tail_us: int = 50_000) -> list[tuple[int, int]]:
+    """A remote that frames its code by a gap alone (no sync mark): each frame's last bit's
+    space is a gap of ``gap_units``."""
+    rnd = random.Random(seed)
+
+    def d(units: float) -> int:
+        return max(1, round(units * unit * (1 + rnd.uniform(-jitter, jitter))))
+    z, o = symbols
+    out = [(0, lead_us)]
+    for _ in range(repeats):
+        for i in range(bits - 1, -1, -1):
+            h, l = (o, z) if (code >> i) & 1 else (z, o)
+            out += [(1, d(h)), (0, d(l) if i else d(gap_units))]
+    out.append((0, tail_us))
+    return merge(out)
+
+
+def flex_press(code: int, timing, repeats: int = 6, seed: int = 0, jitter: float = 0.0, lead_us: int = 20_000,
+               tail_us: int = 50_000) -> list[tuple[int, int]]:
+    """A fixed-timing remote (a FlexTiming): PWM bits by mark width after its sync mark, or
+    PPM bits by space width after its header, then its gap."""
+    rnd = random.Random(seed)
+    t = timing
+    bits = t.max_bits
+
+    def d(us: float) -> int:
+        return max(1, round(us * (1 + rnd.uniform(-jitter, jitter))))
+    out = [(0, lead_us)]
+    period = t.short_us + t.long_us
+    for _ in range(repeats):
+        if t.modulation == "pwm":
+            if t.sync_us:
+                out += [(1, d(t.sync_us)), (0, d(t.short_us))]
+            for i in range(bits - 1, -1, -1):
+                mark = t.long_us if (code >> i) & 1 else t.short_us
+                out += [(1, d(mark)), (0, d(period - mark) if i else d(t.gap_us * 1.5))]
+        else:
+            out += [(1, d(t.sync_us)), (0, d(t.header_space_us))]
+            for i in range(bits - 1, -1, -1):
+                out += [(1, d(t.short_us)), (0, d(t.long_us if (code >> i) & 1 else t.short_us))]
+            out += [(1, d(t.short_us)), (0, d(t.gap_us * 1.5))]
+    out.append((0, tail_us))
+    return merge(out)

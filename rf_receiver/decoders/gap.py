@@ -1,11 +1,12 @@
 """Remotes that frame their code by a gap alone (some doorbells and PIR sensors): PWM bits
-at rc-switch's 1:3 or 1:2 symbols, and after the last bit a gap of at least two bit
-periods instead of a sync pair. The code is the remote; it has one button, 0."""
+at rc-switch's 1:3 or 1:2 symbols, and after the last bit a gap of at least 1.25 bit
+periods (longer than any data space) instead of a sync pair. The code is the remote; it has
+one button, 0."""
 from __future__ import annotations
 
 from .base import Failure, Frame, GapTiming, Row, to_code
 
-TIMING = GapTiming("pwm-gap", ((1, 3), (1, 2)), max_bits=32)
+TIMING = GapTiming("pwm-gap", ((1, 3), (1, 2)), min_gap_periods=1.25, max_bits=32)
 
 
 class GapPwm:
