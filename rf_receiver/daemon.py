@@ -43,6 +43,7 @@ class RfJournalWriter:
         self.clock = clock
         self.written = 0
         self.commits: list[float] = []    # perf_counter of each commit (latency measurements)
+        self.kinds: list[str] = []        # the first event type of each commit
         self.unknown = UnknownRemoteLimiter()
         self.radio_state = "ok"                 # only changes are journalled
         self.last_press = ""                    # for STATUS=: "HH:MM:SS remote/button → meaning"
@@ -78,6 +79,7 @@ class RfJournalWriter:
         if evs:
             self.journal.append_many(evs)
             self.commits.append(time.perf_counter())
+            self.kinds.append(evs[0].type)
             self.written += len(evs)
             for ev in evs:
                 log.info("rf: %s %s", ev.type, {k: v for k, v in ev.data.items() if k != "unit_us"},

@@ -25,6 +25,7 @@ from .decoders.base import Frame
 CONFIRMED, LONG, ENDED = "confirmed", "long", "ended"
 ERROR_BITS = 2          # a code this many bits from a strong press may be its bit errors
 ERROR_RATIO = 4         # ... when that press has this many times its frames
+PARTIAL_WAIT_US = 150_000   # a partial frame's whole successor comes within this
 
 
 @dataclass(slots=True)
@@ -154,9 +155,12 @@ class PressDetector:
         self.partials.clear()
         return out
 
-    def pending(self) -> bool:
-        """A code was heard and its press is not confirmed yet (its next frame is urgent)."""
-        return any(not p.confirmed for p in self.active.values()) or bool(self.partials)
+    def pending(self, now_us: int | None = None) -> bool:
+        """A code was heard and its press is not confirmed yet, or a partial frame just
+        came: the next frame may confirm a press, and is urgent."""
+        if any(not p.confirmed for p in self.active.values()):
+            return True
+        return any(now_us is None or now_us - q.end_us <= PARTIAL_WAIT_US for q in self.partials)
 
     def next_due_us(self) -> int | None:
         """When advance() next has something to end."""

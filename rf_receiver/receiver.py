@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from itertools import accumulate, compress, islice
-from operator import sub
+from itertools import accumulate, compress, islice, repeat
+from operator import floordiv, le, sub
 
 from .decoders import registry
 from .decoders.base import Failure, FlexTiming, Frame, GapTiming, RcTiming, Row, to_code
@@ -57,7 +57,6 @@ class Receiver:
         self.scanned = 0             # runs before this index were looked at
         self.silenced = -1           # the run silence() already ended a frame at
         self.last: Frame | None = None
-        self.hint_us = -10 ** 12     # when an end last looked like a frame's
         self.failures: Counter = Counter()     # (decoder, failure) -> count
         self.rows = 0
 
@@ -154,27 +153,36 @@ class Receiver:
             s += 1
         frames: list[Frame] = []
         if s < n - 1:
-            long = self.long
-            ends = list(compress(range(s, n - 1, 2), map(long.__le__, map(sub, buf[s + 1:n:2], buf[s:n - 1:2]))))
+            ends = list(compress(range(s, n - 1, 2),
+                                 map(le, repeat(self.long), map(sub, buf[s + 1:n:2], buf[s:n - 1:2]))))
             if ends:
-                inv, flex_gap = bool(self.rc_inv), self.flex_gap
+                inv, flex_gap, silenced = bool(self.rc_inv), self.flex_gap, self.silenced
                 for j in ends:
-                    if j < 11 or j == self.silenced:
+                    if j < 11 or j == silenced:
                         continue
-                    # quick tests, in ticks: four bit periods alike before the end (normal
-                    # polarity: pairs from runs j-3, j-5, ...; inverted: from j-2, j-4, ...),
-                    # or a space as long as a flex timing's gap
-                    e = buf[j - 1] - buf[j - 3]
-                    lo, hi = e * 0.66, e * 1.5
-                    normal = (lo <= buf[j - 3] - buf[j - 5] <= hi and lo <= buf[j - 5] - buf[j - 7] <= hi
-                              and lo <= buf[j - 7] - buf[j - 9] <= hi and lo <= buf[j - 9] - buf[j - 11] <= hi)
+                    # quick tests, in ticks, cheapest first: the space longer than the bit
+                    # periods before it (a data bit's space never is), five periods alike
+                    # (normal polarity: pairs from runs j-3, j-5, ...; inverted: from j-2,
+                    # j-4, ...), or a space as long as a flex timing's gap
+                    end = buf[j + 1]
+                    g = (end - buf[j]) * 20
+                    b = buf[j - 3]
+                    e = buf[j - 1] - b
+                    f = b - buf[j - 5]
+                    normal = False
+                    if g >= (buf[j - 1] - buf[j - 7]) * 7 and 2 * f <= 3 * e and 3 * f >= 2 * e:
+                        lo, hi = e * 0.66, e * 1.5
+                        normal = (lo <= buf[j - 5] - buf[j - 7] <= hi and lo <= buf[j - 7] - buf[j - 9] <= hi
+                                  and lo <= buf[j - 9] - buf[j - 11] <= hi)
                     inverted = False
                     if inv:
-                        e = buf[j] - buf[j - 2]
-                        lo, hi = e * 0.66, e * 1.5
-                        inverted = (lo <= buf[j - 2] - buf[j - 4] <= hi and lo <= buf[j - 4] - buf[j - 6] <= hi
-                                    and lo <= buf[j - 6] - buf[j - 8] <= hi and lo <= buf[j - 8] - buf[j - 10] <= hi)
-                    end = buf[j + 1]
+                        b = buf[j - 2]
+                        e = buf[j] - b
+                        f = b - buf[j - 4]
+                        if g >= (buf[j] - buf[j - 6]) * 7 and 2 * f <= 3 * e and 3 * f >= 2 * e:
+                            lo, hi = e * 0.66, e * 1.5
+                            inverted = (lo <= buf[j - 4] - buf[j - 6] <= hi and lo <= buf[j - 6] - buf[j - 8] <= hi
+                                        and lo <= buf[j - 8] - buf[j - 10] <= hi)
                     flex = end - buf[j] >= flex_gap
                     if normal or inverted or flex:
                         self._end(j, end, frames, normal, inverted, flex)
@@ -198,8 +206,7 @@ class Receiver:
         r = list(map(sub, ts[first + 1:j + 1], ts[first:j]))
         r.append(end - tj)
         if self.scale != 1:
-            r = [x // self.scale for x in r]
-        self.hint_us = tj // self.scale
+            r = list(map(floordiv, r, repeat(self.scale)))
         frame = None
         if flex and self.flex:
             frame = self._flex(r, first)
@@ -303,10 +310,6 @@ class Receiver:
                 continue
             return replace(result, error=row.error) if row.error else result
         return None
-
-    def recently_active(self, now_us: int, within_us: int = 200_000) -> bool:
-        """An end looked like a frame's within ``within_us``: a transmission may be on."""
-        return now_us - self.hint_us <= within_us
 
 
 

@@ -34,7 +34,7 @@ class RfService:
     def step(self, timeout_s: float = 0.05) -> int:
         """Take what the source has; returns the number of frames decoded."""
         # a press waiting for its confirming frame: no batching of edges now
-        self.source.hurry = self.detector.pending() or self.receiver.recently_active(self.t_us)
+        self.source.hurry = self.detector.pending(self.t_us)
         items = self.source.read(timeout_s)
         n = 0
         runs: list[int] = []
