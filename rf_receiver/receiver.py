@@ -14,7 +14,6 @@ timing error), so one transmission never comes out under two protocols.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from itertools import accumulate, compress, islice, repeat
 from operator import floordiv, le, sub
 
@@ -23,6 +22,8 @@ from .decoders.base import Failure, FlexTiming, Frame, GapTiming, RcTiming, Row,
 from .slicer import (EXACT, GAP_US, LONG_US, MAX_PAIRS, MIN_PARTIAL_BITS, FlexReader, GapReader, Pairs, RcReader, symbol_fit,
                      walk)
 
+SHORT_PAIRS = 40
+"""Most frames have at most this many bits: their window is read first."""
 KEEP = 2 * (MAX_PAIRS + 8)
 """Edges kept before the newest: the longest frame and what lies before it."""
 TRIM = 4096
@@ -164,28 +165,26 @@ class Receiver:
                     # periods before it (a data bit's space never is), five periods alike
                     # (normal polarity: pairs from runs j-3, j-5, ...; inverted: from j-2,
                     # j-4, ...), or a space as long as a flex timing's gap
-                    end = buf[j + 1]
-                    g = (end - buf[j]) * 20
-                    b = buf[j - 3]
-                    e = buf[j - 1] - b
-                    f = b - buf[j - 5]
-                    normal = False
-                    if g >= (buf[j - 1] - buf[j - 7]) * 7 and 2 * f <= 3 * e and 3 * f >= 2 * e:
-                        lo, hi = e * 0.66, e * 1.5
-                        normal = (lo <= buf[j - 5] - buf[j - 7] <= hi and lo <= buf[j - 7] - buf[j - 9] <= hi
-                                  and lo <= buf[j - 9] - buf[j - 11] <= hi)
-                    inverted = False
-                    if inv:
+                    g = (buf[j + 1] - buf[j]) * 20
+                    normal = inverted = False
+                    if g >= (buf[j - 1] - buf[j - 7]) * 7:
+                        b = buf[j - 3]
+                        e = buf[j - 1] - b
+                        f = b - buf[j - 5]
+                        if 2 * f <= 3 * e and 3 * f >= 2 * e:
+                            lo, hi = e * 0.66, e * 1.5
+                            normal = (lo <= buf[j - 5] - buf[j - 7] <= hi and lo <= buf[j - 7] - buf[j - 9] <= hi
+                                      and lo <= buf[j - 9] - buf[j - 11] <= hi)
+                    if inv and g >= (buf[j] - buf[j - 6]) * 7:
                         b = buf[j - 2]
                         e = buf[j] - b
                         f = b - buf[j - 4]
-                        if g >= (buf[j] - buf[j - 6]) * 7 and 2 * f <= 3 * e and 3 * f >= 2 * e:
+                        if 2 * f <= 3 * e and 3 * f >= 2 * e:
                             lo, hi = e * 0.66, e * 1.5
                             inverted = (lo <= buf[j - 4] - buf[j - 6] <= hi and lo <= buf[j - 6] - buf[j - 8] <= hi
                                         and lo <= buf[j - 8] - buf[j - 10] <= hi)
-                    flex = end - buf[j] >= flex_gap
-                    if normal or inverted or flex:
-                        self._end(j, end, frames, normal, inverted, flex)
+                    if normal or inverted or buf[j + 1] - buf[j] >= flex_gap:
+                        self._end(j, buf[j + 1], frames, normal, inverted, buf[j + 1] - buf[j] >= flex_gap)
         self.scanned = max(n - 1, 0)
         if n > TRIM:
             cut = (n - KEEP) & ~1            # an even cut keeps lv0
@@ -202,7 +201,9 @@ class Receiver:
         if j < 11:
             return
         tj = ts[j]
-        first = max(0, j - 2 * (MAX_PAIRS + 6))
+        first = max(0, j - 2 * (SHORT_PAIRS + 6))
+        if first and not self._short_enough(j, first):
+            first = max(0, j - 2 * (MAX_PAIRS + 6))
         r = list(map(sub, ts[first + 1:j + 1], ts[first:j]))
         r.append(end - tj)
         if self.scale != 1:
@@ -218,6 +219,12 @@ class Receiver:
             frames.append(frame)
             if not frame.partial:
                 self.last = frame
+
+    def _short_enough(self, j: int, first: int) -> bool:
+        """Does a long space lie between ts[first] and the end at j (so a window from first
+        holds the frame and what starts it)? Most frames are short: their window is too."""
+        ts = self.ts
+        return any(map(le, repeat(self.long), map(sub, ts[first + 2:j - 1], ts[first + 1:j - 2])))
 
     def _start_us(self, first: int, local: int) -> int:
         return self.ts[first + local] // self.scale
@@ -240,11 +247,10 @@ class Receiver:
             return None
         fits: dict = {}
         best = partial = None
-        for rd in readers:
-            end = rd.fit_end(p)
-            if end is None:
-                continue
-            kind, unit, sync_err = end
+        ends = sorted(((e, rd) for rd in readers if (e := rd.fit_end(p)) is not None), key=lambda x: x[0][0])
+        for (kind, unit, sync_err), rd in ends:
+            if best is not None and best[0][0] < kind and partial is None:
+                break                        # a reading of a better kind holds: the rest cannot win
             fit = fits.get(rd.symbols, _MISSING)
             if fit is _MISSING:
                 fit = fits[rd.symbols] = symbol_fit(p, *rd.symbols)
@@ -278,6 +284,8 @@ class Receiver:
             # look like the sync; a frame cut short does not repeat one)
             if rc is not None and kind != EXACT and rc.protocol in self.generic and not as_before(rc):
                 rc = None
+            if rc is not None and rc.protocol not in self.generic:
+                return rc                    # a device's decoder accepted it
         gf = None
         if gap and self.gap:
             for gr in self.gap:
@@ -308,7 +316,7 @@ class Receiver:
             if isinstance(result, Failure):
                 self.failures[(d.name, result)] += 1
                 continue
-            return replace(result, error=row.error) if row.error else result
+            return result
         return None
 
 

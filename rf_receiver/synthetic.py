@@ -38,12 +38,13 @@ def press(code: int, bits: int, timing: str | RcTiming = "rc-switch-1", unit: fl
     return merge(out)
 
 
-def noise(duration_us: int, seed: int = 0, min_us: int = 20, max_us: int = 3000) -> list[tuple[int, int]]:
+def noise(duration_us: int, seed: int = 0, min_us: int = 20, max_us: int = 3000,
+          mean_us: int = 400) -> list[tuple[int, int]]:
     """A receiver's AGC noise: random toggles (what an RXB6 outputs with no signal)."""
     rnd = random.Random(seed)
     out, t, level = [], 0, 0
     while t < duration_us:
-        d = min(int(rnd.expovariate(1 / 400)) + min_us, max_us)
+        d = min(int(rnd.expovariate(1 / mean_us)) + min_us, max_us)
         out.append((level, d))
         t += d
         level ^= 1

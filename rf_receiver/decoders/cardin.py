@@ -16,7 +16,8 @@ class Cardin:
         if len(row.bits) != 24:
             return Failure.LENGTH
         code = to_code(row.bits)
-        return Frame(self.name, code, 24, f"{code >> 4:05x}", code & 0xF, row.start_us, row.end_us, row.unit_us)
+        return Frame(self.name, code, 24, f"{code >> 4:05x}", code & 0xF, row.start_us, row.end_us, row.unit_us,
+                     error=row.error)
 
 
 TIMINGS = [TIMING]

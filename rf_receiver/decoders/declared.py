@@ -20,7 +20,8 @@ class Declared:
         code = to_code(row.bits)
         remote = code >> self.button_bits
         button = code & ((1 << self.button_bits) - 1) if self.button_bits else None
-        return Frame(self.name, code, self.bits, format(remote, "x"), button, row.start_us, row.end_us, row.unit_us)
+        return Frame(self.name, code, self.bits, format(remote, "x"), button, row.start_us, row.end_us, row.unit_us,
+                     error=row.error)
 
 
 def from_config(decoders: dict) -> list[Declared]:

@@ -18,7 +18,8 @@ class EV1527:
         code = to_code(row.bits)
         if code >> 4 in (0, 0xFFFFF):
             return Failure.SANITY            # no real remote has an all-0 / all-1 id
-        return Frame(self.name, code, 24, f"{code >> 4:05x}", code & 0xF, row.start_us, row.end_us, row.unit_us)
+        return Frame(self.name, code, 24, f"{code >> 4:05x}", code & 0xF, row.start_us, row.end_us, row.unit_us,
+                     error=row.error)
 
 
 DECODERS = [EV1527()]

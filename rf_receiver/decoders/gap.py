@@ -19,7 +19,8 @@ class GapPwm:
         code = to_code(row.bits)
         if code == 0 or code == (1 << len(row.bits)) - 1:
             return Failure.SANITY            # all zeros / all ones: noise-like
-        return Frame(self.name, code, len(row.bits), format(code, "x"), 0, row.start_us, row.end_us, row.unit_us)
+        return Frame(self.name, code, len(row.bits), format(code, "x"), 0, row.start_us, row.end_us, row.unit_us,
+                     error=row.error)
 
 
 TIMINGS = [TIMING]

@@ -30,7 +30,8 @@ class PT2262:
         if tristate(row.bits) is None:
             return Failure.SANITY            # a 10 pair: not tri-state (EV1527 takes it)
         code = to_code(row.bits)
-        return Frame(self.name, code, 24, f"{code >> 8:04x}", code & 0xFF, row.start_us, row.end_us, row.unit_us)
+        return Frame(self.name, code, 24, f"{code >> 8:04x}", code & 0xFF, row.start_us, row.end_us, row.unit_us,
+                     error=row.error)
 
 
 DECODERS = [PT2262()]

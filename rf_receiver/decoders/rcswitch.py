@@ -35,7 +35,8 @@ class RcSwitch:
         if code == 0 or code == (1 << len(row.bits)) - 1:
             return Failure.SANITY            # all zeros / all ones: noise-like
         return Frame(self.name, code, len(row.bits), format(code, "x"), 0,
-                     row.start_us, row.end_us, row.unit_us)
+                     row.start_us, row.end_us, row.unit_us,
+                     error=row.error)
 
 
 DECODERS = [RcSwitch(t) for t in TIMINGS]

@@ -20,7 +20,8 @@ class Silvercrest:
         code = to_code(row.bits)
         if code >> 16 != PREFIX:
             return Failure.SANITY
-        return Frame(self.name, code, 32, f"{code >> 8:06x}", code & 0xFF, row.start_us, row.end_us, row.unit_us)
+        return Frame(self.name, code, 32, f"{code >> 8:06x}", code & 0xFF, row.start_us, row.end_us, row.unit_us,
+                     error=row.error)
 
 
 DECODERS = [Silvercrest()]

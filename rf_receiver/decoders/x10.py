@@ -20,7 +20,8 @@ class X10:
         b = code.to_bytes(4, "big")
         if b[0] ^ b[1] != 0xFF or b[2] ^ b[3] != 0xFF:
             return Failure.SANITY            # each byte is followed by its complement
-        return Frame(self.name, code, 32, f"{b[0]:02x}", b[2], row.start_us, row.end_us, row.unit_us)
+        return Frame(self.name, code, 32, f"{b[0]:02x}", b[2], row.start_us, row.end_us, row.unit_us,
+                     error=row.error)
 
 
 TIMINGS = [TIMING]

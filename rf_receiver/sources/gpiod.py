@@ -9,7 +9,7 @@ batches. It reads the line request's file descriptor itself, in the kernel's own
 object per edge as ``read_edge_events`` does: on receiver noise that is thousands of
 objects a second. While only noise comes in, a read waits ``batch_s`` after the first edge
 so each read takes many edges; while a press waits for its confirming frame the service
-sets ``hurry`` and edges are handed over as they come.
+sets ``hurry`` and edges are handed over every 5 ms.
 """
 from __future__ import annotations
 
@@ -25,21 +25,25 @@ RISING, FALLING = 1, 2
 EVENT = struct.Struct("<QIIII24x")
 assert EVENT.size == EVENT_SIZE
 BATCH_S = 0.02
-"""While only noise comes in: gather this long after the first edge before reading."""
+"""While only noise comes in: gather this long after the first edge before reading. Shorter
+than the shortest frame (24 bits at a 150 µs unit: 19 ms), so a press's first frame is
+decoded before its second one ends."""
+HURRY_S = 0.005
+"""While a press waits for its confirming frame: read every 5 ms."""
 
 
 def parse_events(buf: bytes) -> tuple[list[int], bytes, int, int]:
     """The events in a read of the line request: (timestamps ns, event types as bytes
-    (1 rising, 2 falling), first and last line sequence number). Costs a few C calls, not
-    a Python object per event."""
+    (1 rising, 2 falling: the low byte of each id), first and last line sequence number).
+    Costs a few C calls, not a Python object per event."""
     n = len(buf) // EVENT_SIZE
     if n == 0:
         return [], b"", 0, 0
-    mv = memoryview(buf)[:n * EVENT_SIZE]
-    ts = mv.cast("Q")[0::6].tolist()
-    types = bytes(mv[8::EVENT_SIZE])                 # the low byte of each id
+    if len(buf) != n * EVENT_SIZE:
+        buf = buf[:n * EVENT_SIZE]
+    mv = memoryview(buf)
     seq = mv.cast("I")
-    return ts, types, seq[5], seq[(n - 1) * 12 + 5]
+    return mv.cast("Q")[0::6].tolist(), buf[8::EVENT_SIZE], seq[5], seq[(n - 1) * 12 + 5]
 
 
 def to_edges(ts: list[int], types: bytes) -> Edges:
@@ -85,8 +89,9 @@ class GpiodSource(RfSource):
     def read(self, timeout_s: float) -> list[Edges]:
         if not self.request.wait_edge_events(timeout_s):
             return []
-        if not self.hurry and self.batch_s:
-            time.sleep(self.batch_s)         # noise: let the kernel gather a batch
+        wait = HURRY_S if self.hurry else self.batch_s
+        if wait:
+            time.sleep(wait)                 # let the kernel gather a batch
         try:
             buf = os.read(self.fd, EVENT_SIZE * self.max_events)
         except BlockingIOError:

@@ -156,5 +156,5 @@ def test_noise_is_read_in_batches_and_a_waiting_press_at_once():
         stop.set()
         th.join()
         src.close()
-    # 0.2 s of gathering holds many edges; a hurried read takes what is there now
+    # 0.2 s of gathering holds many edges; a hurried read takes what came in 5 ms
     assert len(batched.ts) > 3 * len(at_once.ts)
