@@ -22,8 +22,6 @@ from .decoders.base import Failure, FlexTiming, Frame, GapTiming, RcTiming, Row,
 from .slicer import (EXACT, GAP_US, LONG_US, MAX_PAIRS, MIN_PARTIAL_BITS, FlexReader, GapReader, Pairs, RcReader, symbol_fit,
                      walk)
 
-SHORT_PAIRS = 40
-"""Most frames have at most this many bits: their window is read first."""
 KEEP = 2 * (MAX_PAIRS + 8)
 """Edges kept before the newest: the longest frame and what lies before it."""
 TRIM = 4096
@@ -31,6 +29,10 @@ TRIM = 4096
 CONTEXT_US = 250_000
 """A frame this close after the last one belongs to the same transmission."""
 _MISSING = object()
+
+
+def _kind(end) -> int:
+    return end[0][0]
 
 
 class Receiver:
@@ -157,7 +159,7 @@ class Receiver:
             ends = list(compress(range(s, n - 1, 2),
                                  map(le, repeat(self.long), map(sub, buf[s + 1:n:2], buf[s:n - 1:2]))))
             if ends:
-                inv, flex_gap, silenced = bool(self.rc_inv), self.flex_gap, self.silenced
+                inv, flex_gap, silenced = bool(self.rc_inv), self.flex_gap * 20, self.silenced
                 for j in ends:
                     if j < 11 or j == silenced:
                         continue
@@ -183,8 +185,9 @@ class Receiver:
                             lo, hi = e * 0.66, e * 1.5
                             inverted = (lo <= buf[j - 4] - buf[j - 6] <= hi and lo <= buf[j - 6] - buf[j - 8] <= hi
                                         and lo <= buf[j - 8] - buf[j - 10] <= hi)
-                    if normal or inverted or buf[j + 1] - buf[j] >= flex_gap:
-                        self._end(j, buf[j + 1], frames, normal, inverted, buf[j + 1] - buf[j] >= flex_gap)
+                    flex = g >= flex_gap and self._flex_could_end(j)
+                    if normal or inverted or flex:
+                        self._end(j, buf[j + 1], frames, normal, inverted, flex)
         self.scanned = max(n - 1, 0)
         if n > TRIM:
             cut = (n - KEEP) & ~1            # an even cut keeps lv0
@@ -200,54 +203,50 @@ class Receiver:
         ts = self.ts
         if j < 11:
             return
-        tj = ts[j]
-        first = max(0, j - 2 * (SHORT_PAIRS + 6))
-        if first and not self._short_enough(j, first):
-            first = max(0, j - 2 * (MAX_PAIRS + 6))
-        r = list(map(sub, ts[first + 1:j + 1], ts[first:j]))
-        r.append(end - tj)
-        if self.scale != 1:
-            r = list(map(floordiv, r, repeat(self.scale)))
         frame = None
         if flex and self.flex:
-            frame = self._flex(r, first)
+            frame = self._flex(j, end)
         if frame is None and normal:
-            frame = self._rc(r, first, walk(r, len(r) - 4), self.rc, True)
+            frame = self._rc(j, walk(ts, j, end, self.scale, self.long_us), self.rc, True)
         if frame is None and inverted and self.rc_inv:
-            frame = self._rc(r, first, walk(r, len(r) - 3, inverted=True), self.rc_inv, False)
+            frame = self._rc(j, walk(ts, j, end, self.scale, self.long_us, inverted=True), self.rc_inv, False)
         if frame is not None:
             frames.append(frame)
             if not frame.partial:
                 self.last = frame
 
-    def _short_enough(self, j: int, first: int) -> bool:
-        """Does a long space lie between ts[first] and the end at j (so a window from first
-        holds the frame and what starts it)? Most frames are short: their window is too."""
+    def _flex_could_end(self, j: int) -> bool:
+        ts, scale = self.ts, self.scale
+        mark, gap = (ts[j] - ts[j - 1]) / scale, (ts[j + 1] - ts[j]) / scale
+        return any(fx.could_end(mark, gap) for fx in self.flex)
+
+    def _flex(self, j: int, end: int) -> Frame | None:
         ts = self.ts
-        return any(map(le, repeat(self.long), map(sub, ts[first + 2:j - 1], ts[first + 1:j - 2])))
-
-    def _start_us(self, first: int, local: int) -> int:
-        return self.ts[first + local] // self.scale
-
-    def _flex(self, r: list[int], first: int) -> Frame | None:
-        end_us = self.ts[first + len(r) - 1] // self.scale
+        first = max(0, j - 2 * (MAX_PAIRS + 6))
+        r = list(map(sub, ts[first + 1:j + 1], ts[first:j]))
+        r.append(end - ts[j])
+        if self.scale != 1:
+            r = list(map(floordiv, r, repeat(self.scale)))
+        end_us = ts[j] // self.scale
         for fx in self.flex:
             got = fx.read(r)
             if got is not None:
                 bits, i = got
-                f = self._decode(Row(fx.t.name, bits, float(fx.t.short_us), self._start_us(first, i), end_us))
+                f = self._decode(Row(fx.t.name, bits, float(fx.t.short_us), ts[first + i] // self.scale, end_us))
                 if f is not None:
                     return f
         return None
 
-    def _rc(self, r: list[int], first: int, p: Pairs | None, readers: list[RcReader], gap: bool) -> Frame | None:
+    def _rc(self, j: int, p: Pairs | None, readers: list[RcReader], gap: bool) -> Frame | None:
         """The best reading of a PWM frame ending at r[-1]: rc-switch (its sync ends it) or
         gap-framed (its last mark is a bit)."""
         if p is None or not p.consistent:
             return None
         fits: dict = {}
         best = partial = None
-        ends = sorted(((e, rd) for rd in readers if (e := rd.fit_end(p)) is not None), key=lambda x: x[0][0])
+        ends = [(e, rd) for rd in readers if (e := rd.fit_end(p)) is not None]
+        if len(ends) > 1:
+            ends.sort(key=_kind)
         for (kind, unit, sync_err), rd in ends:
             if best is not None and best[0][0] < kind and partial is None:
                 break                        # a reading of a better kind holds: the rest cannot win
@@ -262,8 +261,8 @@ class Receiver:
                     best = cand
             elif kind == EXACT and len(fit[0]) >= MIN_PARTIAL_BITS and (partial is None or cand[0] < partial[0]):
                 partial = cand
-        start = self._start_us(first, p.first)
-        end_us = self.ts[first + len(r) - 1] // self.scale
+        start = self.ts[p.first] // self.scale
+        end_us = self.ts[j] // self.scale
         if partial is not None and (best is None or best[0][0] != EXACT):
             # the first bits may be missing (noise before them, the receiver's gain settling):
             # a partial frame, only ever part of a press of the code it ends

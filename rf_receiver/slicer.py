@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from operator import add, truediv
+from itertools import repeat
+from operator import floordiv, sub, truediv
 
 from .decoders.base import FlexTiming, GapTiming, RcTiming
 
@@ -41,17 +42,20 @@ class Pairs:
     med: int                 # the median period
     consistent: bool         # every period within PERIOD_TOL of the median
     before: int              # the long part before the first data pair (a sync, a gap), 0 if none
-    first: int               # window index of the first data run
+    first: int               # edge index where the first data run starts
     mark: int                # the run before the end space
     gap: int                 # the end space
 
 
-def walk(r: list[int], i: int, inverted: bool = False) -> Pairs | None:
-    """Pairs (r[i], r[i+1]), (r[i-2], r[i-1]), ... back from i while each keeps the period
-    of the last three; None if fewer than MIN_PAIRS or more than MAX_PAIRS."""
+def walk(ts: list[int], j: int, end: int, scale: int, long_us: int, inverted: bool = False) -> Pairs | None:
+    """The data pairs of a frame ending at the long space from ts[j] to ``end`` (edge times,
+    ``scale`` ticks a µs), read back from the last while each keeps the period of the last
+    three; None if fewer than MIN_PAIRS or more than MAX_PAIRS. Normal polarity: pairs
+    (mark, space) from run j-3 back; inverted: (low, high) from run j-2 back."""
+    i = j - 2 if inverted else j - 3
     if i < 4:
         return None
-    a, b, c = r[i] + r[i + 1], r[i - 2] + r[i - 1], r[i - 4] + r[i - 3]
+    a, b, c = ts[i + 2] - ts[i], ts[i] - ts[i - 2], ts[i - 2] - ts[i - 4]
     ref = (a + b + c) / 3
     lo, hi = ref * 0.6, ref * 1.4
     if not (lo <= a <= hi and lo <= b <= hi and lo <= c <= hi):
@@ -59,35 +63,41 @@ def walk(r: list[int], i: int, inverted: bool = False) -> Pairs | None:
     k = i - 6
     stop = i - 2 * (MAX_PAIRS + 1)
     while k >= 0:
-        p = r[k] + r[k + 1]
+        p = ts[k + 2] - ts[k]
         if p < lo or p > hi:
             break
         k -= 2
         if k < stop:
             return None              # longer than any frame: not one
     first = k + 2
-    marks = r[first:i + 1:2]
+    marks = list(map(sub, ts[first + 1:i + 2:2], ts[first:i + 1:2]))
     n = len(marks)
     if n < MIN_PAIRS:
         return None
-    if r[first] * 2 < min(marks[1:]) and r[first - 1 if first else 0] >= LONG_US:
+    long = long_us * scale
+    if not inverted and marks[0] * 2 < min(marks[1:]) and first >= 1 and ts[first] - ts[first - 1] >= long:
         # a noise spike just before the burst, its space as long as a bit: not a bit
         k, first = first, first + 2
         marks = marks[1:]
         n -= 1
-    periods = list(map(add, marks, r[first + 1:i + 2:2]))
+    periods = list(map(sub, ts[first + 2:i + 3:2], ts[first:i + 1:2]))
+    if scale != 1:
+        marks = list(map(floordiv, marks, repeat(scale)))
+        periods = list(map(floordiv, periods, repeat(scale)))
     med = sorted(periods)[n // 2]
     consistent = min(periods) >= (1 - PERIOD_TOL) * med and max(periods) <= (1 + PERIOD_TOL) * med
     before = 0
-    if inverted:
-        before = r[k] if k >= 0 else 0       # the previous sync's long low
-    elif k == -1:
-        before = r[0]                        # the window starts with the space before the frame
-    elif k >= 0:
-        before = r[k + 1]                    # a sync space or a gap before the first mark
-        if k >= 1 and r[k] * 2 < min(marks):
-            before = max(before, r[k - 1])   # a noise spike just before the burst
-    return Pairs(marks, periods, med, consistent, before, first, r[-2], r[-1])
+    if k >= 0:
+        if inverted:
+            before = ts[k + 1] - ts[k]               # the previous sync's long low
+        else:
+            before = ts[k + 2] - ts[k + 1]           # a sync space or a gap before the first mark
+            if k >= 1 and (ts[k + 1] - ts[k]) * 2 < min(marks) * scale:
+                before = max(before, ts[k] - ts[k - 1])   # a noise spike just before the burst
+    elif k == -1 and not inverted:
+        before = ts[1] - ts[0]                       # the space the buffer starts with
+    return Pairs(marks, periods, med, consistent, before // scale, first, (ts[j] - ts[j - 1]) // scale,
+                 (end - ts[j]) // scale)
 
 
 def symbol_fit(p: Pairs, zero: float, one: float, extra: int = 0) -> tuple[str, float] | None:
@@ -194,6 +204,15 @@ class FlexReader:
         if self._near(width, self.t.long_us):
             return "1"
         return None
+
+    def could_end(self, mark_us: float, gap_us: float) -> bool:
+        """Cheap: may a frame of this timing end with this mark and this space?"""
+        t = self.t
+        if gap_us < t.gap_us:
+            return False
+        if t.modulation == "pwm":
+            return self._near(mark_us, t.short_us) or self._near(mark_us, t.long_us)
+        return self._near(mark_us, t.short_us)
 
     def read(self, r: list[int]) -> tuple[str, int] | None:
         """(bits, window index of the first data run) of the frame whose end space is
