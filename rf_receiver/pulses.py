@@ -6,18 +6,9 @@ key: ``{"pulses": [[1, 350], [0, 1050], ...]}``; other keys are ignored.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from appliance.errors import ApplianceError
-
-
-@dataclass(slots=True)
-class Pair:
-    """One mark and the space after it: the unit every OOK slicer works on."""
-    high: int      # µs
-    low: int       # µs
-    start: int     # µs since the start of the train
 
 
 class PulseError(ApplianceError, ValueError):
@@ -49,51 +40,6 @@ def read_pulse_file(lines: Iterable[bytes | str]) -> Iterator[tuple[int, list[tu
             yield n, parse_pulses(obj["pulses"])
         except (ValueError, PulseError) as exc:
             yield n, exc if isinstance(exc, PulseError) else PulseError(f"not valid JSON: {exc}")
-
-
-class PairBuilder:
-    """Runs -> (high, low) pairs, streaming. ``invert`` swaps the levels (for protocols
-    that idle high, such as rc-switch protocol 6)."""
-
-    def __init__(self, invert: bool = False):
-        self.mark = 0 if invert else 1
-        self.t = 0
-        self.high: int | None = None
-        self.high_start = 0
-        self.swallow = False     # the current space was already handed over by silence()
-
-    def silence(self, elapsed_us: int) -> Pair | None:
-        """The space after the last mark has lasted elapsed_us and goes on: hand the mark
-        over now with that space, so a burst's last frame need not wait for an edge."""
-        if self.high is None:
-            return None
-        pair = Pair(self.high, elapsed_us, self.high_start)
-        self.high = None
-        self.swallow = True
-        return pair
-
-    def feed(self, level: int, duration: int) -> Pair | None:
-        start = self.t
-        self.t += duration
-        if self.swallow:
-            self.swallow = False
-            if level != self.mark:
-                return None          # the rest of a space silence() already handed over
-        if level == self.mark:
-            if self.high is not None:        # two marks in a row (merged runs): join them
-                self.high += duration
-            else:
-                self.high, self.high_start = duration, start
-            return None
-        if self.high is None:                # a space with no mark before it: a leading gap
-            return Pair(0, duration, start) if duration >= 10_000 else None
-        pair = Pair(self.high, duration, self.high_start)
-        self.high = None
-        return pair
-
-    def flush(self) -> None:
-        """The end of a recording is not the end of a frame: drop a pending mark."""
-        self.high = None
 
 
 def to_ook(pulses: list[tuple[int, int]], sample_rate: int = 250_000) -> str:
