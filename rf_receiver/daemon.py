@@ -130,6 +130,8 @@ def run(cfg: Config, stop: threading.Event | None = None, pulses_file: str | Non
         radio = getattr(source, "state", "ok")
         text = f"rf: {source.name} {radio}" + (f" ({source.error})" if radio != "ok" and getattr(source, "error", "")
                                               else "")
+        lost = getattr(source, "lost", 0)
+        text += f", {lost} edges lost (the kernel's queue was full)" if lost else ""
         text += f", last press {writer.last_press}" if writer.last_press else ", no press yet"
         text += f", {writer.written} events"
         return text + (f"; sensors {sensor_line(sensors)}" if sensors else "")
