@@ -98,10 +98,12 @@ class Receiver:
             buf.append(0)
         elif level != self.lv0 ^ ((len(buf) - 1) & 1):
             # a run of the level just fed again: it goes on (the edge at its end was not one)
-            buf.pop()
+            end = buf.pop()
             self.scanned = min(self.scanned, len(buf) - 1)
             if self.silenced >= len(buf) - 1:
                 self.silenced = -1
+            buf.extend(islice(accumulate(durations, initial=end), 1, None))
+            return self._scan()
         buf.extend(islice(accumulate(durations, initial=buf[-1]), 1, None))
         return self._scan()
 

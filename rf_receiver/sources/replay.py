@@ -10,7 +10,8 @@ class ReplaySource(RfSource):
     name = "replay"
 
     def __init__(self, pulses: list[tuple[int, int]], realtime: bool = False, chunk: int = 256):
-        self.pulses = pulses
+        from ..synthetic import merge
+        self.pulses = merge(pulses)      # recordings put one after another: a run never splits
         self.realtime = realtime
         self.chunk = chunk
         self.i = 0

@@ -150,3 +150,18 @@ def test_a_first_frame_whose_head_the_receivers_gain_ate(eaten):
 
 def test_receiver_noise_gives_no_frame():
     assert Receiver().decode_pulses(noise(30_000_000, seed=11)) == []
+
+
+def test_a_replay_of_recordings_one_after_another_gives_each_frame_once():
+    from rf_receiver.service import RfService
+    from rf_receiver.sources.replay import ReplaySource
+    # recordings put one after another: each ends low and the next starts low
+    trains = [press(CODE, 24, seed=s) for s in range(5)]
+    whole = Receiver().decode_pulses(merge([r for t in trains for r in t]))
+    for chunk in (7, 50, 256):
+        got: list = []
+        service = RfService(ReplaySource([r for t in trains for r in t], chunk=chunk), PressDetector(),
+                            lambda *a: None, on_frame=got.append)
+        service.run(lambda: False, 0)
+        assert [(f.code, f.start_us) for f in got] == [(f.code, f.start_us) for f in whole], chunk
+    assert len(whole) == 30
