@@ -119,5 +119,6 @@ MODELS: dict[str, Mapping] = {
     "Cardin-S466": cardin,
     "X10-RF": x10,
 }
-"""Every fixed-code remote model rtl_433 reports (its rolling-code remotes, KeeLoq and car
-keys, change their code at every press: no box can map them to a button)."""
+"""The fixed-code remote models rtl_433 reports whose frames the GPIO path decodes too. Not
+here: HT680-Remote (36-bit frames), Sonoff-RM433 (its message leaves out four bits of the id),
+and rolling-code remotes (KeeLoq, car keys: a new code at every press)."""
