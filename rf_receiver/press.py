@@ -25,7 +25,7 @@ from .decoders.base import Frame
 CONFIRMED, LONG, ENDED = "confirmed", "long", "ended"
 ERROR_BITS = 2          # a code this many bits from a strong press may be its bit errors
 ERROR_RATIO = 4         # ... when that press has this many times its frames
-PARTIAL_WAIT_US = 150_000   # a partial frame's whole successor comes within this
+CONFIRM_WAIT_US = 150_000   # a frame's repeat (the confirming one) comes within this
 
 
 @dataclass(slots=True)
@@ -156,11 +156,11 @@ class PressDetector:
         return out
 
     def pending(self, now_us: int | None = None) -> bool:
-        """A code was heard and its press is not confirmed yet, or a partial frame just
+        """A code was just heard and its press is not confirmed yet, or a partial frame just
         came: the next frame may confirm a press, and is urgent."""
-        if any(not p.confirmed for p in self.active.values()):
-            return True
-        return any(now_us is None or now_us - q.end_us <= PARTIAL_WAIT_US for q in self.partials)
+        return (any(not p.confirmed and (now_us is None or now_us - p.end_us <= CONFIRM_WAIT_US)
+                    for p in self.active.values())
+                or any(now_us is None or now_us - q.end_us <= CONFIRM_WAIT_US for q in self.partials))
 
     def next_due_us(self) -> int | None:
         """When advance() next has something to end."""
