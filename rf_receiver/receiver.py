@@ -240,7 +240,7 @@ class Receiver:
         return None
 
     def _rc(self, j: int, p: Pairs | None, readers: list[RcReader], gap: bool) -> Frame | None:
-        """The best reading of a PWM frame ending at r[-1]: rc-switch (its sync ends it) or
+        """The best reading of a PWM frame ending at the long space at ts[j]: rc-switch (its sync ends it) or
         gap-framed (its last mark is a bit)."""
         if p is None or not p.consistent:
             return None
