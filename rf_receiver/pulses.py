@@ -42,6 +42,19 @@ def read_pulse_file(lines: Iterable[bytes | str]) -> Iterator[tuple[int, list[tu
             yield n, exc if isinstance(exc, PulseError) else PulseError(f"not valid JSON: {exc}")
 
 
+def merge_runs(runs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Join neighbouring runs of one level and drop empty ones (a train alternates)."""
+    out: list[list[int]] = []
+    for level, d in runs:
+        if d <= 0:
+            continue
+        if out and out[-1][0] == level:
+            out[-1][1] += d
+        else:
+            out.append([level, d])
+    return [(lv, d) for lv, d in out]
+
+
 def to_ook(pulses: list[tuple[int, int]], sample_rate: int = 250_000) -> str:
     """A pulse train in rtl_433's OOK text format (``rtl_433 -r file.ook``)."""
     lines = []

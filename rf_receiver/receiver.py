@@ -19,6 +19,7 @@ from operator import floordiv, le, sub
 
 from .decoders import registry
 from .decoders.base import Failure, FlexTiming, Frame, GapTiming, RcTiming, Row, to_code
+from .pulses import merge_runs
 from .slicer import (EXACT, GAP_US, LONG_US, MAX_PAIRS, MIN_PARTIAL_BITS, FlexReader, GapReader, Pairs, RcReader, symbol_fit,
                      walk)
 
@@ -135,14 +136,7 @@ class Receiver:
     def decode_pulses(self, pulses: list[tuple[int, int]], batch: int = 2048) -> list[Frame]:
         """A whole recording ([level, µs] runs), fed in batches as a source would."""
         frames: list[Frame] = []
-        runs: list[list[int]] = []
-        for level, d in pulses:
-            if d <= 0:
-                continue
-            if runs and runs[-1][0] == level:
-                runs[-1][1] += d
-            else:
-                runs.append([level, d])
+        runs = merge_runs(pulses)
         for i in range(0, len(runs), batch):
             chunk = runs[i:i + batch]
             frames += self.feed_runs(chunk[0][0], [d * self.scale for _, d in chunk])

@@ -222,46 +222,33 @@ class FlexReader:
         if r[j] < t.gap_us or j < 2:
             return None
         near = self._near
-        bits: list[str] = []
-        known = False
-        if t.modulation == "pwm":
-            s = self._symbol(r[j - 1])
-            if s is None:
+        pwm = t.modulation == "pwm"
+        if pwm:                                  # the last mark is a bit; in PPM, the stop mark
+            last = self._symbol(r[j - 1])
+            if last is None:
                 return None
-            bits.append(s)
-            i = j - 3
-            while i >= 0:
-                if t.sync_us and near(r[i], t.sync_us):
-                    known = True
-                    break
-                if r[i + 1] >= t.gap_us:
-                    known = not t.sync_us
-                    break
-                s = self._symbol(r[i])
-                if s is None:
-                    break
-                bits.append(s)
-                if len(bits) > t.max_bits:
-                    return None
-                i -= 2
+            bits = [last]
+        elif near(r[j - 1], t.short_us):
+            bits = []
         else:
-            if not near(r[j - 1], t.short_us):   # the stop mark
+            return None
+        known = False
+        i = j - 3
+        while i >= 0:
+            mark, space = r[i], r[i + 1]
+            if t.sync_us and near(mark, t.sync_us) and (pwm or near(space, t.header_space_us)):
+                known = True                     # the sync mark (PWM) or the header (PPM)
+                break
+            if space >= t.gap_us:
+                known = not t.sync_us            # the previous frame's gap
+                break
+            s = self._symbol(mark) if pwm else self._symbol(space) if near(mark, t.short_us) else None
+            if s is None:
+                break
+            bits.append(s)
+            if len(bits) > t.max_bits:
                 return None
-            i = j - 3
-            while i >= 0:
-                if t.sync_us and near(r[i], t.sync_us) and near(r[i + 1], t.header_space_us):
-                    known = True
-                    break
-                if not t.sync_us and r[i + 1] >= t.gap_us:
-                    known = True
-                    break
-                s = self._symbol(r[i + 1]) if near(r[i], t.short_us) else None
-                if s is None:
-                    break
-                bits.append(s)
-                if len(bits) > t.max_bits:
-                    return None
-                i -= 2
+            i -= 2
         if not known or not t.min_bits <= len(bits) <= t.max_bits:
             return None
         return "".join(reversed(bits)), i + 2

@@ -6,6 +6,7 @@ import random
 
 from .decoders.base import RcTiming
 from .decoders.rcswitch import TIMINGS
+from .pulses import merge_runs
 
 RC = {t.name: t for t in TIMINGS}
 
@@ -53,15 +54,7 @@ def noise(duration_us: int, seed: int = 0, min_us: int = 20, max_us: int = 3000,
 
 def merge(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Join neighbouring runs of one level (the train alternates)."""
-    out: list[list[int]] = []
-    for level, d in runs:
-        if d <= 0:
-            continue
-        if out and out[-1][0] == level:
-            out[-1][1] += d
-        else:
-            out.append([level, d])
-    return [(lv, d) for lv, d in out]
+    return merge_runs(runs)
 
 
 def insert_noise(runs: list[tuple[int, int]], rnd: random.Random, count: int,

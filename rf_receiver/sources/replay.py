@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from ..pulses import merge_runs
 from .base import RfSource, Run
 
 
@@ -10,8 +11,7 @@ class ReplaySource(RfSource):
     name = "replay"
 
     def __init__(self, pulses: list[tuple[int, int]], realtime: bool = False, chunk: int = 256):
-        from ..synthetic import merge
-        self.pulses = merge(pulses)      # recordings put one after another: a run never splits
+        self.pulses = merge_runs(pulses)     # recordings put one after another: a run never splits
         self.realtime = realtime
         self.chunk = chunk
         self.i = 0
