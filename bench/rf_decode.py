@@ -1,6 +1,6 @@
 """Benchmark: 433 MHz decoding cost, detection quality and press-to-journal latency.
 
-    python bench/rf_decode.py [--presses 200] [--latency-presses 30] [--json]
+    python bench/rf_decode.py [--presses 200] [--latency-presses 60] [--json]
 
 Prints, each next to a reference measured in the same run:
   - decode CPU time per 1,000 edges over a generated stress set and over pure receiver
@@ -262,7 +262,7 @@ def per_1000(cpu_s: float, edges: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presses", type=int, default=200)
-    ap.add_argument("--latency-presses", type=int, default=30)
+    ap.add_argument("--latency-presses", type=int, default=60)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     res: dict = {"machine": machine()}
