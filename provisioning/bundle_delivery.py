@@ -39,7 +39,7 @@ STRAY_MAX_AGE_S = 86400.0
 """Chunks of a bundle no job wants any more are kept this long (a command sent again resumes)."""
 MAX_STRAY_BUNDLES = 2
 FETCH_TIMEOUT_S = 60.0
-_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SHA = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class DeliveryError(Exception):

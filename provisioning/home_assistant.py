@@ -39,7 +39,7 @@ PRESS_TYPES = (v.RATING, v.CALL, v.ANSWER, v.STAFF)
 SENSORS = (("csi", "Customer Support Index", "%"), ("cdi", "Customer Dissatisfaction Index", "%"),
            ("contacts", "Contacts today", None), ("response_rate", "Response rate", "%"))
 REQUEST = "ha/request/"
-_TRANSACTION = re.compile(r"^[A-Za-z0-9_.:-]{1,48}$")
+_TRANSACTION = re.compile(r"^[A-Za-z0-9_.:-]{1,48}\Z")
 
 
 class HomeAssistant(Extension):

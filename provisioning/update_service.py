@@ -40,7 +40,7 @@ STATE_FILE = "update.json"
 WAIT_POLL_S = 30.0
 SETTLE_S = 5.0
 """A daemon counts as READY when it has stayed up, with the same process and no restart, this long."""
-_BUNDLE_NAME = re.compile(r"^[0-9a-f]{64}\.bundle$")
+_BUNDLE_NAME = re.compile(r"^[0-9a-f]{64}\.bundle\Z")
 
 
 def updates_dir(cfg: Config) -> Path:

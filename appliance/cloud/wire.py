@@ -38,13 +38,13 @@ MAX_PAYLOAD = {JOURNAL: 1024 * 1024, STATUS: 4096, ACK: 256 * 1024, MANIFEST: 64
                CONFIG_DESIRED: 512 * 1024, CONFIG_REPORTED: 256 * 1024, CMD: 64 * 1024, RESULT: 256 * 1024,
                CSR: 16 * 1024, CERT: 32 * 1024, HEALTH: 64 * 1024, INFO: 256 * 1024}
 
-NAME_RE = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
+NAME_RE = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}\Z"
 """Device ids, clip ids, clip file names, points: ASCII letters, digits, ``_ - .``, not
 starting with a dot, 1–64 characters (they become topic levels and file names)."""
 SafeName = Annotated[str, Meta(pattern=NAME_RE)]
 Seq = Annotated[int, Meta(ge=0, le=SEQ_MAX)]
 _NAME = re.compile(NAME_RE)
-_DIGITS = re.compile(r"^[0-9]{1,6}$")
+_DIGITS = re.compile(r"^[0-9]{1,6}\Z")
 
 
 def safe_name(name: str) -> bool:
@@ -110,10 +110,10 @@ def parse_topic(prefix: str, name: str) -> Topic:
 
 # --- payloads -------------------------------------------------------------------------------
 
-EventId = Annotated[str, Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
-EventType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-Source = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{0,32}$")]
-PointId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]     # as the config allows
+EventId = Annotated[str, Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")]
+EventType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}\Z")]
+Source = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{0,32}\Z")]
+PointId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}\Z")]     # as the config allows
 
 
 class Record(msgspec.Struct, kw_only=True):
@@ -161,10 +161,10 @@ class ClipManifest(msgspec.Struct, kw_only=True):
     clip: SafeName
     file: SafeName
     size: Annotated[int, Meta(ge=0, le=MAX_CLIP_BYTES)]
-    sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+    sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
     chunks: Annotated[int, Meta(ge=1, le=MAX_CHUNKS)]
     chunk_size: Annotated[int, Meta(ge=1, le=MAX_CHUNK_BYTES)]
-    tags: Annotated[list[Annotated[str, Meta(pattern=r"^[a-z_]{1,32}$")]], Meta(max_length=32)] = []
+    tags: Annotated[list[Annotated[str, Meta(pattern=r"^[a-z_]{1,32}\Z")]], Meta(max_length=32)] = []
     meta: dict[str, Any] = {}
 
 
@@ -264,7 +264,7 @@ class Command(msgspec.Struct, kw_only=True):
     """On ``cmd/<id>`` (never retained): run once per id, unless ``expires`` (UTC ms) passed."""
     id: SafeName
     action: CommandAction
-    args: Annotated[dict[Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")], Any], Meta(max_length=16)] = {}
+    args: Annotated[dict[Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}\Z")], Any], Meta(max_length=16)] = {}
     expires: Annotated[int, Meta(ge=0, le=SEQ_MAX)] = 0
 
 

@@ -15,9 +15,9 @@ NonNegative = Annotated[float, Meta(ge=0)]
 Positive = Annotated[float, Meta(gt=0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
 Port = Annotated[int, Meta(ge=1, le=65535)]
-Identifier = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
-HexId = Annotated[str, Meta(pattern=r"^[0-9A-Fa-f]{1,16}$")]
-ClockTime = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+Identifier = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}\Z")]
+HexId = Annotated[str, Meta(pattern=r"^[0-9A-Fa-f]{1,16}\Z")]
+ClockTime = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z")]
 RatingClass = Literal["top", "neutral", "negative"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -140,7 +140,7 @@ class Rf(_Section):
     source: Literal["gpiod", "gpio", "rtl_433", "nrf24", "none"] = "gpiod"
     """gpiod: the receiver's line through the kernel's GPIO character device (kernel-timestamped
     edges); gpio: through gpiozero's pin factory (boards without libgpiod v2)."""
-    chip: Annotated[str, Meta(pattern=r"^/dev/gpiochip[0-9]{1,3}$")] = "/dev/gpiochip0"
+    chip: Annotated[str, Meta(pattern=r"^/dev/gpiochip[0-9]{1,3}\Z")] = "/dev/gpiochip0"
     """The GPIO chip of the receiver's line (source gpiod): gpiochip0 is the header on every Pi
     with a current kernel."""
     pin: Annotated[int, Meta(ge=0, le=53)] = 27
@@ -225,7 +225,7 @@ class Provisioning(_Section):
     renew_before_days: Annotated[float, Meta(ge=1, le=365)] = 30.0
     remote_config: bool = False
     """Accept ``config/desired`` from the fleet (validated like this file; pinned keys stay local)."""
-    pinned: list[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_-]+)*$")]] = field(
+    pinned: list[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_-]+)*\Z")]] = field(
         default_factory=lambda: list(DEFAULT_PINNED))
     rollback_after_s: Annotated[float, Meta(ge=30, le=86400)] = 300.0
     """A remote config that does not reach the cloud within this long is rolled back."""
@@ -241,7 +241,7 @@ class Update(_Section):
     """The Ed25519 release keys this box trusts (``*.pub``, PEM); none: every update is refused."""
     releases_dir: str = "/opt/appliance"
     """Where ``releases/<version>`` and the ``current`` link live."""
-    window: Annotated[str, Meta(pattern=r"^$|^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$")] = ""
+    window: Annotated[str, Meta(pattern=r"^\Z|^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]\Z")] = ""
     """Maintenance window ``HH:MM-HH:MM`` in [time] timezone (may pass midnight); empty: any time.
     An update waits for it (and for no open contact, no track being cut) until its command expires."""
     health_timeout_s: Annotated[float, Meta(ge=30, le=3600)] = 180.0
@@ -251,7 +251,7 @@ class Update(_Section):
 class HomeAssistant(_Section):
     """MQTT discovery for Home Assistant on the [sync] broker (a small shop's own); off by default."""
     enabled: bool = False
-    discovery_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "homeassistant"
+    discovery_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")] = "homeassistant"
     interval_s: Annotated[float, Meta(ge=10, le=3600)] = 60.0
     """How often today's CSI, CDI, contacts and response rate are published."""
 
@@ -386,7 +386,7 @@ class Sms(_Sink, tag_field="kind", tag="sms", kw_only=True, forbid_unknown_field
     """A USB GSM modem on a serial port (AT commands, text mode)."""
     device: str = "/dev/ttyUSB0"
     baud: PositiveInt = 115200
-    to: list[Annotated[str, Meta(pattern=r"^\+?[0-9]{3,20}$")]]
+    to: list[Annotated[str, Meta(pattern=r"^\+?[0-9]{3,20}\Z")]]
     attach: Literal["contact", "press", "none"] = "none"
 
 

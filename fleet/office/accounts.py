@@ -22,7 +22,7 @@ from ..ingest import in_group, place_problem
 from .db import Database
 
 ROLES = ("admin", "manager", "viewer")
-NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}\Z")
 MIN_PASSWORD = 10
 
 SESSION_IDLE_S = 2 * 3600

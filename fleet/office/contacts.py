@@ -13,7 +13,7 @@ from appliance.records import TAG_BIT
 from .figures import Scope
 
 PAGE = 50
-TEXT = re.compile(r"^[A-Za-z0-9_.:@/\- ]{1,100}$")
+TEXT = re.compile(r"^[A-Za-z0-9_.:@/\- ]{1,100}\Z")
 """Point and employee names as a filter takes them."""
 
 
