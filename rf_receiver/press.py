@@ -10,8 +10,8 @@ long, and when it ends its hold time is known.
 Two rules keep stray codes out: while another code's press is on the air, a code needs
 at least two frames (a code seen once among many frames of another is never a press);
 and a code a bit or two away from a press with many times its frames, heard among that
-press's frames, is its bit errors, not a press of its own. Partial frames (their first bits may be missing) only add
-to a press of the code they end.
+press's frames, is its bit errors, not a press of its own. Partial frames (their first
+bits may be missing) only add to a press of the code they end.
 
 Times are the source's µs; the press's time is its first frame's start.
 """
@@ -42,7 +42,7 @@ class Press:
     confirmed: bool = False
     long: bool = False
     names: Counter = field(default_factory=Counter)     # protocol -> frames it named
-    labels: dict = field(default_factory=dict)          # protocol -> (remote, button)
+    labels: dict = field(default_factory=dict)          # protocol -> (remote, button, unit_us)
     error: float = 0.0                                  # mean timing error of its frames
 
     @property

@@ -4,8 +4,9 @@ frames. Pure and streaming: feed edges (or runs) as they come.
 Cheap per edge. A receiver's noise never stops, so the one thing done for every edge is
 one comparison, in C: is the space this edge ends at least ``LONG_US`` long? Every frame
 ends in such a space (a sync, a gap, silence) and receiver noise rarely holds one. At each
-long space a quick test on three bit periods (a handful of subtractions) turns most noise
-away; only what passes is read back by the slicers.
+long space a few subtractions (the space longer than the bit periods before it, five bit
+periods alike, or a fixed timing's gap and last mark) turn most noise and every data bit's
+space away; only what passes is read back by the slicers.
 
 One frame per end: the slicers' readings of one end compete and the best-fitting names
 it (a specific decoder before a generic one; an exact sync before silence; the smaller
@@ -273,7 +274,7 @@ class Receiver:
         rc = None
         if best is not None:
             (kind, _), rd, bits, unit, err = best
-            rc = self._decode(Row(rd.t.name, bits, unit, start, end_us, kind == EXACT, err))
+            rc = self._decode(Row(rd.t.name, bits, unit, start, end_us, err))
             # a generic code is only whole when its sync ends it, or when it repeats the
             # transmission's last frame (the silence after a burst's last frame need not
             # look like the sync; a frame cut short does not repeat one)
@@ -286,17 +287,16 @@ class Receiver:
             for gr in self.gap:
                 got = gr.read(p)
                 if got is not None:
-                    gf = self._decode(Row(gr.t.name, got[0], got[1], start, end_us, False, got[2]))
+                    gf = self._decode(Row(gr.t.name, got[0], got[1], start, end_us, got[2]))
                     if gf is not None:
                         break
             if gf is not None and p.gap >= GAP_US and not as_before(gf) and not 0.7 <= p.before / p.gap <= 1.43:
                 gf = None                    # ended by silence: only between gaps alike, or as a burst's last frame
         if rc is None or gf is None:
             return rc or gf
-        # both readings hold: a frame ending in a mark and a long space is either a
-        # sync-ended frame or a gap-framed one with one more bit
-        if rc.protocol not in self.generic:
-            return rc                        # a device's decoder accepted it
+        # both readings hold (rc is a generic code: a device's decoder would have ended it
+        # above): a frame ending in a mark and a long space is either a sync-ended frame or
+        # a gap-framed one with one more bit
         if (rc.bits % 4 == 0) != (gf.bits % 4 == 0):
             return rc if rc.bits % 4 == 0 else gf    # remotes send whole nibbles
         for f in (rc, gf):
@@ -313,6 +313,3 @@ class Receiver:
                 continue
             return result
         return None
-
-
-

@@ -37,22 +37,20 @@ class RfService:
         self.source.hurry = self.detector.pending(self.t_us)
         items = self.source.read(timeout_s)
         n = 0
-        runs: list[int] = []
+        runs: list[int] = []                     # consecutive runs (a replay's) are fed together
         run_level = 0
         for item in items:
-            if isinstance(item, Run):            # runs from a replay: fed together
-                if not runs:
-                    run_level = item.level
-                    runs.append(item.duration_us * self.scale)
-                elif item.level == run_level ^ ((len(runs) - 1) & 1):
+            if isinstance(item, Run):
+                if runs and item.level == run_level ^ ((len(runs) - 1) & 1):
                     runs[-1] += item.duration_us * self.scale        # the same level again: one run
                 else:
+                    if not runs:
+                        run_level = item.level
                     runs.append(item.duration_us * self.scale)
                 self.t_us += item.duration_us
                 continue
-            if runs:
-                n += self._frames(self.receiver.feed_runs(run_level, runs))
-                runs = []
+            n += self._runs(run_level, runs)
+            runs = []
             if isinstance(item, Edges):
                 if item.restart:
                     self.receiver.restart()
@@ -62,9 +60,7 @@ class RfService:
             else:
                 self.t_us = max(self.t_us, item.end_us)
                 n += self._frames([item])
-        if runs:
-            self.runs += len(runs)
-            n += self._frames(self.receiver.feed_runs(run_level, runs))
+        n += self._runs(run_level, runs)
         now = max(self.t_us, self.source.now_us())
         if not items:                            # a space may be going on since the last edge
             n += self._frames(self.receiver.silence(now * self.scale))
@@ -72,6 +68,12 @@ class RfService:
             self.on_press(event, press, now)
         self.frames += n
         return n
+
+    def _runs(self, level: int, runs: list[int]) -> int:
+        if not runs:
+            return 0
+        self.runs += len(runs)
+        return self._frames(self.receiver.feed_runs(level, runs))
 
     def _frames(self, frames: list[Frame]) -> int:
         for f in frames:

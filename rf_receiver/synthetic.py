@@ -52,9 +52,8 @@ def noise(duration_us: int, seed: int = 0, min_us: int = 20, max_us: int = 3000,
     return out
 
 
-def merge(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Join neighbouring runs of one level (the train alternates)."""
-    return merge_runs(runs)
+merge = merge_runs
+"""Join neighbouring runs of one level (the train alternates)."""
 
 
 def insert_noise(runs: list[tuple[int, int]], rnd: random.Random, count: int,

@@ -59,7 +59,6 @@ class Row:
     unit_us: float
     start_us: int
     end_us: int
-    sync_end: bool = True      # ended by the protocol's sync (not by silence)
     error: float = 0.0         # how far the frame's timing strays from its table (0 = exact)
 
 

@@ -84,7 +84,6 @@ class GpiodSource(RfSource):
         self.fd = self.request.fd
         self.last_seq: int | None = None
         self.lost = 0             # edges the kernel dropped (its queue was full)
-        self.edges = 0
 
     def read(self, timeout_s: float) -> list[Edges]:
         if not self.request.wait_edge_events(timeout_s):
@@ -106,7 +105,6 @@ class GpiodSource(RfSource):
             self.lost += gap
             edges.restart = True
         self.last_seq = last
-        self.edges += len(ts)
         return [edges]
 
     def now_us(self) -> int:

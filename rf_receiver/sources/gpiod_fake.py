@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import SimpleNamespace
 
-from .gpiod import EVENT, EVENT_SIZE, FALLING, RISING, parse_events
+from .gpiod import EVENT, EVENT_SIZE, FALLING, RISING
 
 try:                                     # the real enums when the bindings are installed
     from gpiod.line import Clock, Direction, Edge
@@ -59,7 +59,6 @@ class FakeRequest:
     capacity: int
     rfd: int = -1
     wfd: int = -1
-    queued: int = 0
     released: bool = False
     seq: dict = field(default_factory=dict)
 
@@ -156,6 +155,3 @@ class FakeChip:
             if not req._queue(RISING if level else FALLING, time.monotonic_ns() if t_ns is None else t_ns,
                               offset, self.seqno):
                 self.lost += 1
-
-
-__all__ = ["FakeChip", "parse_events"]
