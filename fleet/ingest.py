@@ -6,6 +6,7 @@ Acks are end to end: ``upto`` is the highest seq below which the ingest holds ev
 record of that device, so a device never forgets a record the cloud does not have."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -26,9 +27,9 @@ import msgspec
 from appliance.cloud.mqtt import BrokerSettings, Handshake, make_client, network_alive, other_protocol
 from appliance.cloud.mqtt import start as mqtt_start
 from appliance.cloud.wire import (ACK, CMD, CONFIG_REPORTED, HEALTH, INFO, JOURNAL, MANIFEST, MAX_CHUNK_BYTES,
-                                  MAX_PAYLOAD, RESULT, STATUS, Ack, Topic, WireError, decode_batch, decode_json_object,
-                                  decode_manifest, decode_reported, decode_result, decode_status, encode, parse_topic,
-                                  safe_name, topic)
+                                  MAX_PAYLOAD, RESULT, STATUS, Ack, Load, Topic, WireError, decode_batch,
+                                  decode_json_object, decode_manifest, decode_reported, decode_result, decode_status,
+                                  encode, load_topic, parse_topic, safe_name, topic)
 from appliance.vocabulary import VocabularyError, check
 
 from .office import facts
@@ -58,6 +59,30 @@ SCHEMA = [
         sha256 TEXT NOT NULL, tags TEXT, meta TEXT, received BIGINT NOT NULL, PRIMARY KEY(device, id))""",
 ]
 """Plain SQL that SQLite and PostgreSQL both take."""
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A journal batch checked and turned into rows off the writer's thread: what the group
+    writer does under its transaction is SQL only."""
+    device: str
+    prev: int
+    last: int
+    rows: list[tuple]               # records rows, as INSERTed
+    facts: list                     # the office's rows of those records (facts.Row or None)
+
+    @classmethod
+    def of(cls, batch, payloads: list | None = None, now: int | None = None) -> "Prepared":
+        """``payloads``: each record's data as the vocabulary check decoded it (else decoded here)."""
+        now = int(time.time() * 1000) if now is None else now
+        rows, rows_facts = [], []
+        for k, r in enumerate(batch.records):
+            text = _text(r.data)         # stored as it came; the office reads the same text
+            rows.append((batch.device, r.seq, r.id, r.type, r.point, r.ts, r.source, text, now))
+            if r.type in facts.TYPES:
+                rows_facts.append(facts.row_of(batch.device, r.id, r.type, r.point, r.ts, text) if payloads is None
+                                  else facts.row_from(batch.device, r.id, r.type, r.point, r.ts, payloads[k]))
+        return cls(batch.device, batch.prev, batch.last, rows, rows_facts)
 
 
 def _text(data) -> str:
@@ -150,43 +175,76 @@ class IngestStore:
 
     def write_group(self, items: list[tuple]) -> list[int | None]:
         """Several writes in one transaction (one commit: what lets a worker keep up with a
-        thousand boxes): ``("batch", batch)`` → the device's high-water seq, ``("state",
-        device, column, text)`` → None. All or nothing."""
+        thousand boxes): ``("batch", batch)`` → the device's high-water seq after the whole
+        group, ``("state", device, column, text)`` → None. All or nothing. Set-based: one
+        statement per kind of row for the whole group (on PostgreSQL each ``executemany`` is
+        one pipelined round trip), not per batch."""
         now = int(time.time() * 1000)
-        out: list[int | None] = [None] * len(items)
-        # rows are locked device by device in one order (the device id) in every worker's
-        # transaction: two workers sharing the subscription wait for each other, never deadlock
-        order = sorted(range(len(items)), key=lambda i: _device_of_item(items[i]))
+        batches = [it[1] if isinstance(it[1], Prepared) else Prepared.of(it[1], now=now)
+                   for it in items if it[0] == "batch"]
+        states = [it for it in items if it[0] != "batch"]
+        assert all(it[0] == "state" and it[2] in ("health", "info", "reported") for it in states)
+        devices = sorted({_device_of_item(it) for it in items})
+        senders = sorted({b.device for b in batches})
         with self.lock, self._transaction():
-            for i in order:
-                item = items[i]
-                if item[0] == "batch":
-                    out[i] = self._batch_tx(item[1], now)
-                else:
-                    self._state_tx(item[1], item[2], item[3], now)
+            # every worker takes the devices' rows in one order (the id): two workers sharing
+            # the subscription wait for each other, never deadlock
+            self._executemany("INSERT INTO devices(id, online, last_seen) VALUES (?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                              [(d, 1 if d in senders else 0, now) for d in devices])
+            hw = self._marks(devices)           # every device's row locked (PostgreSQL) before any other
+            if batches:
+                self._store_records(batches, now)
+                hw = self._move_marks(batches, hw, senders)
+                self._executemany("UPDATE devices SET hw = ?, last_seen = ? WHERE id = ?",
+                                  [(hw[d], now, d) for d in senders])
+            for column in ("health", "info", "reported"):
+                rows = sorted(((d, text, now) for _, d, col, text in states if col == column), key=lambda r: r[0])
+                if rows:
+                    self._executemany(
+                        f"INSERT INTO device_state(device, {column}, {column}_at) VALUES (?,?,?) ON CONFLICT(device)"
+                        f" DO UPDATE SET {column} = excluded.{column}, {column}_at = excluded.{column}_at", rows)
+            if states:
+                self._executemany("UPDATE devices SET last_seen = ? WHERE id = ?",
+                                  [(now, d) for d in sorted({it[1] for it in states}) if d not in senders])
+        return [hw[_device_of_item(it)] if it[0] == "batch" else None for it in items]
+
+    def _marks(self, devices: list[str]) -> dict[str, int]:
+        """The devices' high-water marks (rows locked on PostgreSQL, in id order)."""
+        out: dict[str, int] = {}
+        for i in range(0, len(devices), 500):
+            part = devices[i:i + 500]
+            out.update(self.db.execute(self._q(
+                f"SELECT id, hw FROM devices WHERE id IN ({','.join('?' * len(part))}) ORDER BY id"
+                + (" FOR UPDATE" if self.pg else "")), part).fetchall())
         return out
 
-    def _batch_tx(self, batch, now: int) -> int:
-        self.db.execute(self._q("INSERT INTO devices(id, online, last_seen) VALUES (?, 1, ?)"
-                                " ON CONFLICT(id) DO NOTHING"), (batch.device, now))
-        hw = self.db.execute(self._q("SELECT hw FROM devices WHERE id = ?"
-                                     + (" FOR UPDATE" if self.pg else "")), (batch.device,)).fetchone()[0]
-        texts = [_text(r.data) for r in batch.records]      # stored as it came; the office reads the same text
-        self._executemany(
-            "INSERT INTO records(device, seq, id, type, point, ts, source, data, received)"
-            " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
-            [(batch.device, r.seq, r.id, r.type, r.point, r.ts, r.source, text, now)
-             for r, text in zip(batch.records, texts, strict=True)])
-        self._add_facts(facts.row_of(batch.device, r.id, r.type, r.point, r.ts, text)
-                        for r, text in zip(batch.records, texts, strict=True) if r.type in facts.TYPES)
-        if batch.prev <= hw:            # contiguous with what is held: the mark moves ...
-            hw = max(hw, batch.last)
-            hw = self._follow_spans(batch.device, hw)
-        elif batch.last > hw:           # ... else it arrived early (another worker has the one before)
-            self.db.execute(self._q("INSERT INTO early_spans VALUES (?,?,?) ON CONFLICT(device, prev) DO UPDATE"
-                                    " SET last = CASE WHEN excluded.last > early_spans.last THEN excluded.last"
-                                    " ELSE early_spans.last END"), (batch.device, batch.prev, batch.last))
-        self.db.execute(self._q("UPDATE devices SET hw = ?, last_seen = ? WHERE id = ?"), (hw, now, batch.device))
+    def _store_records(self, batches: list[Prepared], now: int) -> None:
+        self._executemany("INSERT INTO records(device, seq, id, type, point, ts, source, data, received)"
+                          " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
+                          [row for b in batches for row in b.rows])
+        self._add_facts(row for b in batches for row in b.facts)
+
+    def _move_marks(self, batches: list, hw: dict[str, int], senders: list[str]) -> dict[str, int]:
+        """Each device's mark moves over the batches contiguous with what it holds; a batch
+        that arrived early (another worker has the one before) is kept as a span the mark
+        follows once the gap is filled."""
+        early: list[tuple[str, int, int]] = []
+        for b in sorted(batches, key=lambda b: (b.device, b.prev)):
+            if b.prev <= hw[b.device]:
+                hw[b.device] = max(hw[b.device], b.last)
+            elif b.last > hw[b.device]:
+                early.append((b.device, b.prev, b.last))
+        if early:
+            self._executemany("INSERT INTO early_spans VALUES (?,?,?) ON CONFLICT(device, prev) DO UPDATE"
+                              " SET last = CASE WHEN excluded.last > early_spans.last THEN excluded.last"
+                              " ELSE early_spans.last END", early)
+        waiting: set[str] = set()
+        for i in range(0, len(senders), 500):
+            part = senders[i:i + 500]
+            waiting.update(d for (d,) in self.db.execute(self._q(
+                f"SELECT DISTINCT device FROM early_spans WHERE device IN ({','.join('?' * len(part))})"), part))
+        for d in sorted(waiting):
+            hw[d] = self._follow_spans(d, hw[d])
         return hw
 
     def _follow_spans(self, device: str, hw: int) -> int:
@@ -224,15 +282,6 @@ class IngestStore:
     def set_state(self, device: str, column: str, text: str) -> None:
         """The last ``health``, ``info`` or ``config/reported`` of a device, as it came."""
         self.write_group([("state", device, column, text)])
-
-    def _state_tx(self, device: str, column: str, text: str, now: int) -> None:
-        assert column in ("health", "info", "reported")
-        # the device's row first, as a batch takes it: one lock order per device
-        self.db.execute(self._q("INSERT INTO devices(id, last_seen) VALUES (?, ?) ON CONFLICT(id) DO UPDATE"
-                                " SET last_seen = excluded.last_seen"), (device, now))
-        self.db.execute(self._q(
-            f"INSERT INTO device_state(device, {column}, {column}_at) VALUES (?,?,?) ON CONFLICT(device) DO UPDATE"
-            f" SET {column} = excluded.{column}, {column}_at = excluded.{column}_at"), (device, text, now))
 
     def add_result(self, device: str, cmd_id: str, status: str, text: str) -> None:
         with self.lock:
@@ -413,35 +462,110 @@ class Rejections:
         log.warning("ingest: rejected a message from %s: %s (%d rejected from it so far)", device, reason, n)
 
 
+class Inbox:
+    """A FIFO bounded by the bytes it holds (and a count): a full inbox blocks the one who
+    puts — the network thread, so the broker keeps the rest (QoS 1 flow control) instead of
+    this process's memory. One item larger than the bound still goes in alone."""
+
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024, max_items: int = 100_000):
+        self.max_bytes, self.max_items = max_bytes, max_items
+        self.items: collections.deque = collections.deque()
+        self.bytes = 0
+        self.cond = threading.Condition()
+
+    def put(self, item, size: int = 0) -> None:
+        with self.cond:
+            while self.items and (self.bytes + size > self.max_bytes or len(self.items) >= self.max_items):
+                self.cond.wait(0.5)
+            self.items.append((item, size))
+            self.bytes += size
+            self.cond.notify_all()
+
+    def get(self, timeout: float) -> tuple:
+        """The oldest item and its size, or raise queue.Empty after ``timeout``."""
+        with self.cond:
+            if not self.items and not self.cond.wait_for(lambda: bool(self.items), timeout):
+                raise queue.Empty
+            return self._pop()
+
+    def get_nowait(self) -> tuple:
+        with self.cond:
+            if not self.items:
+                raise queue.Empty
+            return self._pop()
+
+    def _pop(self) -> tuple:
+        item, size = self.items.popleft()
+        self.bytes -= size
+        self.cond.notify_all()
+        return item, size
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+    def empty(self) -> bool:
+        return not self.items
+
+
+class Throughput:
+    """Messages handled per second over the last ``span_s`` (what the load hint divides by)."""
+
+    def __init__(self, span_s: float = 5.0):
+        self.span_s = span_s
+        self.marks: collections.deque = collections.deque()    # (time, messages) per group
+        self.lock = threading.Lock()
+
+    def add(self, n: int, now: float) -> None:
+        with self.lock:
+            self.marks.append((now, n))
+            while self.marks and now - self.marks[0][0] > self.span_s:
+                self.marks.popleft()
+
+    def rate(self, now: float) -> float:
+        with self.lock:
+            while self.marks and now - self.marks[0][0] > self.span_s:
+                self.marks.popleft()
+            if not self.marks:
+                return 0.0
+            n = sum(m for _, m in self.marks)
+            return n / max(now - self.marks[0][0], 1.0)
+
+
 class GroupWriter(threading.Thread):
-    """Stores what the network thread validated, many messages per transaction (one
-    commit for all that arrived meanwhile), then acks each batch — after its commit, never
-    before. A full queue blocks the network thread: the broker holds the rest (QoS 1). A
-    group that fails is retried message by message, so one bad write fails alone."""
+    """Stores what the decoder validated, many messages per transaction (one commit for all
+    that arrived meanwhile, bounded by count and bytes), then acks each device once with
+    its new high-water mark — after the commit, never before. A full queue blocks the
+    decoder (and so the network thread: the broker holds the rest). A group that fails is
+    retried message by message, so one bad write fails alone."""
 
     MAX_GROUP = 500
+    MAX_GROUP_BYTES = 16 * 1024 * 1024
 
-    def __init__(self, ingest: "Ingest", maxsize: int = 5000, q: queue.Queue | None = None):
+    def __init__(self, ingest: "Ingest", max_bytes: int = 32 * 1024 * 1024, q: Inbox | None = None):
         super().__init__(name="ingest-writer", daemon=True)
         self.ingest = ingest
-        self.queue: queue.Queue = q if q is not None else queue.Queue(maxsize)
+        self.queue: Inbox = q if q is not None else Inbox(max_bytes, 20_000)
         self.stopping = threading.Event()
         self.groups = 0
+        self.throughput = Throughput()
 
-    def put(self, item: tuple) -> None:
-        self.queue.put(item)
+    def put(self, item: tuple, size: int = 0) -> None:
+        self.queue.put(item, size)
 
     def run(self) -> None:
         while not (self.stopping.is_set() and self.queue.empty()):
             try:
-                group = [self.queue.get(timeout=0.2)]
+                item, size = self.queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            while len(group) < self.MAX_GROUP:
+            group = [item]
+            while len(group) < self.MAX_GROUP and size < self.MAX_GROUP_BYTES:
                 try:
-                    group.append(self.queue.get_nowait())
+                    item, n = self.queue.get_nowait()
                 except queue.Empty:
                     break
+                group.append(item)
+                size += n
             self.write(group)
 
     def write(self, group: list[tuple]) -> None:
@@ -457,13 +581,43 @@ class GroupWriter(threading.Thread):
                     results.append(exc)
         self.groups += 1
         now = time.monotonic()
+        self.throughput.add(len(group), now)
+        acks: dict[str, int] = {}
         for (device, *item), hw in zip(group, results, strict=True):
             if isinstance(hw, Exception):
                 ing.rejections.add(device, f"internal error: {type(hw).__name__}: {hw}", now)
                 log.error("ingest: a write for %s failed: %s", device, hw)
             elif item[0] == "batch":
-                ing.stored += len(item[1].records)
-                ing.client.publish(topic(ing.prefix, device, ACK), encode(Ack(upto=hw)), qos=1)
+                ing.stored += len(item[1].rows) if isinstance(item[1], Prepared) else len(item[1].records)
+                acks[device] = max(acks.get(device, -1), hw)
+        for device, hw in acks.items():     # one ack per device per commit, its highest contiguous seq
+            ing.client.publish(topic(ing.prefix, device, ACK), encode(Ack(upto=hw)), qos=ACK_QOS)
+
+
+ACK_QOS = 0
+"""Acks go at QoS 0: they are idempotent (the highest contiguous seq held) and a box sends
+again when one does not come, so none may wait behind the inbound backlog for a PUBACK
+(paho allows only a few QoS 1 messages in flight)."""
+
+
+class Decoder(threading.Thread):
+    """Takes messages as the network thread received them and decodes, checks and routes
+    them (:meth:`Ingest._process`), so paho's thread only reads the socket and acknowledges
+    to the broker — it keeps reading while the writer commits."""
+
+    def __init__(self, ingest: "Ingest", inbox: Inbox):
+        super().__init__(name="ingest-decoder", daemon=True)
+        self.ingest = ingest
+        self.inbox = inbox
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not (self.stopping.is_set() and self.inbox.empty()):
+            try:
+                (t, payload, now), _ = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.ingest._process(self.ingest.client, t, payload, now)
 
 
 def device_of(prefix: str, name: str) -> str:
@@ -484,7 +638,8 @@ class Ingest:
 
     def __init__(self, settings: BrokerSettings, store: IngestStore, prefix: str = "ca/v1",
                  client_id: str = "ingest-1", group: str = "ingest", clips_dir: str | Path | None = None,
-                 quotas: Quotas | None = None, protocol_auto: bool = False, shared: str = "auto"):
+                 quotas: Quotas | None = None, protocol_auto: bool = False, shared: str = "auto",
+                 inbox_mb: float = 128.0):
         self.store = store
         self.clips = ClipAssembler(Path(clips_dir)) if clips_dir else None
         self.prefix = prefix
@@ -504,6 +659,11 @@ class Ingest:
         self.stored = 0
         self.started = False
         self.writer: GroupWriter | None = None   # started with the network loop; handled inline before
+        self.inbox = Inbox(int(inbox_mb * 1024 * 1024))
+        self.decoder: Decoder | None = None
+        self.accepting = True                    # False while stopping: what comes is left to the boxes' resend
+        self.worker = client_id if safe_name(client_id) else "worker"
+        self._load_sent: tuple[float, float] = (0.0, -1e9)   # the last load hint published: (wait_s, when)
 
     @property
     def rejected(self) -> int:
@@ -568,21 +728,30 @@ class Ingest:
             self.subscribed.set()
 
     def _on_message(self, client, userdata, msg) -> None:
-        """One containment point: whatever a message holds, it fails alone (counted and
-        logged with its device) and the network loop goes on."""
+        """paho's thread: into the inbox for the decoder (handled here when it is not running)."""
         now = time.monotonic()
-        device = device_of(self.prefix, msg.topic)
+        if not self.accepting:
+            return                      # stopping: not acked, so the box sends it again
+        if self.decoder is not None:
+            self.inbox.put((msg.topic, msg.payload, now), len(msg.payload))
+        else:
+            self._process(client, msg.topic, msg.payload, now)
+
+    def _process(self, client, name: str, payload: bytes, now: float) -> None:
+        """One containment point: whatever a message holds, it fails alone (counted and
+        logged with its device) and the decoder goes on."""
+        device = device_of(self.prefix, name)
         try:
-            t = parse_topic(self.prefix, msg.topic)
+            t = parse_topic(self.prefix, name)
             device = t.device
-            ack = self._handle(t, msg.payload, now)
+            ack = self._handle(t, payload, now)
             if ack is not None:
-                client.publish(topic(self.prefix, device, ACK), encode(ack), qos=1)
+                client.publish(topic(self.prefix, device, ACK), encode(ack), qos=ACK_QOS)
         except (WireError, VocabularyError) as exc:
             self.rejections.add(device, str(exc), now)
         except Exception as exc:  # noqa: BLE001 - a bug or a store error must not stop the ingest for everyone
             self.rejections.add(device, f"internal error: {type(exc).__name__}: {exc}", now)
-            log.exception("ingest: a message from %s on %s could not be handled", device, msg.topic[:200])
+            log.exception("ingest: a message from %s on %s could not be handled", device, name[:200])
 
     def _quota(self, device: str, now: float, **spend: int) -> None:
         q = self.quota.get(device)
@@ -597,14 +766,15 @@ class Ingest:
             batch = decode_batch(payload)
             if batch.device != t.device:
                 raise WireError(f"batch names device {batch.device!r} on {t.device!r}'s topic")
+            payloads = []
             for r in batch.records:
                 try:
-                    check(r.type, r.data)
+                    payloads.append(check(r.type, r.data))
                 except VocabularyError as exc:
                     raise VocabularyError(f"record {r.seq}: {exc}") from None
             self._quota(t.device, now, records=len(batch.records), size=len(payload))
             if self.writer is not None:         # stored and acked by the group writer
-                self.writer.put((t.device, "batch", batch))
+                self.writer.put((t.device, "batch", Prepared.of(batch, payloads)), len(payload))
                 return None
             hw = self.store.store_batch(batch)
             self.stored += len(batch.records)
@@ -617,7 +787,7 @@ class Ingest:
             self._quota(t.device, now, size=len(payload))
             doc = decode_json_object(payload, t.kind, MAX_PAYLOAD[t.kind])
             if self.writer is not None:
-                self.writer.put((t.device, "state", t.device, t.kind, json.dumps(doc)))
+                self.writer.put((t.device, "state", t.device, t.kind, json.dumps(doc)), len(payload))
             else:
                 self.store.set_state(t.device, t.kind, json.dumps(doc))
             return None
@@ -661,14 +831,19 @@ class Ingest:
         return Ack(chunks={clip: self.clips.contiguous(device, clip)})
 
     def alive(self) -> bool:
-        """The network loop and the group writer run; False means nothing is stored any more."""
+        """The network loop, the decoder and the group writer run; False means nothing is
+        stored any more."""
         return not self.started or (network_alive(self.client) and self.writer is not None
-                                    and self.writer.is_alive())
+                                    and self.writer.is_alive()
+                                    and (self.decoder is None or self.decoder.is_alive()))
 
     def start(self) -> None:
         if self.writer is None or not self.writer.is_alive():
             self.writer = GroupWriter(self)
             self.writer.start()
+        if self.decoder is None or not self.decoder.is_alive():
+            self.decoder = Decoder(self, self.inbox)
+            self.decoder.start()
         mqtt_start(self.client, self.host, self.port, self.settings)
         self.started = True
 
@@ -697,15 +872,42 @@ class Ingest:
         if not self.alive():
             self.restarts = [t for t in self.restarts if now - t < self.RESTART_WINDOW_S] + [now]
             if len(self.restarts) > self.MAX_RESTARTS:
-                raise RuntimeError(f"the MQTT network loop or the group writer died {len(self.restarts)} times in "
-                                   f"{self.RESTART_WINDOW_S:.0f} s")
+                raise RuntimeError(f"the MQTT network loop, the decoder or the group writer died "
+                                   f"{len(self.restarts)} times in {self.RESTART_WINDOW_S:.0f} s")
             if self.writer is not None and not self.writer.is_alive():
                 log.error("ingest: the group writer had stopped; restarting it")
                 self.writer = GroupWriter(self, q=self.writer.queue)   # what it had taken in is not lost
                 self.writer.start()
+            if self.decoder is not None and not self.decoder.is_alive():
+                log.error("ingest: the decoder had stopped; restarting it")
+                self.decoder = Decoder(self, self.inbox)               # the inbox it read is kept
+                self.decoder.start()
             if not network_alive(self.client):
                 log.error("ingest: the MQTT network loop had stopped; restarting it")
                 self._replace_client(self.settings.protocol)
+        if self.started:
+            self.publish_load(now)
+
+    def load(self, now: float) -> Load:
+        """How long this worker needs for what it holds: messages waiting (inbox and writer)
+        over the rate it stored them in the last seconds."""
+        queued = self.inbox.qsize() + (self.writer.queue.qsize() if self.writer is not None else 0)
+        rate = self.writer.throughput.rate(now) if self.writer is not None else 0.0
+        wait = queued / rate if rate > 0 else queued * 0.005
+        return Load(wait_s=round(min(wait, 86_400.0), 1), queued=queued, rate=round(rate, 1))
+
+    def publish_load(self, now: float) -> None:
+        """The load hint, retained on ``<prefix>/ingest/load/<worker>``: when it moved by
+        more than 2 s or a quarter, at least every 10 s while busy, and once when idle again.
+        Boxes never count an ack as late before it."""
+        load = self.load(now)
+        last, at = self._load_sent
+        if load.wait_s == 0 and last == 0:
+            return
+        if load.wait_s > 0 and abs(load.wait_s - last) < max(2.0, 0.25 * last) and now - at < 10:
+            return
+        if self.client.publish(load_topic(self.prefix, self.worker), encode(load), qos=1, retain=True).rc == 0:
+            self._load_sent = (load.wait_s, now)
 
     def stop(self) -> None:
         """A deliberate stop ends the session: the broker then gives this worker's share
@@ -714,19 +916,25 @@ class Ingest:
         What the group writer had taken in is stored and acked first."""
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
+        self.accepting = False
+        if self.decoder is not None:
+            self.decoder.stopping.set()
+            self.decoder.join(30)
         if self.writer is not None:
             self.writer.stopping.set()
             self.writer.join(30)
+        if self.started:                        # no hint left behind for a worker that is gone
+            self.client.publish(load_topic(self.prefix, self.worker), b"", qos=1, retain=True)
         if self.settings.protocol == "5":
             props = Properties(PacketTypes.DISCONNECT)
             props.SessionExpiryInterval = 0
             self.client.disconnect(properties=props)
         else:
             self.client.disconnect()
-        if self.writer is not None:             # a network thread blocked on a full queue goes on
-            while True:                         # (what it held was not acked: the boxes send it again)
-                try:
-                    self.writer.queue.get_nowait()
+        for q in (self.inbox, self.writer.queue if self.writer is not None else None):
+            while q is not None:                # a thread blocked on a full queue goes on
+                try:                            # (what it held was not acked: the boxes send it again)
+                    q.get_nowait()
                 except queue.Empty:
                     break
         self.client.loop_stop()

@@ -59,14 +59,16 @@ def _write_key(path: Path, key) -> None:
 
 def acl_text(prefix: str) -> str:
     """Mosquitto ACL: services by certificate CN, the claim credential only on the
-    provisioning topics, every device confined to its own topic root (``%u`` = its CN)."""
+    provisioning topics, every device confined to its own topic root (``%u`` = its CN) and
+    free to read the ingest workers' load hints."""
     return (f"# Contact Analyzer fleet ACL (Mosquitto: use_identity_as_username true)\n"
             f"user ingest\ntopic readwrite {prefix}/#\n\n"
             f"user operator\ntopic readwrite {prefix}/#\n\n"
             f"user provision\ntopic readwrite {prefix}/provision/#\ntopic read {prefix}/+/csr\n"
             f"topic write {prefix}/+/cert\n\n"
             f"user claim\ntopic write {prefix}/provision/+/csr\ntopic read {prefix}/provision/+/cert\n\n"
-            f"pattern readwrite {prefix}/%u/#\n")
+            f"pattern readwrite {prefix}/%u/#\n"
+            f"pattern read {prefix}/ingest/load/+\n")
 
 
 class FleetCA:

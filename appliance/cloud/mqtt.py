@@ -5,6 +5,7 @@ exponential backoff (paho's own loop)."""
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -80,6 +81,15 @@ def network_alive(client: mqtt.Client) -> bool:
     return thread is not None and thread.is_alive()
 
 
+def no_delay(sock) -> None:
+    """TCP_NODELAY: an ack or a small batch goes out at once, not after Nagle's wait for the
+    previous segment's ACK (tens of milliseconds on every small message)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):       # not a TCP socket (a test's stand-in): nothing to tune
+        pass
+
+
 def refused_for_protocol(reason_code) -> bool:
     """The broker does not speak the MQTT version we asked for (CONNACK 1 / reason 132)."""
     return getattr(reason_code, "value", reason_code) in (1, 132)
@@ -107,6 +117,7 @@ class Handshake:
 
     def _opened(self, client, userdata, sock) -> None:
         self.opened_at = time.monotonic()
+        no_delay(sock)
 
     def connack(self, reason_code) -> None:
         self.opened_at = None

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import platform
+import random
 import threading
 import time
 from pathlib import Path
@@ -31,8 +32,8 @@ from ..logs import fields
 from .clip_upload import PROBE, SEND, ClipUpload, TokenBucket
 from .mqtt import BrokerSettings, Handshake, make_client, network_alive, other_protocol
 from .mqtt import start as mqtt_start
-from .wire import (ACK, HEALTH, INFO, JOURNAL, STATUS, Batch, Record, Status, WireError, clip_topic, decode_ack,
-                   encode, topic)
+from .wire import (ACK, HEALTH, INFO, JOURNAL, LOAD, STATUS, Batch, Record, Status, WireError, clip_topic,
+                   decode_ack, decode_load, encode, topic)
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,42 @@ CLIP_WINDOW = 8                 # clips uploading at once
 
 
 class AckWindow:
-    """Batches in flight and what the ingest acknowledged. Acks come on paho's thread, the
-    cursor moves on the stage's: everything here is under one lock. An ack never moves
-    the box past what it has sent (ARCHITECTURE §11)."""
+    """Batches in flight and what the ingest acknowledged, and the pace of resending. Acks
+    come on paho's thread, the cursor moves on the stage's: everything here is under one
+    lock. An ack never moves the box past what it has sent (ARCHITECTURE §11). Pure: every
+    method is given the time (monotonic seconds) and the randomness.
 
-    def __init__(self, acked: int):
+    How a box keeps from stampeding an ingest that is catching up:
+
+    - after a *re*connect it waits a random delay in [0, ``jitter_s``) before sending
+      (``reconnected``): a thousand boxes coming back together spread over seconds;
+    - no ack within the timeout while the link is up and the broker took every publish:
+      the ingest is slow, not deaf. Only the oldest batch goes again (``probe``) and the
+      timeout doubles, up to ``max_timeout_s``; any progress brings it back to
+      ``timeout_s``. A link that lost publishes (or a new connection) sends everything after
+      the cursor again (``rewind``);
+    - the timeout never ends before the time the ingest says it needs (``busy``: its
+      retained load hint, ``wait_s`` from when the box heard it).
+    """
+
+    def __init__(self, acked: int, timeout_s: float = 30.0, max_timeout_s: float = 600.0, jitter_s: float = 0.0,
+                 now: float | None = None):
         self.lock = threading.Lock()
         self.acked = acked              # committed: the stage cursor
         self.sent = acked               # the last seq sent on this connection
         self.highest_sent = acked       # the last seq ever sent by this process
         self.in_flight: list[int] = []  # last seq of each batch sent and not yet acked
         self.pending: int | None = None  # acked by the ingest, not yet committed
-        self.progress_at = time.monotonic()
+        self.progress_at = time.monotonic() if now is None else now
+        self.base_timeout_s = timeout_s
+        self.max_timeout_s = max(timeout_s, max_timeout_s)
+        self.timeout_s = timeout_s      # doubles on each timeout without progress
+        self.jitter_s = jitter_s
+        self.hold_until = 0.0           # after a reconnect: no journal batch before this
+        self.connections = 0
+        self.busy: dict[str, float] = {}  # ingest worker -> until when it said it is busy
+        self.probes = 0                 # oldest batches resent after a timeout
+        self.rewinds = 0                # everything after the cursor sent again (not counting connects)
 
     def on_ack(self, upto: int) -> None:
         with self.lock:
@@ -77,10 +102,16 @@ class AckWindow:
             self.acked = upto
             self.in_flight = [s for s in self.in_flight if s > upto]
             self.progress_at = now
+            self.timeout_s = self.base_timeout_s       # the ingest answers: back to the normal pace
 
     def full(self) -> bool:
         with self.lock:
             return len(self.in_flight) >= WINDOW
+
+    def may_send(self, now: float) -> bool:
+        """Not holding back after a reconnect, and room in the window."""
+        with self.lock:
+            return now >= self.hold_until and len(self.in_flight) < WINDOW
 
     def sent_batch(self, last: int, now: float) -> None:
         with self.lock:
@@ -90,17 +121,63 @@ class AckWindow:
             self.highest_sent = max(self.highest_sent, last)
             self.in_flight.append(last)
 
+    def reconnected(self, now: float, rng) -> None:
+        """A connection is up: everything after the cursor goes again — at once on the
+        process's first connection, after a random delay in [0, jitter) on a reconnect."""
+        with self.lock:
+            self.connections += 1
+            delay = rng.uniform(0, self.jitter_s) if self.connections > 1 and self.jitter_s > 0 else 0.0
+            self.hold_until = now + delay
+            self.sent, self.in_flight = self.acked, []
+            self.progress_at = now + delay
+            self.timeout_s = self.base_timeout_s
+
     def rewind(self, now: float | None = None, to: int | None = None) -> None:
-        """Send everything after the cursor again (a reconnect, or no ack in time), or after
+        """Send everything after the cursor again (a link that lost publishes), or after
         ``to`` (a resync asked by the fleet; the committed cursor does not move back)."""
         with self.lock:
             self.sent, self.in_flight = self.acked if to is None else to, []
             if now is not None:
                 self.progress_at = now
 
-    def stalled(self, now: float, timeout_s: float) -> bool:
+    def deadline(self) -> float:
+        """When the batches in flight count as unanswered: the timeout after the last
+        progress, and never before the ingest said it would be through its backlog."""
         with self.lock:
-            return bool(self.in_flight) and now - self.progress_at > timeout_s
+            return max([self.progress_at + self.timeout_s, *self.busy.values()])
+
+    def stalled(self, now: float, timeout_s: float | None = None) -> bool:
+        if timeout_s is not None:                       # a fixed timeout (no pacing)
+            with self.lock:
+                return bool(self.in_flight) and now - self.progress_at > timeout_s
+        with self.lock:
+            if not self.in_flight:
+                return False
+        return now > self.deadline()
+
+    def on_busy(self, worker: str, wait_s: float, now: float) -> None:
+        """An ingest worker's load hint: it needs ``wait_s`` more seconds for what it holds
+        (capped at the longest timeout; 0 clears it)."""
+        with self.lock:
+            if wait_s <= 0:
+                self.busy.pop(worker, None)
+            elif worker in self.busy or len(self.busy) < 64:
+                self.busy[worker] = now + min(wait_s, self.max_timeout_s)
+
+    def probe(self, now: float) -> None:
+        """No ack in time though the broker took every publish: the oldest batch goes
+        again (the caller sends it), the others stay in flight, and the next timeout is
+        twice as long (capped)."""
+        with self.lock:
+            self.probes += 1
+            self.progress_at = now
+            self.timeout_s = min(self.timeout_s * 2, self.max_timeout_s)
+
+    def resend_all(self, now: float) -> None:
+        """No ack in time and the link lost publishes: everything after the cursor again."""
+        self.rewind(now)
+        with self.lock:
+            self.rewinds += 1
 
 
 class Extension:
@@ -144,7 +221,11 @@ class SyncStage:
         self.worked: str | None = None          # a protocol the broker accepted, to remember (main thread)
         self.lock = threading.Lock()            # clip state shared with paho's thread
         self.connected = threading.Event()
-        self.window = AckWindow(journal.cursor(STAGE))
+        s = cfg.sync
+        self.window = AckWindow(journal.cursor(STAGE), s.ack_timeout_s, s.ack_timeout_max_s, s.reconnect_jitter_s)
+        self.rng = random.Random()
+        self.load_root = f"{self.prefix}/{LOAD}/"
+        self.published: dict[int, object] = {}  # last seq of a batch in flight -> paho's MQTTMessageInfo
         self.last_ack_time: float | None = None
         self.batches = 0
         self.clips_dir = Path(cfg.device.state_dir) / "clips"
@@ -196,12 +277,14 @@ class SyncStage:
             return
         self.worked = self.settings.protocol
         client.subscribe(self._t(ACK), qos=1)
+        client.subscribe(self.load_root + "+", qos=0)   # retained: each worker's load comes at once
         for ext in self.extensions:
             for t in ext.topics:
                 client.subscribe(self._t(t), qos=1)
         client.publish(self._t(STATUS), encode(Status(state="online")), qos=1, retain=True)
         self.publish_info()
-        self.window.rewind()                    # resend what the ingest has not acknowledged
+        self.window.reconnected(time.monotonic(), self.rng)   # resend what the ingest has not acknowledged
+        self.published = {}
         with self.lock:
             for c in self.uploading.values():   # resume each clip where the ingest's ack says
                 c.reconnected(self.clip_progress.get(c.clip))
@@ -229,7 +312,10 @@ class SyncStage:
         """An ack from the ingest. It may only confirm what this box sent: anything else is
         ignored and logged, and nothing it holds stops paho's network loop."""
         if msg.topic != self._t(ACK):
-            self._dispatch(msg)
+            if msg.topic.startswith(self.load_root):
+                self._on_load(msg)
+            else:
+                self._dispatch(msg)
             return
         try:
             ack = decode_ack(msg.payload)
@@ -247,6 +333,16 @@ class SyncStage:
         except Exception:  # noqa: BLE001 - paho's thread must live on
             self.rejected += 1
             log.exception("sync: an ack could not be handled")
+
+    def _on_load(self, msg) -> None:
+        worker = msg.topic[len(self.load_root):]
+        try:
+            load = decode_load(msg.payload)
+        except WireError as exc:
+            self.rejected += 1
+            log.warning("sync: ignored a bad load hint from %s: %s", worker[:64], exc)
+            return
+        self.window.on_busy(worker[:64], load.wait_s, time.monotonic())
 
     def _dispatch(self, msg) -> None:
         root = self._t("")
@@ -347,28 +443,55 @@ class SyncStage:
             with self.journal.stage(STAGE) as txn:
                 txn.advance(max(txn.cursor, upto))
             self.window.committed(upto, time.monotonic())
+            self.published = {k: i for k, i in self.published.items() if k > upto}
             self.last_ack_time = time.time()
-        if self.window.stalled(time.monotonic(), self.cfg.sync.ack_timeout_s):
-            log.warning("sync: no acknowledgement for %.0f s; sending from seq %d again",
-                        self.cfg.sync.ack_timeout_s, self.acked + 1)
-            self.window.rewind(time.monotonic())
+        now = time.monotonic()
+        if self.window.stalled(now):
+            self._unanswered(now)
         self._journal_clip_acks()
         if not self.connected.is_set():
             return 0
         sent = 0
-        while not self.window.full():
+        while self.window.may_send(time.monotonic()):
             prev = self.window.sent
             rows = self.journal.read(prev, self.cfg.sync.batch_max)
             if not rows:                        # every record is out: now audio
                 self._upload_clips()
                 return sent
             batch = self._batch(prev, rows)
-            if self.client.publish(self._t(JOURNAL), encode(batch), qos=1).rc != 0:
+            info = self.client.publish(self._t(JOURNAL), encode(batch), qos=1)
+            if info.rc != 0:
                 return sent
+            self.published[batch.last] = info
             self.window.sent_batch(batch.last, time.monotonic())
             self.batches += 1
             sent += len(batch.records)
         return sent
+
+    def _unanswered(self, now: float) -> None:
+        """No ack by the deadline. The broker took every batch in flight and the link is up:
+        the ingest is busy — only the oldest batch goes again, and the next timeout is longer.
+        Otherwise publishes were lost with the link: everything after the cursor goes again."""
+        w = self.window
+        with w.lock:
+            flight = list(w.in_flight)
+        self.published = {k: i for k, i in self.published.items() if k in flight}
+        took_all = all(k in self.published and self.published[k].is_published() for k in flight)
+        if self.connected.is_set() and took_all:
+            rows = self.journal.read(self.acked, self.cfg.sync.batch_max)
+            if rows:
+                batch = self._batch(self.acked, rows)
+                if self.client.publish(self._t(JOURNAL), encode(batch), qos=1).rc == 0:
+                    w.probe(now)
+                    self.batches += 1
+                    log.warning("sync: no acknowledgement in time though the broker took every batch: the ingest is "
+                                "busy; sent the oldest batch (seq %d-%d) again, next timeout %.0f s",
+                                batch.records[0].seq, batch.last, w.timeout_s)
+                    return
+        log.warning("sync: no acknowledgement in time and the link lost publishes; sending from seq %d again",
+                    self.acked + 1)
+        w.resend_all(now)
+        self.published = {}
 
     def _batch(self, prev: int, rows: list) -> Batch:
         records, size = [], 0
@@ -500,7 +623,9 @@ class SyncStage:
                 "acked_upto": self.acked, "sent_upto": self.sent, "batches": self.batches,
                 "last_ack": self.last_ack_time, "uploaded_clip_bytes": self.uploaded_bytes,
                 "clips_uploading": sorted(self.uploading), "rejected_messages": self.rejected, "pid": os.getpid(),
-                "last_error": self.last_error, "offline_since": self.offline_since}
+                "last_error": self.last_error, "offline_since": self.offline_since,
+                "ack_timeout_s": self.window.timeout_s, "resent_oldest": self.window.probes,
+                "resent_all": self.window.rewinds}
 
     def write_status(self) -> None:
         """For ``appliancectl sync status``, only when it changed: an idle box writes nothing

@@ -26,6 +26,9 @@ CSR, CERT = "csr", "cert"                       # certificate renewal on the dev
 PROVISION = "provision"
 """Enrolment by claim: ``<prefix>/provision/<request>/csr`` up, ``…/cert`` down (the only
 topics the shared claim credential may use)."""
+LOAD = "ingest/load"
+"""``<prefix>/ingest/load/<worker>``, retained, from each ingest worker: how long it needs
+for what it holds (:class:`Load`); boxes never time out sooner."""
 RESERVED_IDS = frozenset({PROVISION, "claim", "ingest", "operator", "fleet", "homeassistant"})
 """Service identities under the same topic root: never a device's id."""
 
@@ -147,7 +150,7 @@ class BatchIn(Batch, kw_only=True):
     records: Annotated[list[RecordIn], Meta(max_length=10_000)]
 
 
-class Ack(msgspec.Struct, kw_only=True):
+class Ack(msgspec.Struct, kw_only=True, omit_defaults=True):
     """From the ingest: every record up to ``upto`` is stored (end-to-end, not the broker);
     ``clips`` are stored whole and verified; ``chunks`` tells, per clip still arriving, how
     many leading chunks it holds (where an interrupted upload resumes)."""
@@ -193,6 +196,25 @@ def _decode(decoder: msgspec.json.Decoder, what: str, payload: bytes, limit: int
         return decoder.decode(payload)
     except (msgspec.MsgspecError, RecursionError, ValueError, OverflowError) as exc:
         raise WireError(f"{what}: {str(exc)[:200]}") from None
+
+
+class Load(msgspec.Struct, kw_only=True):
+    """An ingest worker's load hint: ``wait_s`` to store what it holds now (0: idle)."""
+    wait_s: Annotated[float, Meta(ge=0, le=86_400)] = 0.0
+    queued: Annotated[int, Meta(ge=0, le=SEQ_MAX)] = 0
+    rate: Annotated[float, Meta(ge=0, le=1e9)] = 0.0
+
+
+_load = msgspec.json.Decoder(Load)
+
+
+def load_topic(prefix: str, worker: str) -> str:
+    return f"{prefix}/{LOAD}/{worker}"
+
+
+def decode_load(payload: bytes) -> Load:
+    """An empty payload (the hint deleted: the worker stopped) is an idle worker."""
+    return _decode(_load, "ingest load", payload, 4096) if payload else Load()
 
 
 def decode_batch(payload: bytes) -> BatchIn:

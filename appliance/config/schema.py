@@ -198,7 +198,13 @@ class Sync(_Section):
     rate_limit_kbps: NonNegative = 0.0
     """Clip uploads share the shop's uplink with the till: cap them (0: no cap)."""
     ack_timeout_s: Positive = 30.0
-    """No acknowledgement for this long while records are in flight: send them again."""
+    """No acknowledgement for this long while records are in flight: send them again (only
+    the oldest batch while the broker takes every publish: the ingest is busy, not deaf)."""
+    ack_timeout_max_s: Positive = 600.0
+    """Each timeout without progress doubles the next one, up to this (any ack resets it)."""
+    reconnect_jitter_s: NonNegative = 5.0
+    """After a reconnect, a random delay up to this before the backlog goes (a fleet
+    reconnecting at once after an outage spreads out). The first connection goes at once."""
     audio_order: Literal["oldest", "newest"] = "oldest"
     """Which clips of a backlog go first (events and contacts always go before audio)."""
 

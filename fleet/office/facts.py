@@ -109,6 +109,16 @@ def row_of(device: str, rec_id: str, typ: str, point: str | None, ts: int, data:
         return None
     try:
         rec = dec.decode(data)
+    except (msgspec.MsgspecError, ValueError, OverflowError) as exc:
+        log.warning("office: left out the %s record %s of %s: %s", typ, rec_id, device, exc)
+        return None
+    return row_from(device, rec_id, typ, point, ts, rec)
+
+
+def row_from(device: str, rec_id: str, typ: str, point: str | None, ts: int, rec) -> Row | None:
+    """The office row of a record whose data is already decoded (the ingest's vocabulary
+    check did it)."""
+    try:
         if isinstance(rec, v.ContactSettled):
             rated = rec.rating is not None
             return Row("office_contacts", (
@@ -130,7 +140,7 @@ def row_of(device: str, rec_id: str, typ: str, point: str | None, ts: int, data:
         if isinstance(rec, v.Clip):
             return Row("office_clips", (rec_id, device, rec.clip, rec.kind, rec.contact, rec.event, rec.press, point,
                                         ts, parse_ts(rec.start), rec.duration_s, rec.format, rec.file))
-    except (msgspec.MsgspecError, ValueError, OverflowError) as exc:
+    except (ValueError, OverflowError) as exc:
         log.warning("office: left out the %s record %s of %s: %s", typ, rec_id, device, exc)
     return None
 
