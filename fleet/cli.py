@@ -119,7 +119,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     quotas = Quotas(args.quota_records_per_min, int(args.quota_mb_per_min * 1024 * 1024),
                     args.quota_clips_per_hour, int(args.quota_clip_mb * 1024 * 1024))
     ingest = Ingest(settings, store, args.prefix, args.client_id, group=args.group, clips_dir=args.clips,
-                    quotas=quotas, protocol_auto=args.protocol == "auto", shared=args.shared)
+                    quotas=quotas, protocol_auto=args.protocol == "auto", shared=args.shared,
+                    inbox_mb=args.inbox_mb)
     ingest.start()
     step = ingest.step                  # protocol fallback; a dead network loop restarted (or exit: be restarted)
 
@@ -865,6 +866,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--quota-mb-per-min", type=float, default=64.0, help="per box, records and clips (default 64)")
     s.add_argument("--quota-clips-per-hour", type=int, default=3600, help="per box (default 3600)")
     s.add_argument("--quota-clip-mb", type=float, default=64.0, help="largest clip accepted (default 64)")
+    s.add_argument("--inbox-mb", type=float, default=128.0,
+                   help="messages received and not yet stored held in memory, at most (default 128); beyond, "
+                        "the broker keeps them (give its max_queued_messages room for the fleet's backlog)")
     s.set_defaults(func=cmd_ingest)
     s = sub.add_parser("devices", help="the fleet: online state, versions, config, last health, records; "
                                        "`devices tag` and `devices import` place devices in stores and groups")

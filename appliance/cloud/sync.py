@@ -100,6 +100,7 @@ class AckWindow:
     def committed(self, upto: int, now: float) -> None:
         with self.lock:
             self.acked = upto
+            self.sent = max(self.sent, upto)    # a rewind on paho's thread may have just set it lower
             self.in_flight = [s for s in self.in_flight if s > upto]
             self.progress_at = now
             self.timeout_s = self.base_timeout_s       # the ingest answers: back to the normal pace
@@ -164,11 +165,12 @@ class AckWindow:
             elif worker in self.busy or len(self.busy) < 64:
                 self.busy[worker] = now + min(wait_s, self.max_timeout_s)
 
-    def probe(self, now: float) -> None:
-        """No ack in time though the broker took every publish: the oldest batch goes
-        again (the caller sends it), the others stay in flight, and the next timeout is
-        twice as long (capped)."""
+    def probe(self, now: float, last: int) -> None:
+        """No ack in time though the broker took every publish: the oldest batch (up to
+        ``last``) went again, the others stay in flight, and the next timeout is twice as
+        long (capped)."""
         with self.lock:
+            self.highest_sent = max(self.highest_sent, last)
             self.probes += 1
             self.progress_at = now
             self.timeout_s = min(self.timeout_s * 2, self.max_timeout_s)
@@ -482,7 +484,7 @@ class SyncStage:
             if rows:
                 batch = self._batch(self.acked, rows)
                 if self.client.publish(self._t(JOURNAL), encode(batch), qos=1).rc == 0:
-                    w.probe(now)
+                    w.probe(now, batch.last)
                     self.batches += 1
                     log.warning("sync: no acknowledgement in time though the broker took every batch: the ingest is "
                                 "busy; sent the oldest batch (seq %d-%d) again, next timeout %.0f s",
