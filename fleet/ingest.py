@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import queue
 import re
 import shutil
@@ -616,6 +617,19 @@ def prepare_journal(device: str, payload: bytes) -> Prepared:
     return Prepared.of(batch, payloads)
 
 
+def _die_with_parent() -> None:
+    """In a decoding process: be killed when the thread that started it ends (the worker
+    killed, or its decoder stopped) — never an orphan decoding for nobody."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):       # not Linux: the pool's own EOF handling remains
+        return
+    if os.getppid() == 1:                   # the parent went before the signal was armed
+        os._exit(0)
+
+
 class Decoder(threading.Thread):
     """Takes messages as the network thread received them and decodes, checks and routes
     them, so paho's thread only reads the socket and acknowledges to the broker — it keeps
@@ -641,7 +655,8 @@ class Decoder(threading.Thread):
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
             # spawned, not forked: a fork would copy this process's threads' locks mid-use
-            self.pool = ProcessPoolExecutor(self.procs, mp_context=multiprocessing.get_context("spawn"))
+            self.pool = ProcessPoolExecutor(self.procs, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_die_with_parent)
         return self.pool
 
     def run(self) -> None:

@@ -68,6 +68,13 @@ class Fleet:
             j.close()
 
 
+def children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def count(db) -> tuple[int, int]:
     return tuple(db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM records").fetchone())
 
@@ -89,9 +96,14 @@ def test_group_commit_stores_exactly_once_across_sigkills_of_the_ingest_mid_grou
         for _ in range(3):
             # let it store some of the backlog, then kill it while the boxes keep sending
             fleet.run(30, until=lambda: count(look)[0] > (len(at_kill) + 1) * 3000 + rnd.randint(0, 2000))
+            helpers = children(proc.pid)                    # its decoding process
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             at_kill.append(count(look)[0])
+            gone = time.monotonic() + 10
+            while time.monotonic() < gone and any(Path(f"/proc/{c}").exists() for c in helpers):
+                time.sleep(0.05)
+            assert helpers and not any(Path(f"/proc/{c}").exists() for c in helpers)   # none left orphaned
             fleet.run(rnd.uniform(0.2, 1.0), until=lambda: False)
             proc = start()
         assert fleet.run(180), [s.status_line() for s in fleet.stages]
