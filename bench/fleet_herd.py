@@ -360,33 +360,15 @@ def count_pg(url: str) -> tuple[int, int]:
         return db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM records").fetchone()
 
 
-DECODE_PROCS: list[str] = []
-"""``--decode-procs N`` for every ingest worker when given (else fleetctl's default)."""
-
-
 def start_ingest(broker_port: int, db: str, k: int, work: Path) -> subprocess.Popen:
     fleetctl = str(Path(sys.executable).with_name("fleetctl"))
     log = work / f"ingest-{k}-{int(time.time() * 1000)}.log"
     p = subprocess.Popen([fleetctl, "ingest", "--broker", f"mqtt://127.0.0.1:{broker_port}", "--db", db,
-                          "--client-id", f"ingest-{k}", *DECODE_PROCS], stdout=subprocess.DEVNULL,
-                         stderr=open(log, "w"))
+                          "--client-id", f"ingest-{k}"], stdout=subprocess.DEVNULL, stderr=open(log, "w"))
     end = time.monotonic() + 30
     while time.monotonic() < end and "connected to" not in log.read_text():
         time.sleep(0.1)
     return p
-
-
-def workers_and_helpers(ws: list[subprocess.Popen]) -> list[int]:
-    """The ingest workers and their decoding processes (CPU and memory count them all)."""
-    out = []
-    for w in ws:
-        out.append(w.pid)
-        try:
-            for task in Path(f"/proc/{w.pid}/task").iterdir():
-                out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return out
 
 
 def stop_all(procs: list[subprocess.Popen]) -> None:
@@ -456,11 +438,8 @@ def main() -> int:
     ap.add_argument("--steady", default="1000,10000", help="steady-state fleets (default 1000,10000; '' none)")
     ap.add_argument("--steady-seconds", type=float, default=60.0)
     ap.add_argument("--limit", type=float, default=900.0, help="give a drain up after this many seconds")
-    ap.add_argument("--decode-procs", type=int, help="passed to every fleetctl ingest (default: its own)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if args.decode_procs is not None:
-        DECODE_PROCS[:] = ["--decode-procs", str(args.decode_procs)]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))     # the broker inherits it: 10,000 connections
     from tests.mqtt_broker import Mosquitto
@@ -497,7 +476,7 @@ def main() -> int:
             db = work / f"ingest-{n}.db"
             ws = [start_ingest(broker.port, str(db), k, work) for k in range(1, n + 1)]
             r = herd(args, broker.port, "fleetctl ingest, SQLite" + (f" x{n}" if n > 1 else ""),
-                     {"ingest": lambda ws=ws: workers_and_helpers(ws), "broker": lambda: [bpid]})
+                     {"ingest": lambda ws=ws: [w.pid for w in ws], "broker": lambda: [bpid]})
             stop_all(ws)
             r["stored"], r["stored_distinct"] = count_sqlite(db)
             r["workers"] = n
@@ -517,7 +496,7 @@ def main() -> int:
                 ws = [start_ingest(broker.port, url, k, work) for k in range(1, n + 1)]
                 time.sleep(1)
                 r = herd(args, broker.port, f"fleetctl ingest x{n}, PostgreSQL",
-                         {"ingest": lambda ws=ws: workers_and_helpers(ws), "broker": lambda: [bpid]}, watch_pg=True)
+                         {"ingest": lambda ws=ws: [w.pid for w in ws], "broker": lambda: [bpid]}, watch_pg=True)
                 stop_all(ws)
                 r["stored"], r["stored_distinct"] = count_pg(url)
                 r["workers"] = n

@@ -120,9 +120,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                     args.quota_clips_per_hour, int(args.quota_clip_mb * 1024 * 1024))
     ingest = Ingest(settings, store, args.prefix, args.client_id, group=args.group, clips_dir=args.clips,
                     quotas=quotas, protocol_auto=args.protocol == "auto", shared=args.shared,
-                    inbox_mb=args.inbox_mb,
-                    decode_procs=args.decode_procs if args.decode_procs is not None
-                    else (1 if (os.cpu_count() or 1) > 1 else 0))
+                    inbox_mb=args.inbox_mb)
     ingest.start()
     step = ingest.step                  # protocol fallback; a dead network loop restarted (or exit: be restarted)
 
@@ -868,9 +866,6 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--quota-mb-per-min", type=float, default=64.0, help="per box, records and clips (default 64)")
     s.add_argument("--quota-clips-per-hour", type=int, default=3600, help="per box (default 3600)")
     s.add_argument("--quota-clip-mb", type=float, default=64.0, help="largest clip accepted (default 64)")
-    s.add_argument("--decode-procs", type=int, default=None,
-                   help="processes decoding and checking journal batches beside the worker (default 1 on a "
-                        "machine with more than one core, else 0: in the worker itself)")
     s.add_argument("--inbox-mb", type=float, default=128.0,
                    help="messages received and not yet stored held in memory, at most (default 128); beyond, "
                         "the broker keeps them (give its max_queued_messages room for the fleet's backlog)")

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import queue
 import re
 import shutil
@@ -601,139 +600,24 @@ again when one does not come, so none may wait behind the inbound backlog for a 
 (paho allows only a few QoS 1 messages in flight)."""
 
 
-def prepare_journal(device: str, payload: bytes) -> Prepared:
-    """One journal batch of ``device`` decoded, checked against the journal vocabulary and
-    turned into rows; or WireError / VocabularyError. Top level and pure: it runs in the
-    decoder thread or in a decoding process."""
-    batch = decode_batch(payload)
-    if batch.device != device:
-        raise WireError(f"batch names device {batch.device!r} on {device!r}'s topic")
-    payloads = []
-    for r in batch.records:
-        try:
-            payloads.append(check(r.type, r.data))
-        except VocabularyError as exc:
-            raise VocabularyError(f"record {r.seq}: {exc}") from None
-    return Prepared.of(batch, payloads)
-
-
-def _die_with_parent() -> None:
-    """In a decoding process: be killed when the thread that started it ends (the worker
-    killed, or its decoder stopped) — never an orphan decoding for nobody."""
-    import ctypes
-    import signal
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):       # not Linux: the pool's own EOF handling remains
-        return
-    if os.getppid() == 1:                   # the parent went before the signal was armed
-        os._exit(0)
-
-
 class Decoder(threading.Thread):
     """Takes messages as the network thread received them and decodes, checks and routes
-    them, so paho's thread only reads the socket and acknowledges to the broker — it keeps
-    reading while the writer commits. With ``procs`` > 0 the costly part, journal batches
-    (:func:`prepare_journal`), runs in that many processes — the worker's Python then uses
-    more than one core — up to ``DEPTH`` at once, taken back in arrival order; everything
-    else is handled here, in order after them. A decoding process that dies is replaced and
-    what it held is decoded here."""
+    them (:meth:`Ingest._process`), so paho's thread only reads the socket and acknowledges
+    to the broker — it keeps reading while the writer commits."""
 
-    DEPTH = 16
-
-    def __init__(self, ingest: "Ingest", inbox: Inbox, procs: int = 0):
+    def __init__(self, ingest: "Ingest", inbox: Inbox):
         super().__init__(name="ingest-decoder", daemon=True)
         self.ingest = ingest
         self.inbox = inbox
-        self.procs = procs
-        self.pool = None
         self.stopping = threading.Event()
-        self.pending: collections.deque = collections.deque()
-
-    def _pool(self):
-        if self.pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-            # spawned, not forked: a fork would copy this process's threads' locks mid-use
-            self.pool = ProcessPoolExecutor(self.procs, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_die_with_parent)
-        return self.pool
 
     def run(self) -> None:
-        try:
-            while not (self.stopping.is_set() and self.inbox.empty() and not self.pending):
-                try:
-                    (name, payload, now), _ = self.inbox.get(timeout=0.0 if self.pending else 0.2)
-                except queue.Empty:
-                    if self.pending:
-                        self._complete()
-                    continue
-                self._take(name, payload, now)
-                while self.pending and (len(self.pending) >= self.DEPTH or self.pending[0][0].done()):
-                    self._complete()
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=False, cancel_futures=True)
-
-    def _take(self, name: str, payload: bytes, now: float) -> None:
-        ing = self.ingest
-        if self.procs > 0 and name.endswith("/" + JOURNAL):
+        while not (self.stopping.is_set() and self.inbox.empty()):
             try:
-                t = parse_topic(ing.prefix, name)
-            except WireError as exc:
-                ing.rejections.add(device_of(ing.prefix, name), str(exc), now)
-                return
-            if t.kind == JOURNAL:
-                fut = self._submit(t.device, payload)
-                if fut is not None:
-                    self.pending.append((fut, t, name, payload, now))
-                    return
-        while self.pending:                 # in order: what came before goes first
-            self._complete()
-        ing._process(ing.client, name, payload, now)
-
-    def _submit(self, device: str, payload: bytes):
-        """To a decoding process; a pool broken by a dead process is replaced (once), else
-        None: the caller decodes here."""
-        from concurrent.futures.process import BrokenProcessPool
-        for _ in range(2):
-            try:
-                return self._pool().submit(prepare_journal, device, payload)
-            except BrokenProcessPool:
-                log.error("ingest: a decoding process had died; replacing it")
-                self.pool.shutdown(wait=False, cancel_futures=True)
-                self.pool = None
-        return None
-
-    def _complete(self) -> None:
-        from concurrent.futures.process import BrokenProcessPool
-        fut, t, name, payload, now = self.pending.popleft()
-        ing = self.ingest
-        try:
-            prep = fut.result()
-        except BrokenProcessPool:
-            log.error("ingest: a decoding process died; replacing it (this batch is decoded in the worker)")
-            if self.pool is not None and getattr(self.pool, "_broken", True):   # not a replacement already
-                self.pool.shutdown(wait=False, cancel_futures=True)
-                self.pool = None
-            ing._process(ing.client, name, payload, now)
-            return
-        except (WireError, VocabularyError) as exc:
-            ing.rejections.add(t.device, str(exc), now)
-            return
-        except Exception as exc:  # noqa: BLE001 - one message fails alone
-            ing.rejections.add(t.device, f"internal error: {type(exc).__name__}: {exc}", now)
-            log.error("ingest: decoding a batch of %s failed: %s", t.device, exc)
-            return
-        try:
-            ack = ing._journal(t, prep, len(payload), now)
-            if ack is not None:
-                ing.client.publish(topic(ing.prefix, t.device, ACK), encode(ack), qos=ACK_QOS)
-        except (WireError, VocabularyError) as exc:
-            ing.rejections.add(t.device, str(exc), now)
-        except Exception as exc:  # noqa: BLE001 - a bug or a store error must not stop the ingest for everyone
-            ing.rejections.add(t.device, f"internal error: {type(exc).__name__}: {exc}", now)
-            log.exception("ingest: a batch from %s could not be handled", t.device)
+                (t, payload, now), _ = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.ingest._process(self.ingest.client, t, payload, now)
 
 
 def device_of(prefix: str, name: str) -> str:
@@ -755,7 +639,7 @@ class Ingest:
     def __init__(self, settings: BrokerSettings, store: IngestStore, prefix: str = "ca/v1",
                  client_id: str = "ingest-1", group: str = "ingest", clips_dir: str | Path | None = None,
                  quotas: Quotas | None = None, protocol_auto: bool = False, shared: str = "auto",
-                 inbox_mb: float = 128.0, decode_procs: int = 0):
+                 inbox_mb: float = 128.0):
         self.store = store
         self.clips = ClipAssembler(Path(clips_dir)) if clips_dir else None
         self.prefix = prefix
@@ -777,7 +661,6 @@ class Ingest:
         self.writer: GroupWriter | None = None   # started with the network loop; handled inline before
         self.inbox = Inbox(int(inbox_mb * 1024 * 1024))
         self.decoder: Decoder | None = None
-        self.decode_procs = decode_procs
         self.accepting = True                    # False while stopping: what comes is left to the boxes' resend
         self.worker = client_id if safe_name(client_id) else "worker"
         self._load_sent: tuple[float, float] = (0.0, -1e9)   # the last load hint published: (wait_s, when)
@@ -878,20 +761,24 @@ class Ingest:
         if over:
             raise WireError(f"over its quota of {over}")
 
-    def _journal(self, t: Topic, prep: Prepared, size: int, now: float) -> Ack | None:
-        """A checked batch: counted against the box's quota, then stored and acked by the
-        group writer (inline when none runs)."""
-        self._quota(t.device, now, records=len(prep.rows), size=size)
-        if self.writer is not None:
-            self.writer.put((t.device, "batch", prep), size)
-            return None
-        hw = self.store.write_group([("batch", prep)])[0]
-        self.stored += len(prep.rows)
-        return Ack(upto=hw)
-
     def _handle(self, t: Topic, payload: bytes, now: float) -> Ack | None:
         if t.kind == JOURNAL:
-            return self._journal(t, prepare_journal(t.device, payload), len(payload), now)
+            batch = decode_batch(payload)
+            if batch.device != t.device:
+                raise WireError(f"batch names device {batch.device!r} on {t.device!r}'s topic")
+            payloads = []
+            for r in batch.records:
+                try:
+                    payloads.append(check(r.type, r.data))
+                except VocabularyError as exc:
+                    raise VocabularyError(f"record {r.seq}: {exc}") from None
+            self._quota(t.device, now, records=len(batch.records), size=len(payload))
+            if self.writer is not None:         # stored and acked by the group writer
+                self.writer.put((t.device, "batch", Prepared.of(batch, payloads)), len(payload))
+                return None
+            hw = self.store.store_batch(batch)
+            self.stored += len(batch.records)
+            return Ack(upto=hw)
         if t.kind == STATUS:
             st = decode_status(payload)
             self.store.set_status(t.device, st.state, st.version)
@@ -955,7 +842,7 @@ class Ingest:
             self.writer = GroupWriter(self)
             self.writer.start()
         if self.decoder is None or not self.decoder.is_alive():
-            self.decoder = Decoder(self, self.inbox, self.decode_procs)
+            self.decoder = Decoder(self, self.inbox)
             self.decoder.start()
         mqtt_start(self.client, self.host, self.port, self.settings)
         self.started = True
@@ -993,7 +880,7 @@ class Ingest:
                 self.writer.start()
             if self.decoder is not None and not self.decoder.is_alive():
                 log.error("ingest: the decoder had stopped; restarting it")
-                self.decoder = Decoder(self, self.inbox, self.decode_procs)   # the inbox it read is kept
+                self.decoder = Decoder(self, self.inbox)               # the inbox it read is kept
                 self.decoder.start()
             if not network_alive(self.client):
                 log.error("ingest: the MQTT network loop had stopped; restarting it")
