@@ -296,6 +296,30 @@ def floor_process(port: int, db_path: str, ready: mp.Event, stop: mp.Event) -> N
     db.close()
 
 
+def same_rows_process(port: int, db_path: str, ready: mp.Event, stop: mp.Event) -> None:
+    """The second reference: a per-message subscriber writing what ours writes (the records
+    and the web office's rows, through the ingest's own store), one transaction per message,
+    without our checks — what the group commit and the pipeline buy for the same rows."""
+    from appliance.cloud.wire import decode_batch
+    from fleet.ingest import IngestStore
+    store = IngestStore(db_path)
+
+    def on_message(c, u, m) -> None:
+        b = decode_batch(m.payload)
+        hw = store.write_group([("batch", b)])[0]
+        c.publish(f"{PREFIX}/{b.device}/ack", b'{"upto":%d}' % hw, qos=0)
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="same-rows", protocol=mqtt.MQTTv5)
+    c.on_message = on_message
+    c.on_socket_open = no_delay
+    c.on_connect = lambda c, u, f, rc, p: (c.subscribe(f"{PREFIX}/+/journal", qos=1), ready.set())
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    stop.wait()
+    c.loop_stop()
+    store.close()
+
+
 # --- one run ---------------------------------------------------------------------------------------
 
 def herd(args, port: int, label: str, pids, watch_pg: bool = False) -> dict:
@@ -438,6 +462,8 @@ def main() -> int:
     ap.add_argument("--steady", default="1000,10000", help="steady-state fleets (default 1000,10000; '' none)")
     ap.add_argument("--steady-seconds", type=float, default=60.0)
     ap.add_argument("--limit", type=float, default=900.0, help="give a drain up after this many seconds")
+    ap.add_argument("--same-rows", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the per-message subscriber writing the same rows as ours (default on)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -455,21 +481,26 @@ def main() -> int:
         say(f"machine: {machine()}")
         say(f"herd: {args.boxes} boxes x {args.records} records ({args.boxes * args.records:,}) in batches of {BATCH}, "
             f"window {WINDOW}, ack timeout 30 s, reconnect jitter {args.jitter:g} s; {args.procs} simulator processes")
-        # the floor
-        ready, stop = mp.Event(), mp.Event()
-        fdb = work / "floor.db"
-        fp = mp.Process(target=floor_process, args=(broker.port, str(fdb), ready, stop))
-        fp.start()
-        ready.wait(30)
-        r = herd(args, broker.port, "floor: bare subscriber, SQLite", {"floor": lambda: [fp.pid],
-                                                                         "broker": lambda: [bpid]})
-        stop.set()
-        fp.join(30)
-        r["stored"], r["stored_distinct"] = count_sqlite(fdb)
-        runs.append(r)
+        # the floor, and the per-message subscriber writing our rows
+        floor = None
+        refs = [("floor: bare subscriber, SQLite", floor_process, "floor.db")]
+        if args.same_rows:
+            refs.append(("per message, our rows, SQLite", same_rows_process, "same.db"))
         say("")
-        show(r, None)
-        floor = r
+        for label, target, name in refs:
+            clear_retained(broker.port)
+            ready, stop = mp.Event(), mp.Event()
+            fdb = work / name
+            fp = mp.Process(target=target, args=(broker.port, str(fdb), ready, stop))
+            fp.start()
+            ready.wait(30)
+            r = herd(args, broker.port, label, {"subscriber": lambda fp=fp: [fp.pid], "broker": lambda: [bpid]})
+            stop.set()
+            fp.join(30)
+            r["stored"], r["stored_distinct"] = count_sqlite(fdb)
+            runs.append(r)
+            show(r, floor)
+            floor = floor or r
         # ours on SQLite: one worker, then more sharing the subscription (and the file)
         for n in [int(x) for x in args.sqlite_workers.split(",") if x.strip()]:
             clear_retained(broker.port)
