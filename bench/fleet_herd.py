@@ -440,8 +440,14 @@ def steady(args, port: int, n: int) -> dict:
             "simulator_cpu_pct": round(sum(r["cpu_s"] for r in results) / wall * 100, 1)}
 
 
-def show(r: dict, floor: dict | None) -> None:
-    ratio = f" = {r['records_per_s'] / floor['records_per_s']:.2f}x the floor" if floor and floor["records_per_s"] else ""
+def show(r: dict, floor: dict | None, same: dict | None = None) -> None:
+    ratio = ""
+    if floor and floor["records_per_s"]:
+        ratio = f" = {r['records_per_s'] / floor['records_per_s']:.2f}x the floor"
+        r["x_floor"] = round(r["records_per_s"] / floor["records_per_s"], 2)
+    if same and same["records_per_s"]:
+        ratio += f", {r['records_per_s'] / same['records_per_s']:.2f}x per message with our rows"
+        r["x_same_rows"] = round(r["records_per_s"] / same["records_per_s"], 2)
     print(f"  {r['label']:32} drain {r['drain_s']:6.1f} s, {r['records_per_s']:>7,} records/s{ratio}")
     print(f"  {'':32} ack p50 {r['ack_p50_s']} s, p99 {r['ack_p99_s']} s; timeout resends "
           f"{r['timeout_resends']} (oldest batch {r['oldest_batch_resends']}, all {r['full_resends']}); batches sent "
@@ -482,7 +488,7 @@ def main() -> int:
         say(f"herd: {args.boxes} boxes x {args.records} records ({args.boxes * args.records:,}) in batches of {BATCH}, "
             f"window {WINDOW}, ack timeout 30 s, reconnect jitter {args.jitter:g} s; {args.procs} simulator processes")
         # the floor, and the per-message subscriber writing our rows
-        floor = None
+        floor = same = None
         refs = [("floor: bare subscriber, SQLite", floor_process, "floor.db")]
         if args.same_rows:
             refs.append(("per message, our rows, SQLite", same_rows_process, "same.db"))
@@ -500,6 +506,8 @@ def main() -> int:
             r["stored"], r["stored_distinct"] = count_sqlite(fdb)
             runs.append(r)
             show(r, floor)
+            if floor is not None:
+                same = r
             floor = floor or r
         # ours on SQLite: one worker, then more sharing the subscription (and the file)
         for n in [int(x) for x in args.sqlite_workers.split(",") if x.strip()]:
@@ -512,7 +520,7 @@ def main() -> int:
             r["stored"], r["stored_distinct"] = count_sqlite(db)
             r["workers"] = n
             runs.append(r)
-            show(r, floor)
+            show(r, floor, same)
         # PostgreSQL, 1/2/4 workers
         counts = [int(x) for x in args.pg_workers.split(",") if x.strip()]
         if counts:
@@ -532,7 +540,7 @@ def main() -> int:
                 r["stored"], r["stored_distinct"] = count_pg(url)
                 r["workers"] = n
                 runs.append(r)
-                show(r, floor)
+                show(r, floor, same)
         # the steady state
         sizes = [int(x) for x in args.steady.split(",") if x.strip()]
         if sizes:
