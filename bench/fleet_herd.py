@@ -103,7 +103,7 @@ class HerdBox:
 
     def __init__(self, index: int, port: int, records: int, pace: dict, rng: random.Random, now: float):
         self.index = index
-        self.device = f"box-{index:05d}"
+        self.device = f"box-{index:07d}"
         self.records = records
         self.rng = rng
         self.window = AckWindow(0, pace["timeout"], pace["max_timeout"], pace["jitter"], now=now)
@@ -417,13 +417,15 @@ def clear_retained(port: int) -> None:
     c.loop_stop()
 
 
-def steady(args, port: int, n: int) -> dict:
+def steady(args, port: int, n: int, base: int) -> dict:
+    """``base``: the first box's number — each fleet its own boxes (a box that the ingest
+    already holds records of would rightly refuse acks above what it sent)."""
     q: mp.Queue = mp.Queue()
     procs_n = max(args.procs, -(-n // 5000))
     per = -(-n // procs_n)
     start_at = time.time() + 1.0
     pace = {"timeout": 30.0, "max_timeout": 600.0, "jitter": args.jitter}
-    procs = [mp.Process(target=boxes_process, args=(k * per, min(per, n - k * per), port, 0, pace, start_at,
+    procs = [mp.Process(target=boxes_process, args=(base + k * per, min(per, n - k * per), port, 0, pace, start_at,
                                                     "steady", args.steady_seconds, q))
              for k in range(procs_n) if k * per < n]
     for p in procs:
@@ -468,6 +470,8 @@ def main() -> int:
     ap.add_argument("--steady", default="1000,10000", help="steady-state fleets (default 1000,10000; '' none)")
     ap.add_argument("--steady-seconds", type=float, default=60.0)
     ap.add_argument("--limit", type=float, default=900.0, help="give a drain up after this many seconds")
+    ap.add_argument("--herd", action=argparse.BooleanOptionalAction, default=True,
+                    help="the reconnect runs (default on; --no-herd: the steady state only)")
     ap.add_argument("--same-rows", action=argparse.BooleanOptionalAction, default=True,
                     help="also the per-message subscriber writing the same rows as ours (default on)")
     ap.add_argument("--json", action="store_true")
@@ -489,8 +493,8 @@ def main() -> int:
             f"window {WINDOW}, ack timeout 30 s, reconnect jitter {args.jitter:g} s; {args.procs} simulator processes")
         # the floor, and the per-message subscriber writing our rows
         floor = same = None
-        refs = [("floor: bare subscriber, SQLite", floor_process, "floor.db")]
-        if args.same_rows:
+        refs = [("floor: bare subscriber, SQLite", floor_process, "floor.db")] if args.herd else []
+        if args.same_rows and args.herd:
             refs.append(("per message, our rows, SQLite", same_rows_process, "same.db"))
         say("")
         for label, target, name in refs:
@@ -510,7 +514,7 @@ def main() -> int:
                 same = r
             floor = floor or r
         # ours on SQLite: one worker, then more sharing the subscription (and the file)
-        for n in [int(x) for x in args.sqlite_workers.split(",") if x.strip()]:
+        for n in [int(x) for x in args.sqlite_workers.split(",") if x.strip() and args.herd]:
             clear_retained(broker.port)
             db = work / f"ingest-{n}.db"
             ws = [start_ingest(broker.port, str(db), k, work) for k in range(1, n + 1)]
@@ -522,7 +526,7 @@ def main() -> int:
             runs.append(r)
             show(r, floor, same)
         # PostgreSQL, 1/2/4 workers
-        counts = [int(x) for x in args.pg_workers.split(",") if x.strip()]
+        counts = [int(x) for x in args.pg_workers.split(",") if x.strip() and args.herd]
         if counts:
             from tests.postgres_server import Postgres
             pg = Postgres(work).start()
@@ -548,8 +552,8 @@ def main() -> int:
             db = work / "steady.db"
             w = start_ingest(broker.port, str(db), 1, work)
             say("")
-            for n in sizes:
-                s = steady(args, broker.port, n)
+            for j, n in enumerate(sizes):
+                s = steady(args, broker.port, n, 1_000_000 * (j + 1))
                 steady_runs.append(s)
                 say(f"  steady state, {n:>6,} boxes sending 1-5 records every 5-60 s for {args.steady_seconds:g} s: "
                     f"{s['acks']:,} acks, p50 {s['ack_p50_ms']} ms, p99 {s['ack_p99_ms']} ms; timeout resends "
