@@ -417,7 +417,7 @@ def clear_retained(port: int) -> None:
     c.loop_stop()
 
 
-def steady(args, port: int, n: int, base: int) -> dict:
+def steady(args, port: int, n: int, base: int, pids: dict) -> dict:
     """``base``: the first box's number — each fleet its own boxes (a box that the ingest
     already holds records of would rightly refuse acks above what it sent)."""
     q: mp.Queue = mp.Queue()
@@ -430,7 +430,22 @@ def steady(args, port: int, n: int, base: int) -> dict:
              for k in range(procs_n) if k * per < n]
     for p in procs:
         p.start()
-    results = [q.get(timeout=args.steady_seconds + 600) for _ in procs]
+    while time.time() < start_at:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    cpu0 = {k: sum(cpu_s(p) for p in f()) for k, f in pids.items()}
+    peak = dict.fromkeys(pids, 0.0)
+    results = []
+    while len(results) < len(procs):
+        for k, f in pids.items():
+            peak[k] = max(peak[k], sum(rss_mb(p) for p in f()))
+        try:
+            results.append(q.get(timeout=0.5))
+        except Exception:  # noqa: BLE001 - queue.Empty: not done yet
+            if time.monotonic() - t0 > args.steady_seconds + 900:
+                raise
+    span = time.monotonic() - t0
+    cpu = {k: round((sum(cpu_s(p) for p in f()) - cpu0[k]) / span * 100, 1) for k, f in pids.items()}
     for p in procs:
         p.join(30)
     lat = sorted(x for r in results for x in r["latencies"])
@@ -439,7 +454,12 @@ def steady(args, port: int, n: int, base: int) -> dict:
             "ack_p50_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None,
             "ack_p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 1) if lat else None,
             "timeout_resends": sum(r["probes"] + r["rewinds"] for r in results),
-            "simulator_cpu_pct": round(sum(r["cpu_s"] for r in results) / wall * 100, 1)}
+            "simulator_cpu_pct": round(sum(r["cpu_s"] for r in results) / wall * 100, 1),
+            "cpu_pct": cpu, "rss_mb": {k: round(v, 1) for k, v in peak.items()}}
+
+
+QUIET = [False]
+"""--json: only the JSON document on stdout."""
 
 
 def show(r: dict, floor: dict | None, same: dict | None = None) -> None:
@@ -450,6 +470,8 @@ def show(r: dict, floor: dict | None, same: dict | None = None) -> None:
     if same and same["records_per_s"]:
         ratio += f", {r['records_per_s'] / same['records_per_s']:.2f}x per message with our rows"
         r["x_same_rows"] = round(r["records_per_s"] / same["records_per_s"], 2)
+    if QUIET[0]:
+        return
     print(f"  {r['label']:32} drain {r['drain_s']:6.1f} s, {r['records_per_s']:>7,} records/s{ratio}")
     print(f"  {'':32} ack p50 {r['ack_p50_s']} s, p99 {r['ack_p99_s']} s; timeout resends "
           f"{r['timeout_resends']} (oldest batch {r['oldest_batch_resends']}, all {r['full_resends']}); batches sent "
@@ -487,6 +509,7 @@ def main() -> int:
     steady_runs: list[dict] = []
     pg = None
     say = (lambda *a, **k: None) if args.json else print
+    QUIET[0] = args.json
     try:
         say(f"machine: {machine()}")
         say(f"herd: {args.boxes} boxes x {args.records} records ({args.boxes * args.records:,}) in batches of {BATCH}, "
@@ -553,12 +576,14 @@ def main() -> int:
             w = start_ingest(broker.port, str(db), 1, work)
             say("")
             for j, n in enumerate(sizes):
-                s = steady(args, broker.port, n, 1_000_000 * (j + 1))
+                s = steady(args, broker.port, n, 1_000_000 * (j + 1),
+                           {"ingest": lambda: [w.pid], "broker": lambda: [bpid]})
                 steady_runs.append(s)
                 say(f"  steady state, {n:>6,} boxes sending 1-5 records every 5-60 s for {args.steady_seconds:g} s: "
                     f"{s['acks']:,} acks, p50 {s['ack_p50_ms']} ms, p99 {s['ack_p99_ms']} ms; timeout resends "
                     f"{s['timeout_resends']}; boxes left unacked {s['unacked_boxes']}; simulator "
-                    f"{s['simulator_cpu_pct']:.0f} % of a core")
+                    f"{s['simulator_cpu_pct']:.0f} % of a core; " + ", ".join(
+                        f"{k} {s['cpu_pct'][k]:.0f} % / {s['rss_mb'][k]:.0f} MB" for k in s["cpu_pct"]))
             stop_all([w])
     finally:
         if pg is not None:

@@ -224,3 +224,21 @@ def test_the_load_hint_says_how_long_the_queue_takes_and_is_published_sparingly(
     ing.publish_load(102.0)
     assert len(rec.published) == 2
     store.close()
+
+
+def test_the_herd_benchmark_runs_in_small(tmp_path):
+    """bench/fleet_herd.py, small (CI's short version of the benchmark): every run stores
+    every record exactly once and leaves no box waiting."""
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "fleet_herd.py"), "--boxes", "20", "--records", "400",
+                        "--procs", "1", "--jitter", "0.5", "--sqlite-workers", "1", "--pg-workers", "",
+                        "--steady", "40", "--steady-seconds", "3", "--json"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    labels = [run["label"] for run in out["runs"]]
+    assert labels == ["floor: bare subscriber, SQLite", "per message, our rows, SQLite", "fleetctl ingest, SQLite"]
+    for run in out["runs"]:
+        assert run["stored"] == run["stored_distinct"] == run["records"] == 8000, run
+        assert run["unfinished_boxes"] == 0 and run["batches_sent"] >= run["batches_needed"] == 40
+    [st] = out["steady"]
+    assert st["boxes"] == 40 and st["unacked_boxes"] == 0
