@@ -866,8 +866,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--quota-mb-per-min", type=float, default=64.0, help="per box, records and clips (default 64)")
     s.add_argument("--quota-clips-per-hour", type=int, default=3600, help="per box (default 3600)")
     s.add_argument("--quota-clip-mb", type=float, default=64.0, help="largest clip accepted (default 64)")
-    s.add_argument("--inbox-mb", type=float, default=128.0,
-                   help="messages received and not yet stored held in memory, at most (default 128); beyond, "
+    s.add_argument("--inbox-mb", type=float, default=256.0,
+                   help="messages received and not yet stored held in memory, at most (default 256); beyond, "
                         "the broker keeps them (give its max_queued_messages room for the fleet's backlog)")
     s.set_defaults(func=cmd_ingest)
     s = sub.add_parser("devices", help="the fleet: online state, versions, config, last health, records; "

@@ -611,8 +611,18 @@ class Decoder(threading.Thread):
         self.inbox = inbox
         self.stopping = threading.Event()
 
+    STOP_S = 10.0
+    """Stopping, what the inbox still holds is handled for this long at most; the rest was
+    never acked, and the boxes send it again."""
+
     def run(self) -> None:
+        stop_at = None
         while not (self.stopping.is_set() and self.inbox.empty()):
+            if self.stopping.is_set():
+                stop_at = stop_at or time.monotonic()
+                if time.monotonic() - stop_at > self.STOP_S:
+                    log.info("ingest: stopping; %d messages left to the boxes' resend", self.inbox.qsize())
+                    return
             try:
                 (t, payload, now), _ = self.inbox.get(timeout=0.2)
             except queue.Empty:
@@ -639,7 +649,7 @@ class Ingest:
     def __init__(self, settings: BrokerSettings, store: IngestStore, prefix: str = "ca/v1",
                  client_id: str = "ingest-1", group: str = "ingest", clips_dir: str | Path | None = None,
                  quotas: Quotas | None = None, protocol_auto: bool = False, shared: str = "auto",
-                 inbox_mb: float = 128.0):
+                 inbox_mb: float = 256.0):
         self.store = store
         self.clips = ClipAssembler(Path(clips_dir)) if clips_dir else None
         self.prefix = prefix
@@ -893,7 +903,9 @@ class Ingest:
         over the rate it stored them in the last seconds."""
         queued = self.inbox.qsize() + (self.writer.queue.qsize() if self.writer is not None else 0)
         rate = self.writer.throughput.rate(now) if self.writer is not None else 0.0
-        wait = queued / rate if rate > 0 else queued * 0.005
+        # on the safe side: a box whose batch waits behind these must not give up first (a
+        # wait overestimated only delays the resend of a batch that was really lost)
+        wait = (queued / rate * 1.25 + 1.0 if rate > 0 else queued * 0.005) if queued else 0.0
         return Load(wait_s=round(min(wait, 86_400.0), 1), queued=queued, rate=round(rate, 1))
 
     def publish_load(self, now: float) -> None:

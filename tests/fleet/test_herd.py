@@ -211,10 +211,10 @@ def test_the_load_hint_says_how_long_the_queue_takes_and_is_published_sparingly(
     ing.writer.throughput.add(50, 98.0)                       # 50 messages stored in the last seconds
     ing.writer.throughput.add(50, 100.0)
     load = ing.load(100.0)
-    assert load.queued == 200 and load.rate == 50.0 and load.wait_s == 4.0
+    assert load.queued == 200 and load.rate == 50.0 and load.wait_s == 6.0     # 4 s, a quarter more, a second
     ing.publish_load(100.0)
     [(t, p, q, retain)] = rec.published
-    assert t == "ca/v1/ingest/load/ingest-7" and q == 1 and retain and json.loads(p)["wait_s"] == 4.0
+    assert t == "ca/v1/ingest/load/ingest-7" and q == 1 and retain and json.loads(p)["wait_s"] == 6.0
     ing.publish_load(100.5)                                   # the same figure: not again
     assert len(rec.published) == 1
     for _ in range(200):
