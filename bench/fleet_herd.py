@@ -93,6 +93,14 @@ def batch_json(device: str, box: int, prev: int, last: int) -> bytes:
 
 # --- a simulated box -------------------------------------------------------------------------------
 
+def published(info) -> bool:
+    """The broker acknowledged it (paho raises for a publish that failed outright)."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False
+
+
 def no_delay(c, userdata, sock) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -153,7 +161,7 @@ class HerdBox:
                 self.done_at = now
         if w.stalled(now):
             flight = list(w.in_flight)
-            if self.connected and all(k in self.published and self.published[k].is_published() for k in flight):
+            if self.connected and all(k in self.published and published(self.published[k]) for k in flight):
                 w.probe(now, self._send(w.acked, now, probe=True))
             else:
                 w.resend_all(now)

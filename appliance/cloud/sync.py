@@ -478,7 +478,7 @@ class SyncStage:
         with w.lock:
             flight = list(w.in_flight)
         self.published = {k: i for k, i in self.published.items() if k in flight}
-        took_all = all(k in self.published and self.published[k].is_published() for k in flight)
+        took_all = all(k in self.published and _published(self.published[k]) for k in flight)
         if self.connected.is_set() and took_all:
             rows = self.journal.read(self.acked, self.cfg.sync.batch_max)
             if rows:
@@ -640,6 +640,15 @@ class SyncStage:
             self._status_written = doc
         except OSError as exc:
             log.warning("sync: status file not written: %s", exc.strerror or exc)
+
+
+def _published(info) -> bool:
+    """The broker acknowledged the publish (paho raises for one that failed outright: the
+    link was down — not acknowledged)."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False
 
 
 def remembered_protocol(state_dir: str) -> str | None:
