@@ -293,7 +293,13 @@ def floor_process(port: int, db_path: str, ready: mp.Event, stop: mp.Event) -> N
         db.execute("COMMIT")
         c.publish(f"{PREFIX}/{b.device}/ack", b'{"upto":%d}' % hw, qos=0)
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="floor", protocol=mqtt.MQTTv5)
+    subscribe_until(port, "floor", on_message, ready, stop)
+    db.close()
+
+
+def subscribe_until(port: int, name: str, on_message, ready: mp.Event, stop: mp.Event) -> None:
+    """A reference subscriber: every box's journal at QoS 1, ``on_message`` on paho's thread."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
     c.on_message = on_message
     c.on_socket_open = no_delay
     c.on_connect = lambda c, u, f, rc, p: (c.subscribe(f"{PREFIX}/+/journal", qos=1), ready.set())
@@ -301,7 +307,6 @@ def floor_process(port: int, db_path: str, ready: mp.Event, stop: mp.Event) -> N
     c.loop_start()
     stop.wait()
     c.loop_stop()
-    db.close()
 
 
 def same_rows_process(port: int, db_path: str, ready: mp.Event, stop: mp.Event) -> None:
@@ -317,14 +322,7 @@ def same_rows_process(port: int, db_path: str, ready: mp.Event, stop: mp.Event) 
         hw = store.write_group([("batch", b)])[0]
         c.publish(f"{PREFIX}/{b.device}/ack", b'{"upto":%d}' % hw, qos=0)
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="same-rows", protocol=mqtt.MQTTv5)
-    c.on_message = on_message
-    c.on_socket_open = no_delay
-    c.on_connect = lambda c, u, f, rc, p: (c.subscribe(f"{PREFIX}/+/journal", qos=1), ready.set())
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    stop.wait()
-    c.loop_stop()
+    subscribe_until(port, "same-rows", on_message, ready, stop)
     store.close()
 
 

@@ -109,7 +109,11 @@ class FakeClient:
         return (0, 1)
 
 
-def stage_with_backlog(tmp_path, broker_takes: bool):
+def stage_with_backlog(tmp_path, monkeypatch, broker_takes: bool, first: bool = True):
+    """A connected stage with 1,000 records, on a fake clock, its first window sent
+    (and forgotten by the fake client when ``first``)."""
+    clock = [1000.0]
+    monkeypatch.setattr("appliance.cloud.sync.time.monotonic", lambda: clock[0])
     cfg = parse_config(f'[device]\nid = "box-1"\nstate_dir = "{tmp_path}"\n[points.till1]\n'
                        '[sync]\nbroker = "mqtt://127.0.0.1:1"\nbatch_max = 100\nack_timeout_s = 30\n')
     j = Journal.in_dir(tmp_path)
@@ -118,14 +122,14 @@ def stage_with_backlog(tmp_path, broker_takes: bool):
     stage.client = FakeClient(broker_takes)
     stage.connected.set()
     stage._on_connect(stage.client, None, None, SimpleNamespace(is_failure=False), None)
-    return stage, j
+    stage.step()
+    if first:
+        stage.client.journal.clear()
+    return stage, j, clock
 
 
 def test_the_box_resends_only_its_oldest_batch_when_the_broker_took_every_publish(tmp_path, monkeypatch):
-    clock = [1000.0]
-    monkeypatch.setattr("appliance.cloud.sync.time.monotonic", lambda: clock[0])
-    stage, j = stage_with_backlog(tmp_path, broker_takes=True)
-    stage.step()
+    stage, j, clock = stage_with_backlog(tmp_path, monkeypatch, broker_takes=True, first=False)
     assert stage.client.journal == [(0, 100), (100, 200), (200, 300), (300, 400)][:WINDOW]
     stage.client.journal.clear()
     clock[0] += 31
@@ -146,11 +150,7 @@ def test_the_box_resends_only_its_oldest_batch_when_the_broker_took_every_publis
 
 
 def test_the_box_resends_everything_when_the_link_lost_publishes(tmp_path, monkeypatch):
-    clock = [1000.0]
-    monkeypatch.setattr("appliance.cloud.sync.time.monotonic", lambda: clock[0])
-    stage, j = stage_with_backlog(tmp_path, broker_takes=False)
-    stage.step()
-    stage.client.journal.clear()
+    stage, j, clock = stage_with_backlog(tmp_path, monkeypatch, broker_takes=False)
     clock[0] += 31
     stage.step()
     assert stage.client.journal == [(0, 100), (100, 200), (200, 300), (300, 400)]
@@ -159,11 +159,7 @@ def test_the_box_resends_everything_when_the_link_lost_publishes(tmp_path, monke
 
 
 def test_the_box_reads_the_ingest_load_hint_and_refuses_a_bad_one(tmp_path, monkeypatch):
-    clock = [1000.0]
-    monkeypatch.setattr("appliance.cloud.sync.time.monotonic", lambda: clock[0])
-    stage, j = stage_with_backlog(tmp_path, broker_takes=True)
-    stage.step()
-    stage.client.journal.clear()
+    stage, j, clock = stage_with_backlog(tmp_path, monkeypatch, broker_takes=True)
 
     def hint(worker: str, payload: bytes) -> None:
         stage._on_message(None, None, SimpleNamespace(topic=f"ca/v1/ingest/load/{worker}", payload=payload))
