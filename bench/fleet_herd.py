@@ -34,7 +34,6 @@ import multiprocessing as mp
 import random
 import resource
 import selectors
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -50,7 +49,8 @@ import msgspec  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from common import cpu_s, machine, pids_named, rss_mb  # noqa: E402
 
-from appliance.cloud.sync import WINDOW, AckWindow  # noqa: E402
+from appliance.cloud.mqtt import no_delay as mqtt_no_delay  # noqa: E402
+from appliance.cloud.sync import WINDOW, AckWindow, broker_took  # noqa: E402
 from appliance.cloud.wire import decode_ack, decode_load  # noqa: E402
 
 PREFIX = "ca/v1"
@@ -93,16 +93,8 @@ def batch_json(device: str, box: int, prev: int, last: int) -> bytes:
 
 # --- a simulated box -------------------------------------------------------------------------------
 
-def published(info) -> bool:
-    """The broker acknowledged it (paho raises for a publish that failed outright)."""
-    try:
-        return info.is_published()
-    except (RuntimeError, ValueError):
-        return False
-
-
 def no_delay(c, userdata, sock) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    mqtt_no_delay(sock)
 
 
 class HerdBox:
@@ -161,7 +153,7 @@ class HerdBox:
                 self.done_at = now
         if w.stalled(now):
             flight = list(w.in_flight)
-            if self.connected and all(k in self.published and published(self.published[k]) for k in flight):
+            if self.connected and all(k in self.published and broker_took(self.published[k]) for k in flight):
                 w.probe(now, self._send(w.acked, now, probe=True))
             else:
                 w.resend_all(now)

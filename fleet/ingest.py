@@ -210,13 +210,16 @@ class IngestStore:
 
     def _marks(self, devices: list[str]) -> dict[str, int]:
         """The devices' high-water marks (rows locked on PostgreSQL, in id order)."""
-        out: dict[str, int] = {}
-        for i in range(0, len(devices), 500):
-            part = devices[i:i + 500]
-            out.update(self.db.execute(self._q(
-                f"SELECT id, hw FROM devices WHERE id IN ({','.join('?' * len(part))}) ORDER BY id"
-                + (" FOR UPDATE" if self.pg else "")), part).fetchall())
-        return out
+        return dict(self._where_in("SELECT id, hw FROM devices WHERE id IN ({}) ORDER BY id"
+                                   + (" FOR UPDATE" if self.pg else ""), devices))
+
+    def _where_in(self, sql: str, keys: list[str]) -> list[tuple]:
+        """``sql`` with ``{}`` standing for the keys' placeholders, run 500 keys at a time."""
+        rows: list[tuple] = []
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            rows += self.db.execute(self._q(sql.format(",".join("?" * len(part)))), part).fetchall()
+        return rows
 
     def _store_records(self, batches: list[Prepared], now: int) -> None:
         self._executemany("INSERT INTO records(device, seq, id, type, point, ts, source, data, received)"
@@ -238,11 +241,8 @@ class IngestStore:
             self._executemany("INSERT INTO early_spans VALUES (?,?,?) ON CONFLICT(device, prev) DO UPDATE"
                               " SET last = CASE WHEN excluded.last > early_spans.last THEN excluded.last"
                               " ELSE early_spans.last END", early)
-        waiting: set[str] = set()
-        for i in range(0, len(senders), 500):
-            part = senders[i:i + 500]
-            waiting.update(d for (d,) in self.db.execute(self._q(
-                f"SELECT DISTINCT device FROM early_spans WHERE device IN ({','.join('?' * len(part))})"), part))
+        waiting = {d for (d,) in self._where_in("SELECT DISTINCT device FROM early_spans WHERE device IN ({})",
+                                                senders)}
         for d in sorted(waiting):
             hw[d] = self._follow_spans(d, hw[d])
         return hw
@@ -518,17 +518,19 @@ class Throughput:
     def add(self, n: int, now: float) -> None:
         with self.lock:
             self.marks.append((now, n))
-            while self.marks and now - self.marks[0][0] > self.span_s:
-                self.marks.popleft()
+            self._forget(now)
 
     def rate(self, now: float) -> float:
         with self.lock:
-            while self.marks and now - self.marks[0][0] > self.span_s:
-                self.marks.popleft()
+            self._forget(now)
             if not self.marks:
                 return 0.0
             n = sum(m for _, m in self.marks)
             return n / max(now - self.marks[0][0], 1.0)
+
+    def _forget(self, now: float) -> None:
+        while self.marks and now - self.marks[0][0] > self.span_s:
+            self.marks.popleft()
 
 
 class GroupWriter(threading.Thread):
@@ -588,7 +590,7 @@ class GroupWriter(threading.Thread):
                 ing.rejections.add(device, f"internal error: {type(hw).__name__}: {hw}", now)
                 log.error("ingest: a write for %s failed: %s", device, hw)
             elif item[0] == "batch":
-                ing.stored += len(item[1].rows) if isinstance(item[1], Prepared) else len(item[1].records)
+                ing.stored += len(item[1].rows)
                 acks[device] = max(acks.get(device, -1), hw)
         for device, hw in acks.items():     # one ack per device per commit, its highest contiguous seq
             ing.client.publish(topic(ing.prefix, device, ACK), encode(Ack(upto=hw)), qos=ACK_QOS)
@@ -605,15 +607,15 @@ class Decoder(threading.Thread):
     them (:meth:`Ingest._process`), so paho's thread only reads the socket and acknowledges
     to the broker — it keeps reading while the writer commits."""
 
+    STOP_S = 10.0
+    """Stopping, what the inbox still holds is handled for this long at most; the rest was
+    never acked, and the boxes send it again."""
+
     def __init__(self, ingest: "Ingest", inbox: Inbox):
         super().__init__(name="ingest-decoder", daemon=True)
         self.ingest = ingest
         self.inbox = inbox
         self.stopping = threading.Event()
-
-    STOP_S = 10.0
-    """Stopping, what the inbox still holds is handled for this long at most; the rest was
-    never acked, and the boxes send it again."""
 
     def run(self) -> None:
         stop_at = None

@@ -105,10 +105,6 @@ class AckWindow:
             self.progress_at = now
             self.timeout_s = self.base_timeout_s       # the ingest answers: back to the normal pace
 
-    def full(self) -> bool:
-        with self.lock:
-            return len(self.in_flight) >= WINDOW
-
     def may_send(self, now: float) -> bool:
         """Not holding back after a reconnect, and room in the window."""
         with self.lock:
@@ -147,10 +143,7 @@ class AckWindow:
         with self.lock:
             return max([self.progress_at + self.timeout_s, *self.busy.values()])
 
-    def stalled(self, now: float, timeout_s: float | None = None) -> bool:
-        if timeout_s is not None:                       # a fixed timeout (no pacing)
-            with self.lock:
-                return bool(self.in_flight) and now - self.progress_at > timeout_s
+    def stalled(self, now: float) -> bool:
         with self.lock:
             if not self.in_flight:
                 return False
@@ -478,7 +471,7 @@ class SyncStage:
         with w.lock:
             flight = list(w.in_flight)
         self.published = {k: i for k, i in self.published.items() if k in flight}
-        took_all = all(k in self.published and _published(self.published[k]) for k in flight)
+        took_all = all(k in self.published and broker_took(self.published[k]) for k in flight)
         if self.connected.is_set() and took_all:
             rows = self.journal.read(self.acked, self.cfg.sync.batch_max)
             if rows:
@@ -642,7 +635,7 @@ class SyncStage:
             log.warning("sync: status file not written: %s", exc.strerror or exc)
 
 
-def _published(info) -> bool:
+def broker_took(info) -> bool:
     """The broker acknowledged the publish (paho raises for one that failed outright: the
     link was down — not acknowledged)."""
     try:

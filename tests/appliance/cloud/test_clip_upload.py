@@ -70,9 +70,9 @@ def test_ack_window_moves_only_on_acks_for_what_was_sent():
     assert w.acked == 20 and w.in_flight == [30]
     w.on_ack(15)                                                 # old news
     assert w.take_pending() is None
-    assert not w.stalled(now=20.0, timeout_s=30) and w.stalled(now=40.0, timeout_s=30)
+    assert w.base_timeout_s == 30 and not w.stalled(now=20.0) and w.stalled(now=40.0)
     w.rewind(now=40.0)
-    assert w.sent == 20 and w.in_flight == [] and not w.full()
+    assert w.sent == 20 and w.in_flight == [] and w.may_send(40.0)
     w.on_ack(30)                                                 # sent earlier on this run: still valid
     assert w.take_pending() == 30
 
@@ -80,9 +80,9 @@ def test_ack_window_moves_only_on_acks_for_what_was_sent():
 def test_window_is_full_after_four_batches():
     w = AckWindow(acked=0)
     for last in (10, 20, 30, 40):
-        assert not w.full()
+        assert w.may_send(0.0)
         w.sent_batch(last, now=0.0)
-    assert w.full()
+    assert not w.may_send(0.0)
 
 
 def test_the_box_takes_acks_only_for_what_it_sent(tmp_path):
