@@ -320,36 +320,47 @@ def same_rows_process(port: int, db_path: str, ready: mp.Event, stop: mp.Event) 
 
 # --- one run ---------------------------------------------------------------------------------------
 
-def herd(args, port: int, label: str, pids, watch_pg: bool = False) -> dict:
+def run_fleet(args, port: int, boxes: int, procs_n: int, base: int, records: int, mode: str, seconds: float,
+              watched: dict) -> tuple[list[dict], dict, dict, float]:
+    """``boxes`` simulated boxes (numbered from ``base``) in ``procs_n`` processes, started
+    together; the ``watched`` processes' CPU (% of a core) and peak RSS (MB) until every
+    simulator has reported. Returns the simulators' reports, CPU, RSS and the seconds taken."""
     q: mp.Queue = mp.Queue()
-    per = -(-args.boxes // args.procs)
+    per = -(-boxes // procs_n)
     start_at = time.time() + 1.0
     pace = {"timeout": 30.0, "max_timeout": 600.0, "jitter": args.jitter}
-    procs = [mp.Process(target=boxes_process, args=(k * per, min(per, args.boxes - k * per), port, args.records,
-                                                    pace, start_at, "herd", args.limit, q))
-             for k in range(args.procs) if k * per < args.boxes]
+    procs = [mp.Process(target=boxes_process, args=(base + k * per, min(per, boxes - k * per), port, records, pace,
+                                                    start_at, mode, seconds, q))
+             for k in range(procs_n) if k * per < boxes]
     for p in procs:
         p.start()
-    watched = dict(pids)
-    if watch_pg:
-        watched["postgresql"] = lambda: pids_named("postgres")
     while time.time() < start_at:
         time.sleep(0.01)
+    t0 = time.monotonic()
     cpu0 = {k: sum(cpu_s(p) for p in f()) for k, f in watched.items()}
     peak = dict.fromkeys(watched, 0.0)
-    t0 = time.monotonic()
-    results = []
+    results: list[dict] = []
     while len(results) < len(procs):
         for k, f in watched.items():
             peak[k] = max(peak[k], sum(rss_mb(p) for p in f()))
         try:
             results.append(q.get(timeout=0.5))
         except Exception:  # noqa: BLE001 - queue.Empty: not done yet
-            pass
+            if time.monotonic() - t0 > seconds + 900:
+                raise
     wall = time.monotonic() - t0
     cpu = {k: (sum(cpu_s(p) for p in f()) - cpu0[k]) / wall * 100 for k, f in watched.items()}
     for p in procs:
         p.join(30)
+    return results, cpu, peak, wall
+
+
+def herd(args, port: int, label: str, pids, watch_pg: bool = False) -> dict:
+    watched = dict(pids)
+    if watch_pg:
+        watched["postgresql"] = lambda: pids_named("postgres")
+    results, cpu, peak, wall = run_fleet(args, port, args.boxes, args.procs, 0, args.records, "herd", args.limit,
+                                         watched)
     lat = sorted(x for r in results for x in r["latencies"])
     done = [x for r in results for x in r["done"]]
     unfinished = sum(r["unfinished"] for r in results)
@@ -418,34 +429,9 @@ def clear_retained(port: int) -> None:
 def steady(args, port: int, n: int, base: int, pids: dict) -> dict:
     """``base``: the first box's number — each fleet its own boxes (a box that the ingest
     already holds records of would rightly refuse acks above what it sent)."""
-    q: mp.Queue = mp.Queue()
-    procs_n = max(args.procs, -(-n // 5000))
-    per = -(-n // procs_n)
-    start_at = time.time() + 1.0
-    pace = {"timeout": 30.0, "max_timeout": 600.0, "jitter": args.jitter}
-    procs = [mp.Process(target=boxes_process, args=(base + k * per, min(per, n - k * per), port, 0, pace, start_at,
-                                                    "steady", args.steady_seconds, q))
-             for k in range(procs_n) if k * per < n]
-    for p in procs:
-        p.start()
-    while time.time() < start_at:
-        time.sleep(0.01)
-    t0 = time.monotonic()
-    cpu0 = {k: sum(cpu_s(p) for p in f()) for k, f in pids.items()}
-    peak = dict.fromkeys(pids, 0.0)
-    results = []
-    while len(results) < len(procs):
-        for k, f in pids.items():
-            peak[k] = max(peak[k], sum(rss_mb(p) for p in f()))
-        try:
-            results.append(q.get(timeout=0.5))
-        except Exception:  # noqa: BLE001 - queue.Empty: not done yet
-            if time.monotonic() - t0 > args.steady_seconds + 900:
-                raise
-    span = time.monotonic() - t0
-    cpu = {k: round((sum(cpu_s(p) for p in f()) - cpu0[k]) / span * 100, 1) for k, f in pids.items()}
-    for p in procs:
-        p.join(30)
+    results, cpu, peak, _ = run_fleet(args, port, n, max(args.procs, -(-n // 5000)), base, 0, "steady",
+                                      args.steady_seconds, pids)
+    cpu = {k: round(v, 1) for k, v in cpu.items()}
     lat = sorted(x for r in results for x in r["latencies"])
     wall = max(r["wall_s"] for r in results)
     return {"boxes": n, "acks": len(lat), "unacked_boxes": sum(r["unfinished"] for r in results),
