@@ -200,9 +200,9 @@ class Sync(_Section):
     ack_timeout_s: Positive = 30.0
     """No acknowledgement for this long while records are in flight: send them again (only
     the oldest batch while the broker takes every publish: the ingest is busy, not deaf)."""
-    ack_timeout_max_s: Positive = 600.0
+    ack_timeout_max_s: Annotated[float, Meta(gt=0, le=86_400)] = 600.0
     """Each timeout without progress doubles the next one, up to this (any ack resets it)."""
-    reconnect_jitter_s: NonNegative = 5.0
+    reconnect_jitter_s: Annotated[float, Meta(ge=0, le=3_600)] = 5.0
     """After a reconnect, a random delay up to this before the backlog goes (a fleet
     reconnecting at once after an outage spreads out). The first connection goes at once."""
     audio_order: Literal["oldest", "newest"] = "oldest"

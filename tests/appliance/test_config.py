@@ -243,3 +243,16 @@ def test_any_text_is_a_config_or_errors(text):
         parse_config(text)
     except ConfigError as exc:
         assert exc.errors
+
+
+def test_the_sync_pacing_keys_are_bounded():
+    """A slip of the finger must not silence a box for years after its next reconnect."""
+    errs = errors_of("""
+[sync]
+reconnect_jitter_s = 1e308
+ack_timeout_max_s = -1
+""")
+    assert any(e.startswith("sync.reconnect_jitter_s: ") and "3600" in e for e in errs), errs
+    assert any(e.startswith("sync.ack_timeout_max_s: ") for e in errs), errs
+    cfg = parse_config("[points.till1]\n[sync]\nreconnect_jitter_s = 0\nack_timeout_max_s = 86400\n")
+    assert cfg.sync.reconnect_jitter_s == 0 and cfg.sync.ack_timeout_max_s == 86_400
